@@ -1,0 +1,61 @@
+# event_store: PGXS build.
+#
+#   make && make install      build and install into the server of pg_config
+#   make installcheck         regression and isolation suites on a throwaway
+#                             cluster with the library preloaded (run as a
+#                             non-root user that can run initdb)
+#   scripts/test.sh           every suite, with the packages it needs
+
+EXTENSION = event_store
+EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+
+MODULE_big = event_store
+OBJS = \
+	src/append.o \
+	src/event_store.o \
+	src/feed.o \
+	src/guc.o \
+	src/ids.o \
+	src/read.o \
+	src/schema.o \
+	src/shmem.o \
+	src/stream.o \
+	src/writer.o
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# Regression tests run in this order, in one database; setup comes first.
+REGRESS = setup append append_event read_stream delete_stream bad_input
+REGRESS_OPTS = --inputdir=test --outputdir=test \
+	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
+	--load-extension=$(EXTENSION)
+
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
+	--temp-instance=test/tmp_check_iso --temp-config=test/preload.conf \
+	--load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	cp $< $@
+
+# One target per suite, so scripts/test.sh can report them separately.
+PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = -v
+
+.PHONY: installcheck-regress installcheck-isolation installcheck-tap
+installcheck-regress:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+installcheck-isolation:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+
+installcheck-tap:
+	$(prove_installcheck)

@@ -1,0 +1,602 @@
+/*-------------------------------------------------------------------------
+ *
+ * append.c
+ *	  append, append_event and delete_stream: writing events to a stream
+ *	  with optimistic concurrency.
+ *
+ * An append takes the stream's lock (stream.c), reads the stream head from
+ * the (stream, version) index, checks the expected version, reserves global
+ * positions from the feed (feed.c) and inserts the rows.  The stream lock is
+ * held to the end of the transaction, so the head read under it is the
+ * latest committed one whatever the caller's isolation level, and the
+ * versions written can never collide.
+ *
+ * A retry of an append that already committed (same event ids, now the last
+ * events of the stream at the same versions) succeeds without writing.  An
+ * event id that exists anywhere else makes the append fail with EV002; the
+ * unique index on id is what detects it, and its error is reported in the
+ * contract's terms.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_append);
+PG_FUNCTION_INFO_V1(event_store_append_event);
+PG_FUNCTION_INFO_V1(event_store_delete_stream);
+
+/* One event to write, validated. */
+typedef struct EsNewEvent
+{
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;		/* NULL when the event has none */
+	pg_uuid_t	id;
+	bool		has_id;			/* id given by the caller */
+} EsNewEvent;
+
+static bool parse_uuid(const char *str, int len, pg_uuid_t *uuid);
+
+/*
+ * Check an event type: non-empty, not too long, not reserved.  "where"
+ * names the event in messages.
+ */
+static void
+check_event_type(const char *type, int len, const char *where)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: event type must not be empty", where)));
+	if (len > ES_MAX_TYPE_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s: event type \"%.32s...\" is too long", where, type),
+				 errdetail("Event types are at most %d bytes; this one has %d.",
+						   ES_MAX_TYPE_NAME_BYTES, len)));
+	if (type[0] == '$')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: event type \"%.*s\" is reserved", where, len, type),
+				 errdetail("Types starting with \"$\" are reserved for events the store writes itself.")));
+}
+
+static void
+check_event_size(const EsNewEvent *event, const char *where)
+{
+	Size		size = VARSIZE(event->data);
+
+	if (event->metadata)
+		size += VARSIZE(event->metadata);
+	if (size > (Size) es_max_event_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s: event is too large", where),
+				 errdetail("Data and metadata take %zu bytes; event_store.max_event_size is %d kB.",
+						   size, es_max_event_size)));
+}
+
+static Jsonb *
+checked_metadata(Jsonb *metadata, const char *where)
+{
+	if (metadata == NULL)
+		return NULL;
+	if (JB_ROOT_IS_SCALAR(metadata))
+	{
+		JsonbValue	scalar;
+
+		/* A JSON null means "no metadata". */
+		if (JsonbExtractScalar(&metadata->root, &scalar) &&
+			scalar.type == jbvNull)
+			return NULL;
+	}
+	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: metadata must be a JSON object", where)));
+	return metadata;
+}
+
+/*
+ * Read one event object of the events argument of append.
+ */
+static void
+parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
+{
+	JsonbIterator *it = JsonbIteratorInit(object);
+	JsonbValue	key;
+	JsonbValue	value;
+	JsonbIteratorToken token;
+	bool		has_data = false;
+	char		where[64];
+
+	snprintf(where, sizeof(where), "event %d", index);
+	memset(event, 0, sizeof(EsNewEvent));
+
+	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		char	   *name;
+		int			namelen;
+
+		if (token != WJB_KEY)
+			continue;
+		token = JsonbIteratorNext(&it, &value, true);
+		Assert(token == WJB_VALUE);
+		name = key.val.string.val;
+		namelen = key.val.string.len;
+
+		if (namelen == 4 && memcmp(name, "type", 4) == 0)
+		{
+			if (value.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s: \"type\" must be a string", where)));
+			check_event_type(value.val.string.val, value.val.string.len, where);
+			event->type = cstring_to_text_with_len(value.val.string.val,
+												   value.val.string.len);
+		}
+		else if (namelen == 4 && memcmp(name, "data", 4) == 0)
+		{
+			event->data = JsonbValueToJsonb(&value);
+			has_data = true;
+		}
+		else if (namelen == 8 && memcmp(name, "metadata", 8) == 0)
+		{
+			if (value.type == jbvNull)
+				event->metadata = NULL;
+			else if (value.type == jbvBinary &&
+					 JsonContainerIsObject(value.val.binary.data))
+				event->metadata = JsonbValueToJsonb(&value);
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s: \"metadata\" must be a JSON object", where)));
+		}
+		else if (namelen == 2 && memcmp(name, "id", 2) == 0)
+		{
+			if (value.type == jbvNull)
+				event->has_id = false;
+			else if (value.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("%s: \"id\" must be a UUID string", where)));
+			else if (!parse_uuid(value.val.string.val, value.val.string.len,
+								 &event->id))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("%s: invalid event id \"%.*s\"", where,
+								Min(value.val.string.len, 64),
+								value.val.string.val)));
+			else
+				event->has_id = true;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s: unknown key \"%.*s\"", where,
+							Min(namelen, 64), name),
+					 errhint("An event has the keys \"type\", \"data\", \"metadata\" and \"id\".")));
+	}
+
+	if (event->type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: \"type\" is missing", where)));
+	if (!has_data)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: \"data\" is missing", where),
+				 errhint("Use \"data\": null for an event without data.")));
+	check_event_size(event, where);
+}
+
+/*
+ * The events argument of append: one object or a non-empty array of them.
+ */
+static EsNewEvent *
+parse_events(Jsonb *events, int *count)
+{
+	EsNewEvent *parsed;
+	int			n;
+
+	if (JB_ROOT_IS_SCALAR(events) ||
+		!(JB_ROOT_IS_OBJECT(events) || JB_ROOT_IS_ARRAY(events)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be a JSON object or an array of objects")));
+
+	if (JB_ROOT_IS_OBJECT(events))
+	{
+		parsed = palloc(sizeof(EsNewEvent));
+		parse_event_object(&events->root, 0, parsed);
+		*count = 1;
+		return parsed;
+	}
+
+	n = JB_ROOT_COUNT(events);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must not be an empty array")));
+	if (n > es_max_append_events)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many events in one append: %d", n),
+				 errdetail("event_store.max_append_events is %d.",
+						   es_max_append_events)));
+
+	parsed = palloc(n * sizeof(EsNewEvent));
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *element = getIthJsonbValueFromContainer(&events->root, i);
+
+		if (element->type != jbvBinary ||
+			!JsonContainerIsObject(element->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event %d: must be a JSON object", i)));
+		parse_event_object(element->val.binary.data, i, &parsed[i]);
+	}
+	*count = n;
+	return parsed;
+}
+
+static int
+hex_digit_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Parse a UUID the way the uuid type's input does: 32 hex digits,
+ * optionally in braces, optionally with a hyphen after any group of four.
+ */
+static bool
+parse_uuid(const char *str, int len, pg_uuid_t *uuid)
+{
+	const char *p = str;
+	const char *end = str + len;
+	bool		braces = false;
+
+	if (p < end && *p == '{')
+	{
+		braces = true;
+		p++;
+	}
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		int			hi,
+					lo;
+
+		if (end - p < 2)
+			return false;
+		hi = hex_digit_value(p[0]);
+		lo = hex_digit_value(p[1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		uuid->data[i] = (unsigned char) ((hi << 4) | lo);
+		p += 2;
+		if (p < end && *p == '-' && (i % 2) == 1 && i < UUID_LEN - 1)
+			p++;
+	}
+	if (braces)
+	{
+		if (p >= end || *p != '}')
+			return false;
+		p++;
+	}
+	return p == end;
+}
+
+static char *
+uuid_to_cstring(const pg_uuid_t *uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out,
+											   UUIDPGetDatum((pg_uuid_t *) uuid)));
+}
+
+/*
+ * Render an expected version for messages.
+ */
+static const char *
+expected_version_str(int64 expected)
+{
+	if (expected == ES_EXPECT_NO_STREAM)
+		return "-1 (no stream)";
+	if (expected == ES_EXPECT_STREAM_EXISTS)
+		return "-2 (stream exists)";
+	return psprintf(INT64_FORMAT, expected);
+}
+
+static int64
+checked_expected_version(FunctionCallInfo fcinfo, int argno, bool *has_expected)
+{
+	int64		expected;
+
+	*has_expected = !PG_ARGISNULL(argno);
+	if (!*has_expected)
+		return 0;
+	expected = PG_GETARG_INT64(argno);
+	if (expected < ES_EXPECT_STREAM_EXISTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid expected version " INT64_FORMAT, expected),
+				 errhint("Use NULL (any), -1 (stream must not exist), -2 (stream must exist) or the current version.")));
+	return expected;
+}
+
+static void
+check_expected_version(text *stream, const EsStreamHead *head,
+					   bool has_expected, int64 expected)
+{
+	bool		ok;
+
+	if (!has_expected)
+		return;
+	if (expected == ES_EXPECT_NO_STREAM)
+		ok = !head->exists;
+	else if (expected == ES_EXPECT_STREAM_EXISTS)
+		ok = head->exists;
+	else
+		ok = head->exists && head->version == expected;
+
+	if (!ok)
+	{
+		char	   *name = text_to_cstring(stream);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("wrong expected version for stream \"%s\"", name),
+				 errdetail("Stream \"%s\": expected version %s, actual version %s.",
+						   name, expected_version_str(expected),
+						   head->exists ? psprintf(INT64_FORMAT, head->version)
+						   : "-1 (no stream)")));
+	}
+}
+
+/*
+ * Is this append a retry of one that already committed?  It is when every
+ * event has an id and those ids are, in order, the last events of the
+ * stream, and the expected version is the one the first attempt had.
+ */
+static bool
+is_committed_retry(Relation events, Relation stream_index, text *stream,
+				   const EsStreamHead *head, const EsNewEvent *new_events,
+				   int n, bool has_expected, int64 expected)
+{
+	EsStreamScan *ss;
+	TupleTableSlot *slot;
+	int			i;
+
+	if (!head->exists || head->version < n - 1)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!new_events[i].has_id)
+			return false;
+	/* Cheap test first: the last id must be the stream's last event. */
+	if (memcmp(&head->last_id, &new_events[n - 1].id, sizeof(pg_uuid_t)) != 0)
+		return false;
+
+	if (has_expected)
+	{
+		if (expected == ES_EXPECT_NO_STREAM && head->version != n - 1)
+			return false;
+		if (expected >= 0 && expected != head->version - n)
+			return false;
+	}
+
+	ss = es_stream_scan_begin(events, stream_index, stream, false, 0, true,
+							  SnapshotSelf);
+	for (i = n - 1; i >= 0; i--)
+	{
+		slot = es_stream_scan_next(ss);
+		if (slot == NULL ||
+			memcmp(DatumGetUUIDP(es_getattr(slot, Anum_events_id)),
+				   &new_events[i].id, sizeof(pg_uuid_t)) != 0)
+			break;
+	}
+	es_stream_scan_end(ss);
+	return i < 0;
+}
+
+/*
+ * Write validated events to a stream.  Returns the stream's new version.
+ */
+static int64
+append_events(text *stream, EsNewEvent *new_events, int n,
+			  bool has_expected, int64 expected)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	EsTableWriter *writer;
+	Relation	stream_index;
+	EsStreamHead head;
+	int64		first_position;
+	Datum		values[Natts_events];
+	bool		nulls[Natts_events];
+	text	   *category;
+	TimestampTz now;
+	volatile int current = 0;
+
+	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
+
+	writer = es_writer_open(es_relation_oid("events"));
+	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+							  AccessShareLock);
+
+	/*
+	 * Under the stream lock no other transaction can be writing this stream,
+	 * so the committed state (SnapshotSelf also sees our own earlier appends)
+	 * is the stream's true head.
+	 */
+	head = es_read_stream_head(writer->rel, stream_index, stream, SnapshotSelf);
+	if (head.deleted)
+		es_report_stream_deleted(stream);
+
+	if (is_committed_retry(writer->rel, stream_index, stream, &head,
+						   new_events, n, has_expected, expected))
+	{
+		index_close(stream_index, AccessShareLock);
+		es_writer_close(writer);
+		return head.version;
+	}
+	check_expected_version(stream, &head, has_expected, expected);
+
+	category = es_category_of(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
+	now = GetCurrentTimestamp();
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_events_stream - 1] = PointerGetDatum(stream);
+	values[Anum_events_recorded_at - 1] = TimestampTzGetDatum(now);
+	values[Anum_events_category - 1] = PointerGetDatum(category);
+
+	first_position = es_feed_reserve_positions(writer->rel, n);
+
+	PG_TRY();
+	{
+		for (current = 0; current < n; current++)
+		{
+			EsNewEvent *event = &new_events[current];
+
+			if (!event->has_id)
+				es_generate_uuid(&event->id);
+			values[Anum_events_position - 1] = Int64GetDatum(first_position + current);
+			values[Anum_events_version - 1] = Int64GetDatum(head.version + 1 + current);
+			values[Anum_events_type - 1] = PointerGetDatum(event->type);
+			values[Anum_events_data - 1] = JsonbPGetDatum(event->data);
+			values[Anum_events_metadata - 1] = JsonbPGetDatum(event->metadata);
+			nulls[Anum_events_metadata - 1] = (event->metadata == NULL);
+			values[Anum_events_id - 1] = UUIDPGetDatum(&event->id);
+			es_writer_insert(writer, values, nulls);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(callercxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			edata->constraint_name != NULL &&
+			strcmp(edata->constraint_name, "events_id_key") == 0)
+		{
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_EVENT_ID_CONFLICT),
+					 errmsg("event id %s already exists",
+							uuid_to_cstring(&new_events[current].id)),
+					 errdetail("Event %d of the append to stream \"%s\" has an id that is already in the store.",
+							   current, text_to_cstring(stream))));
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	es_feed_reservation_done();
+	index_close(stream_index, AccessShareLock);
+	es_writer_close(writer);
+
+	/* Let later commands of this transaction see the new head. */
+	CommandCounterIncrement();
+	return head.version + n;
+}
+
+/*
+ * append(stream, events, expected_version)
+ */
+Datum
+event_store_append(PG_FUNCTION_ARGS)
+{
+	text	   *stream = es_checked_stream_arg(fcinfo, 0);
+	bool		has_expected;
+	int64		expected = checked_expected_version(fcinfo, 2, &has_expected);
+	EsNewEvent *new_events;
+	int			n;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null")));
+	new_events = parse_events(PG_GETARG_JSONB_P(1), &n);
+
+	PG_RETURN_INT64(append_events(stream, new_events, n, has_expected, expected));
+}
+
+/*
+ * append_event(stream, type, data, metadata, expected_version, id)
+ */
+Datum
+event_store_append_event(PG_FUNCTION_ARGS)
+{
+	text	   *stream = es_checked_stream_arg(fcinfo, 0);
+	bool		has_expected;
+	int64		expected = checked_expected_version(fcinfo, 4, &has_expected);
+	EsNewEvent event;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event type must not be null")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event data must not be null"),
+				 errhint("Use 'null'::jsonb for an event without data.")));
+
+	event.type = PG_GETARG_TEXT_PP(1);
+	check_event_type(VARDATA_ANY(event.type), VARSIZE_ANY_EXHDR(event.type),
+					 "append_event");
+	event.data = PG_GETARG_JSONB_P(2);
+	event.metadata = checked_metadata(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
+									  "append_event");
+	event.has_id = !PG_ARGISNULL(5);
+	if (event.has_id)
+		memcpy(&event.id, PG_GETARG_UUID_P(5), sizeof(pg_uuid_t));
+	check_event_size(&event, "append_event");
+
+	PG_RETURN_INT64(append_events(stream, &event, 1, has_expected, expected));
+}
+
+/*
+ * delete_stream(stream, expected_version)
+ *
+ * Ends a stream with a tombstone event: later appends, reads and
+ * stream_version of the stream fail with EV003.  The stream's events stay in
+ * the global feed, followed by the tombstone, so consumers learn of the
+ * deletion.  Returns the version of the tombstone.
+ */
+Datum
+event_store_delete_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream = es_checked_stream_arg(fcinfo, 0);
+	bool		has_expected;
+	int64		expected = checked_expected_version(fcinfo, 1, &has_expected);
+	EsNewEvent tombstone;
+
+	tombstone.type = cstring_to_text(ES_TOMBSTONE_TYPE);
+	tombstone.data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														CStringGetDatum("{}")));
+	tombstone.metadata = NULL;
+	tombstone.has_id = false;
+
+	PG_RETURN_INT64(append_events(stream, &tombstone, 1, has_expected, expected));
+}

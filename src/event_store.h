@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_store.h
+ *	  Declarations shared by the C files of the event_store extension.
+ *
+ * Each .c file owns one concern; this header lists what they offer each
+ * other.  Nothing here is part of the SQL API.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENT_STORE_H
+#define EVENT_STORE_H
+
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup.h"
+#include "access/sdir.h"
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "storage/lwlock.h"
+#include "utils/jsonb.h"
+#include "utils/snapshot.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+/* Schema of every object the extension creates. */
+#define ES_SCHEMA "event_store"
+
+/* Limits, documented in README.md ("Limits"). */
+#define ES_MAX_STREAM_NAME_BYTES	1024
+#define ES_MAX_TYPE_NAME_BYTES		1024
+
+/* Expected-version sentinels of append (see SPEC.md). */
+#define ES_EXPECT_NO_STREAM		(-1)
+#define ES_EXPECT_STREAM_EXISTS	(-2)
+
+/* Type of the tombstone event written by delete_stream. */
+#define ES_TOMBSTONE_TYPE "$stream_deleted"
+
+/*
+ * SQLSTATEs of class EV, the extension's own error class.
+ */
+#define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','V','0','0','1')
+#define ERRCODE_ES_EVENT_ID_CONFLICT		MAKE_SQLSTATE('E','V','0','0','2')
+#define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','V','0','0','3')
+
+/* Columns of event_store.events, 1-based as in the catalog. */
+enum
+{
+	Anum_events_position = 1,
+	Anum_events_stream,
+	Anum_events_version,
+	Anum_events_type,
+	Anum_events_data,
+	Anum_events_metadata,
+	Anum_events_id,
+	Anum_events_recorded_at,
+	Anum_events_category,
+	Natts_events = Anum_events_category
+};
+
+/* Number of columns of the composite type event_store.event. */
+#define Natts_event_type Anum_events_recorded_at
+
+/*
+ * Classes of the extension's heavyweight lock tags (advisory lock method,
+ * fourth field; SQL advisory locks use 1 and 2, so these never collide).
+ */
+#define ES_LOCK_CLASS_STREAM	0x4553	/* one stream's appenders */
+#define ES_LOCK_CLASS_FEED		0x4554	/* fallback position allocation */
+
+/* guc.c */
+extern int	es_max_event_size;
+extern int	es_max_append_events;
+extern int	es_max_databases;
+extern void es_define_gucs(void);
+
+/* schema.c: lookups of the extension's relations by name */
+extern Oid	es_schema_oid(void);
+extern Oid	es_relation_oid(const char *relname);
+
+/* stream.c: stream names, categories and the per-stream lock */
+extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);
+extern void es_check_stream_name(const char *name, int len);
+extern text *es_category_of(const char *stream, int len);
+extern uint64 es_stream_hash(const char *stream, int len);
+extern void es_lock_stream(const char *stream, int len);
+
+/* ids.c: event ids */
+extern void es_generate_uuid(pg_uuid_t *uuid);
+
+/* writer.c: inserting rows through the executor's simple-insert path */
+typedef struct EsTableWriter
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+} EsTableWriter;
+
+extern EsTableWriter *es_writer_open(Oid relid);
+extern void es_writer_insert(EsTableWriter *writer, Datum *values, bool *nulls);
+extern void es_writer_close(EsTableWriter *writer);
+
+/* feed.c: global positions, the gap-safe head of the feed */
+typedef enum EsFeedRow
+{
+	ES_ROW_VISIBLE,				/* show it */
+	ES_ROW_SKIP,				/* never part of the feed (aborted, deleted) */
+	ES_ROW_STOP					/* may still become visible: stop before it */
+} EsFeedRow;
+
+extern void es_feed_init(void);
+extern int64 es_feed_reserve_positions(Relation events, int count);
+extern void es_feed_reservation_done(void);
+extern int64 es_feed_safe_head(Relation events);
+extern EsFeedRow es_feed_classify_row(Relation events, TupleTableSlot *slot,
+									  Snapshot snapshot);
+
+/* read.c: scans of one stream, stream heads, shared read helpers */
+typedef struct EsStreamScan
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanDirection direction;
+	ScanKeyData keys[2];
+} EsStreamScan;
+
+typedef struct EsStreamHead
+{
+	bool		exists;			/* stream has at least one event */
+	bool		deleted;		/* last event is a tombstone */
+	int64		version;		/* version of the last event, or -1 */
+	pg_uuid_t	last_id;		/* id of the last event, when it exists */
+} EsStreamHead;
+
+extern EsStreamScan *es_stream_scan_begin(Relation events,
+										  Relation stream_index, text *stream,
+										  bool has_bound, int64 bound,
+										  bool backward, Snapshot snapshot);
+extern TupleTableSlot *es_stream_scan_next(EsStreamScan *ss);
+extern void es_stream_scan_end(EsStreamScan *ss);
+extern EsStreamHead es_read_stream_head(Relation events, Relation stream_index,
+										text *stream, Snapshot snapshot);
+extern Datum es_getattr(TupleTableSlot *slot, int attnum);
+extern void es_report_stream_deleted(text *stream) pg_attribute_noreturn();
+extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
+						 TupleTableSlot *slot);
+extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
+
+/* shmem.c: state shared by all backends (only when preloaded) */
+typedef struct EsFeedDatabase
+{
+	Oid			dboid;			/* InvalidOid: free entry */
+	Oid			events_relid;	/* events table the counter belongs to */
+	int64		next_position;	/* next position to hand out */
+} EsFeedDatabase;
+
+typedef struct EsBackendSlot
+{
+	Oid			dboid;			/* database of the reservation */
+	int64		min_position;	/* first position reserved by the running
+								 * transaction, 0 when none */
+} EsBackendSlot;
+
+typedef struct EsShared
+{
+	LWLock	   *feed_lock;		/* protects databases and backend slots */
+	int			max_databases;
+	int			num_backend_slots;
+} EsShared;
+
+extern EsShared *es_shared;
+extern EsFeedDatabase *es_feed_databases;
+extern EsBackendSlot *es_backend_slots;
+
+extern bool es_shmem_available(void);
+extern void es_shmem_init_hooks(void);
+extern EsBackendSlot *es_my_backend_slot(void);
+
+#endif							/* EVENT_STORE_H */

@@ -1,0 +1,264 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  Reading one stream: read_stream, stream_version, and the stream head
+ *	  that append checks its expected version against.
+ *
+ * All of it is a scan of the unique (stream, version) index.  The head of a
+ * stream is one backward descent of that index, so finding it costs the same
+ * whatever the stream's length, and no separate table of stream heads has
+ * to be written on every append.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_read_stream);
+PG_FUNCTION_INFO_V1(event_store_stream_version);
+
+/*
+ * Start a scan of one stream in version order.  With has_bound, only
+ * versions >= bound (forward) or <= bound (backward) are returned.
+ */
+EsStreamScan *
+es_stream_scan_begin(Relation events, Relation stream_index, text *stream,
+					 bool has_bound, int64 bound, bool backward,
+					 Snapshot snapshot)
+{
+	EsStreamScan *ss = palloc0(sizeof(EsStreamScan));
+	int			nkeys = has_bound ? 2 : 1;
+
+	ScanKeyEntryInitialize(&ss->keys[0], 0, 1, BTEqualStrategyNumber,
+						   InvalidOid, stream_index->rd_indcollation[0],
+						   F_TEXTEQ, PointerGetDatum(stream));
+	if (has_bound)
+		ScanKeyEntryInitialize(&ss->keys[1], 0, 2,
+							   backward ? BTLessEqualStrategyNumber : BTGreaterEqualStrategyNumber,
+							   InvalidOid, InvalidOid,
+							   backward ? F_INT8LE : F_INT8GE,
+							   Int64GetDatum(bound));
+
+	ss->direction = backward ? BackwardScanDirection : ForwardScanDirection;
+	ss->slot = table_slot_create(events, NULL);
+	ss->scan = index_beginscan(events, stream_index, snapshot, nkeys, 0);
+	index_rescan(ss->scan, ss->keys, nkeys, NULL, 0);
+	return ss;
+}
+
+/*
+ * Next event of the scan, or NULL at the end.  The slot is valid until the
+ * next call.
+ */
+TupleTableSlot *
+es_stream_scan_next(EsStreamScan *ss)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (index_getnext_slot(ss->scan, ss->direction, ss->slot))
+		return ss->slot;
+	return NULL;
+}
+
+void
+es_stream_scan_end(EsStreamScan *ss)
+{
+	index_endscan(ss->scan);
+	ExecDropSingleTupleTableSlot(ss->slot);
+	pfree(ss);
+}
+
+/*
+ * Read the head of a stream: whether it exists, its last version, the id
+ * of its last event, and whether that event is a tombstone.
+ */
+EsStreamHead
+es_read_stream_head(Relation events, Relation stream_index, text *stream,
+					Snapshot snapshot)
+{
+	EsStreamHead head = {false, false, -1};
+	EsStreamScan *ss;
+	TupleTableSlot *slot;
+
+	ss = es_stream_scan_begin(events, stream_index, stream, false, 0, true,
+							  snapshot);
+	slot = es_stream_scan_next(ss);
+	if (slot != NULL)
+	{
+		text	   *type;
+
+		head.exists = true;
+		head.version = DatumGetInt64(es_getattr(slot, Anum_events_version));
+		memcpy(&head.last_id,
+			   DatumGetUUIDP(es_getattr(slot, Anum_events_id)),
+			   sizeof(pg_uuid_t));
+		type = DatumGetTextPP(es_getattr(slot, Anum_events_type));
+		head.deleted = (VARSIZE_ANY_EXHDR(type) == strlen(ES_TOMBSTONE_TYPE) &&
+						memcmp(VARDATA_ANY(type), ES_TOMBSTONE_TYPE,
+							   strlen(ES_TOMBSTONE_TYPE)) == 0);
+	}
+	es_stream_scan_end(ss);
+	return head;
+}
+
+/*
+ * Value of a column that the table declares NOT NULL.
+ */
+Datum
+es_getattr(TupleTableSlot *slot, int attnum)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(slot, attnum, &isnull);
+
+	Assert(!isnull);
+	return value;
+}
+
+void
+es_report_stream_deleted(text *stream)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_STREAM_DELETED),
+			 errmsg("stream \"%s\" is deleted", text_to_cstring(stream))));
+}
+
+/*
+ * Copy the event_store.event columns of an events row into a tuplestore.
+ */
+void
+es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
+			 TupleTableSlot *slot)
+{
+	slot_getsomeattrs(slot, Natts_event_type);
+	tuplestore_putvalues(tupstore, tupdesc, slot->tts_values, slot->tts_isnull);
+}
+
+/*
+ * Check a max_count argument: not NULL, not negative.
+ */
+int32
+es_checked_max_count(FunctionCallInfo fcinfo, int argno)
+{
+	int32		max_count;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_count must not be null")));
+	max_count = PG_GETARG_INT32(argno);
+	if (max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative: %d", max_count)));
+	return max_count;
+}
+
+/*
+ * read_stream(stream, from_version, max_count, backward)
+ *
+ * Events of one stream from from_version (inclusive), forward or backward,
+ * at most max_count of them.  A backward read with from_version NULL starts
+ * at the last event; a forward one at version 0.  A stream without events
+ * gives no rows; a deleted stream is an error.
+ */
+Datum
+event_store_read_stream(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *stream = es_checked_stream_arg(fcinfo, 0);
+	int32		max_count = es_checked_max_count(fcinfo, 2);
+	bool		backward;
+	bool		has_bound;
+	int64		from_version = 0;
+	Relation	events;
+	Relation	stream_index;
+	Snapshot	snapshot;
+	EsStreamHead head;
+
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("backward must not be null")));
+	backward = PG_GETARG_BOOL(3);
+
+	has_bound = !PG_ARGISNULL(1);
+	if (has_bound)
+	{
+		from_version = PG_GETARG_INT64(1);
+		if (from_version < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("from_version must not be negative: " INT64_FORMAT,
+							from_version)));
+	}
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	events = table_open(es_relation_oid("events"), AccessShareLock);
+	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+							  AccessShareLock);
+	snapshot = GetActiveSnapshot();
+
+	head = es_read_stream_head(events, stream_index, stream, snapshot);
+	if (head.deleted)
+		es_report_stream_deleted(stream);
+
+	if (head.exists && max_count > 0)
+	{
+		EsStreamScan *ss;
+		TupleTableSlot *slot;
+		int32		count = 0;
+
+		ss = es_stream_scan_begin(events, stream_index, stream,
+								  has_bound, from_version, backward, snapshot);
+		while (count < max_count && (slot = es_stream_scan_next(ss)) != NULL)
+		{
+			es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+			count++;
+		}
+		es_stream_scan_end(ss);
+	}
+
+	index_close(stream_index, AccessShareLock);
+	table_close(events, AccessShareLock);
+	return (Datum) 0;
+}
+
+/*
+ * stream_version(stream): version of the stream's last event, NULL when the
+ * stream has none.
+ */
+Datum
+event_store_stream_version(PG_FUNCTION_ARGS)
+{
+	text	   *stream = es_checked_stream_arg(fcinfo, 0);
+	Relation	events;
+	Relation	stream_index;
+	EsStreamHead head;
+
+	events = table_open(es_relation_oid("events"), AccessShareLock);
+	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+							  AccessShareLock);
+	head = es_read_stream_head(events, stream_index, stream,
+							   GetActiveSnapshot());
+	index_close(stream_index, AccessShareLock);
+	table_close(events, AccessShareLock);
+
+	if (head.deleted)
+		es_report_stream_deleted(stream);
+	if (!head.exists)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(head.version);
+}

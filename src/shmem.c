@@ -1,0 +1,119 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  The extension's shared memory: requested when the library is in
+ *	  shared_preload_libraries, absent otherwise.
+ *
+ * What lives here:
+ *	- per database, the next global position of the feed;
+ *	- per backend, the first position its running transaction reserved,
+ *	  which is what makes the feed gap-safe (see feed.c).
+ * Both are protected by one LWLock, held only for a few instructions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/twophase.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+
+#include "event_store.h"
+
+EsShared   *es_shared = NULL;
+EsFeedDatabase *es_feed_databases = NULL;
+EsBackendSlot *es_backend_slots = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Every PGPROC, so that any process's procno indexes the slot array. */
+static int
+es_num_backend_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+static Size
+es_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(EsShared));
+
+	size = add_size(size, MAXALIGN(mul_size(es_max_databases,
+											sizeof(EsFeedDatabase))));
+	size = add_size(size, mul_size(es_num_backend_slots(),
+								   sizeof(EsBackendSlot)));
+	return size;
+}
+
+static void
+es_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(es_shmem_size());
+	RequestNamedLWLockTranche("event_store", 1);
+}
+
+static void
+es_shmem_startup(void)
+{
+	bool		found;
+	char	   *base;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	base = ShmemInitStruct("event_store", es_shmem_size(), &found);
+	es_shared = (EsShared *) base;
+	es_feed_databases = (EsFeedDatabase *) (base + MAXALIGN(sizeof(EsShared)));
+	es_backend_slots = (EsBackendSlot *)
+		((char *) es_feed_databases +
+		 MAXALIGN(mul_size(es_max_databases, sizeof(EsFeedDatabase))));
+	if (!found)
+	{
+		memset(base, 0, es_shmem_size());
+		es_shared->feed_lock = &(GetNamedLWLockTranche("event_store"))->lock;
+		es_shared->max_databases = es_max_databases;
+		es_shared->num_backend_slots = es_num_backend_slots();
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Called from _PG_init while shared_preload_libraries is processed.
+ */
+void
+es_shmem_init_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = es_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = es_shmem_startup;
+}
+
+bool
+es_shmem_available(void)
+{
+	return es_shared != NULL;
+}
+
+/*
+ * The slot of the calling process.
+ */
+EsBackendSlot *
+es_my_backend_slot(void)
+{
+#if PG_VERSION_NUM >= 170000
+	int			procno = MyProcNumber;
+#else
+	int			procno = MyProc->pgprocno;
+#endif
+
+	Assert(procno >= 0 && procno < es_shared->num_backend_slots);
+	return &es_backend_slots[procno];
+}

@@ -1,0 +1,129 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.c
+ *	  Stream names: validation, categories, the stable hash, and the lock
+ *	  that serialises appenders of one stream.
+ *
+ * The lock is a transaction-scoped heavyweight lock whose tag is a hash of
+ * the stream name, so appenders to different streams never wait for each
+ * other, and appenders to the same stream queue in the lock manager (with
+ * deadlock detection) until the holder commits or aborts.  A collision of
+ * the 64-bit hash only makes two streams share a lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_category);
+PG_FUNCTION_INFO_V1(event_store_stream_hash);
+
+/*
+ * Lock tags of the extension use the advisory lock method with a fourth
+ * field that SQL-level advisory locks never use (they use 1 and 2), so they
+ * cannot collide with an application's pg_advisory_lock calls.
+ */
+#define ES_LOCK_CLASS_STREAM	0x4553
+
+/* Seed of the stream hash: part of the on-disk contract, never change it. */
+#define ES_STREAM_HASH_SEED		UINT64CONST(0x6576656e7473)
+
+/*
+ * Check a stream name: non-empty and at most ES_MAX_STREAM_NAME_BYTES.
+ */
+void
+es_check_stream_name(const char *name, int len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream name must not be empty")));
+	if (len > ES_MAX_STREAM_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stream name \"%.32s...\" is too long", name),
+				 errdetail("Stream names are at most %d bytes; this one has %d.",
+						   ES_MAX_STREAM_NAME_BYTES, len)));
+}
+
+/*
+ * Fetch argument argno as a stream name, raising the contract's errors for
+ * NULL, empty and over-long names.  Returns the detoasted text.
+ */
+text *
+es_checked_stream_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream name must not be null")));
+	stream = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_name(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
+	return stream;
+}
+
+/*
+ * The category of a stream is the part before its first '-'; a name without
+ * '-' is its own category.
+ */
+text *
+es_category_of(const char *stream, int len)
+{
+	const char *dash = memchr(stream, '-', len);
+
+	return cstring_to_text_with_len(stream, dash ? (int) (dash - stream) : len);
+}
+
+/*
+ * Stable 64-bit hash of a stream name, used for consumer groups and for the
+ * stream lock.  hash_bytes_extended gives the same value on every platform
+ * and server version we support.
+ */
+uint64
+es_stream_hash(const char *stream, int len)
+{
+	return hash_bytes_extended((const unsigned char *) stream, len,
+							   ES_STREAM_HASH_SEED);
+}
+
+/*
+ * Take the stream's append lock until the end of the transaction.
+ */
+void
+es_lock_stream(const char *stream, int len)
+{
+	LOCKTAG		tag;
+	uint64		hash = es_stream_hash(stream, len);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (hash >> 32), (uint32) hash,
+						 ES_LOCK_CLASS_STREAM);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+Datum
+event_store_category(PG_FUNCTION_ARGS)
+{
+	text	   *stream = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_TEXT_P(es_category_of(VARDATA_ANY(stream),
+									VARSIZE_ANY_EXHDR(stream)));
+}
+
+Datum
+event_store_stream_hash(PG_FUNCTION_ARGS)
+{
+	text	   *stream = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_INT64((int64) es_stream_hash(VARDATA_ANY(stream),
+										   VARSIZE_ANY_EXHDR(stream)));
+}
