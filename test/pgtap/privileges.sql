@@ -1,0 +1,79 @@
+-- Privileges: PUBLIC can do nothing; reader reads; writer appends; admin
+-- administers.  Checked from the catalog for every function the extension
+-- has, and enforced for real with SET ROLE.
+BEGIN;
+SELECT plan(20);
+
+SELECT has_role('event_store_reader');
+SELECT has_role('event_store_writer');
+SELECT has_role('event_store_admin');
+SELECT is_member_of('event_store_reader', 'event_store_writer');
+SELECT is_member_of('event_store_writer', 'event_store_admin');
+
+CREATE TEMP TABLE expected_grants (role name, function name);
+INSERT INTO expected_grants
+SELECT 'event_store_reader', unnest(ARRAY['read_stream', 'stream_version', 'category', 'stream_hash']);
+INSERT INTO expected_grants
+SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
+UNION ALL SELECT 'event_store_writer', unnest(ARRAY['append', 'append_event']);
+INSERT INTO expected_grants
+SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
+UNION ALL SELECT 'event_store_admin', unnest(ARRAY['delete_stream']);
+
+-- Every function of the schema, for each role: EXECUTE exactly as expected.
+SELECT set_eq(
+	format($$SELECT DISTINCT proname FROM pg_proc
+			 WHERE pronamespace = 'event_store'::regnamespace
+			   AND has_function_privilege(%L, oid, 'EXECUTE')$$, role),
+	format($$SELECT function FROM expected_grants WHERE role = %L$$, role),
+	role || ' can execute exactly its functions')
+FROM (VALUES ('event_store_reader'), ('event_store_writer'), ('event_store_admin')) AS r(role);
+
+SELECT is_empty($$SELECT proname FROM pg_proc
+				  WHERE pronamespace = 'event_store'::regnamespace
+				    AND has_function_privilege('public', oid, 'EXECUTE')$$,
+	'PUBLIC can execute no function of the extension');
+SELECT is_empty($$SELECT relname FROM pg_class
+				  WHERE relnamespace = 'event_store'::regnamespace
+				    AND has_table_privilege('public', oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE')$$,
+	'PUBLIC has no privilege on any table of the extension');
+SELECT ok(NOT has_schema_privilege('public', 'event_store', 'USAGE'),
+	'PUBLIC cannot use the schema');
+SELECT is_empty($$SELECT relname FROM pg_class
+				  WHERE relnamespace = 'event_store'::regnamespace
+				    AND has_table_privilege('event_store_writer', oid, 'INSERT,UPDATE,DELETE,TRUNCATE')$$,
+	'writers change tables only through the functions');
+
+-- Enforcement.
+CREATE ROLE es_test_nobody;
+CREATE ROLE es_test_reader IN ROLE event_store_reader;
+CREATE ROLE es_test_writer IN ROLE event_store_writer;
+CREATE ROLE es_test_admin IN ROLE event_store_admin;
+
+SET ROLE es_test_nobody;
+SELECT throws_ok($$SELECT * FROM event_store.read_stream('s-1')$$, '42501', NULL,
+	'a role without grants cannot read');
+SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501', NULL,
+	'a role without grants cannot append');
+RESET ROLE;
+
+SET ROLE es_test_reader;
+SELECT lives_ok($$SELECT * FROM event_store.read_stream('s-1')$$, 'a reader reads');
+SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501', NULL,
+	'a reader cannot append');
+RESET ROLE;
+
+SET ROLE es_test_writer;
+SELECT is(event_store.append_event('s-1', 'T', '{}'), 0::bigint, 'a writer appends');
+SELECT throws_ok($$SELECT event_store.delete_stream('s-1')$$, '42501', NULL,
+	'a writer cannot delete streams');
+SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}', NULL, gen_random_uuid(), now(), 's')$$,
+	'42501', NULL, 'a writer cannot insert into the table directly');
+RESET ROLE;
+
+SET ROLE es_test_admin;
+SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,31 @@
+-- Shape of the extension: schema, types, tables, functions.
+BEGIN;
+SELECT plan(18);
+
+SELECT has_schema('event_store');
+SELECT has_type('event_store', 'event', 'composite type event_store.event');
+SELECT columns_are('event_store', 'event',
+	ARRAY['position', 'stream', 'version', 'type', 'data', 'metadata', 'id', 'recorded_at']);
+SELECT col_type_is('event_store', 'event', 'position', 'bigint', 'event.position is bigint');
+SELECT col_type_is('event_store', 'event', 'data', 'jsonb', 'event.data is jsonb');
+SELECT col_type_is('event_store', 'event', 'id', 'uuid', 'event.id is uuid');
+SELECT col_type_is('event_store', 'event', 'recorded_at', 'timestamp with time zone', 'event.recorded_at is timestamptz');
+
+SELECT has_table('event_store', 'events', 'table event_store.events');
+SELECT col_is_pk('event_store', 'events', 'position', 'events are keyed by position');
+SELECT col_is_unique('event_store', 'events', ARRAY['stream', 'version'], '(stream, version) is unique');
+SELECT col_is_unique('event_store', 'events', ARRAY['id'], 'event ids are unique');
+SELECT has_index('event_store', 'events', 'events_category_position_idx',
+	ARRAY['category', '"position"'], 'category index for read_category');
+
+SELECT has_function('event_store', 'append', ARRAY['text', 'jsonb', 'bigint']);
+SELECT has_function('event_store', 'append_event', ARRAY['text', 'text', 'jsonb', 'jsonb', 'bigint', 'uuid']);
+SELECT has_function('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean']);
+SELECT has_function('event_store', 'stream_version', ARRAY['text']);
+SELECT function_returns('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof event_store.event');
+
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,
+	'the extension is not relocatable');
+
+SELECT * FROM finish();
+ROLLBACK;

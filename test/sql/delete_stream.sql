@@ -1,0 +1,24 @@
+-- delete_stream(stream, expected_version): end a stream with a tombstone.
+SELECT reset_event_store();
+
+SELECT event_store.append('account-1', '[{"type": "Opened", "data": {}}, {"type": "Closed", "data": {}}]');
+-- The expected version is checked as in append.
+SELECT try($$SELECT event_store.delete_stream('account-1', 0)$$);
+SELECT event_store.delete_stream('account-1', 1);
+
+-- Appending, reading and asking the version of a deleted stream: EV003.
+SELECT try($$SELECT event_store.append('account-1', '{"type": "Reopened", "data": {}}')$$);
+SELECT try($$SELECT event_store.append_event('account-1', 'Reopened', '{}')$$);
+SELECT try($$SELECT * FROM event_store.read_stream('account-1')$$);
+SELECT try($$SELECT event_store.stream_version('account-1')$$);
+SELECT try($$SELECT event_store.delete_stream('account-1')$$);
+
+-- The events and the tombstone stay in the log.
+SELECT version, type FROM event_store.events WHERE stream = 'account-1' ORDER BY position;
+
+-- Users cannot write the tombstone type (or any "$" type) themselves.
+SELECT try($$SELECT event_store.append_event('account-2', '$stream_deleted', '{}')$$);
+
+-- Deleting a stream that never existed leaves a tombstone at version 0.
+SELECT event_store.delete_stream('account-3');
+SELECT try($$SELECT event_store.append_event('account-3', 'Opened', '{}')$$);
