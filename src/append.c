@@ -424,7 +424,8 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
  * Write validated events to a stream.  Returns the stream's new version.
  */
 static int64
-append_events(text *stream, EsNewEvent *new_events, int n,
+append_events(const char *function_name, text *stream,
+			  EsNewEvent *new_events, int n,
 			  bool has_expected, int64 expected)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
@@ -438,6 +439,7 @@ append_events(text *stream, EsNewEvent *new_events, int n,
 	TimestampTz now;
 	volatile int current = 0;
 
+	es_check_writable(function_name);
 	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 
 	writer = es_writer_open(es_relation_oid("events"));
@@ -538,7 +540,8 @@ event_store_append(PG_FUNCTION_ARGS)
 				 errmsg("events must not be null")));
 	new_events = parse_events(PG_GETARG_JSONB_P(1), &n);
 
-	PG_RETURN_INT64(append_events(stream, new_events, n, has_expected, expected));
+	PG_RETURN_INT64(append_events("append", stream, new_events, n,
+								 has_expected, expected));
 }
 
 /*
@@ -573,7 +576,8 @@ event_store_append_event(PG_FUNCTION_ARGS)
 		memcpy(&event.id, PG_GETARG_UUID_P(5), sizeof(pg_uuid_t));
 	check_event_size(&event, "append_event");
 
-	PG_RETURN_INT64(append_events(stream, &event, 1, has_expected, expected));
+	PG_RETURN_INT64(append_events("append_event", stream, &event, 1,
+								 has_expected, expected));
 }
 
 /*
@@ -598,5 +602,6 @@ event_store_delete_stream(PG_FUNCTION_ARGS)
 	tombstone.metadata = NULL;
 	tombstone.has_id = false;
 
-	PG_RETURN_INT64(append_events(stream, &tombstone, 1, has_expected, expected));
+	PG_RETURN_INT64(append_events("delete_stream", stream, &tombstone, 1,
+								 has_expected, expected));
 }

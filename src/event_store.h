@@ -70,6 +70,7 @@ enum
  */
 #define ES_LOCK_CLASS_STREAM	0x4553	/* one stream's appenders */
 #define ES_LOCK_CLASS_FEED		0x4554	/* fallback position allocation */
+#define ES_LOCK_CLASS_IN_FLIGHT	0x4555	/* fallback: a running appender */
 
 /* guc.c */
 extern int	es_max_event_size;
@@ -87,6 +88,7 @@ extern void es_check_stream_name(const char *name, int len);
 extern text *es_category_of(const char *stream, int len);
 extern uint64 es_stream_hash(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);
+extern int32 es_consumer_group_member(const char *stream, int len, int32 size);
 
 /* ids.c: event ids */
 extern void es_generate_uuid(pg_uuid_t *uuid);
@@ -100,6 +102,7 @@ typedef struct EsTableWriter
 	TupleTableSlot *slot;
 } EsTableWriter;
 
+extern void es_check_writable(const char *function_name);
 extern EsTableWriter *es_writer_open(Oid relid);
 extern void es_writer_insert(EsTableWriter *writer, Datum *values, bool *nulls);
 extern void es_writer_close(EsTableWriter *writer);
@@ -118,6 +121,21 @@ extern void es_feed_reservation_done(void);
 extern int64 es_feed_safe_head(Relation events);
 extern EsFeedRow es_feed_classify_row(Relation events, TupleTableSlot *slot,
 									  Snapshot snapshot);
+
+/* read_feed.c: the global feed and categories */
+typedef struct EsFeedQuery
+{
+	text	   *category;		/* NULL: the whole feed */
+	int64		from_position;	/* inclusive */
+	int32		max_count;
+	int32		group_member;	/* consumer group, when group_size > 0 */
+	int32		group_size;
+} EsFeedQuery;
+
+extern int64 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
+						  TupleDesc tupdesc);
+extern void es_check_consumer_group(bool member_isnull, int32 member,
+									bool size_isnull, int32 size);
 
 /* read.c: scans of one stream, stream heads, shared read helpers */
 typedef struct EsStreamScan

@@ -18,10 +18,22 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
 
 #include "event_store.h"
+
+/*
+ * Refuse to write in a read-only transaction or on a hot standby, as the
+ * executor would for an INSERT (the writer bypasses that check).
+ */
+void
+es_check_writable(const char *function_name)
+{
+	PreventCommandIfReadOnly(function_name);
+	PreventCommandDuringRecovery(function_name);
+}
 
 EsTableWriter *
 es_writer_open(Oid relid)

@@ -87,6 +87,13 @@ SELECT try(format($f$SELECT event_store.append('s-1', '{"type": "T", "data": "%s
 SELECT try(format($f$SELECT event_store.append_event('s-1', 'T', '{}', '{"m": "%s"}')$f$, repeat('x', 2000)));
 RESET event_store.max_event_size;
 
+-- Writing in a read-only transaction.
+BEGIN READ ONLY;
+SELECT try($$SELECT event_store.append('s-1', '{"type": "T", "data": {}}')$$);
+SELECT try($$SELECT event_store.append_event('s-1', 'T', '{}')$$);
+SELECT try($$SELECT event_store.delete_stream('s-1')$$);
+COMMIT;
+
 -- Nothing above wrote to stream s-1.
 SELECT event_store.stream_version('s-1');
 SELECT count(*) FROM event_store.events WHERE stream <> 's-2' AND stream <> repeat('s', 1024);
