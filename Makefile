@@ -17,6 +17,7 @@ OBJS = \
 	src/guc.o \
 	src/ids.o \
 	src/read.o \
+	src/read_feed.o \
 	src/schema.o \
 	src/shmem.o \
 	src/stream.o \
@@ -26,7 +27,8 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Regression tests run in this order, in one database; setup comes first.
-REGRESS = setup append append_event read_stream delete_stream bad_input
+REGRESS = setup append append_event read_stream delete_stream bad_input \
+	read_all read_category subscriptions
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=$(EXTENSION)

@@ -122,6 +122,316 @@ AS 'MODULE_PATHNAME', 'event_store_stream_hash'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 --------------------------------------------------------------------------
+-- Global feed (gap-safe; see src/feed.c)
+--------------------------------------------------------------------------
+
+CREATE FUNCTION event_store.read_all(
+	from_position bigint DEFAULT 0,
+	max_count integer DEFAULT 1000)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_all'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+
+CREATE FUNCTION event_store.read_category(
+	category text,
+	from_position bigint DEFAULT 0,
+	max_count integer DEFAULT 1000,
+	consumer_group_member integer DEFAULT NULL,
+	consumer_group_size integer DEFAULT NULL)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_category'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+
+CREATE FUNCTION event_store.feed_head()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_feed_head'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION event_store.consumer_group_member(stream text, group_size integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_consumer_group_member'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The feed, optionally one category, optionally one member of a consumer
+-- group: what subscriptions read.  Not granted; the subscription functions
+-- call it.
+CREATE FUNCTION event_store.read_feed(
+	category text,
+	from_position bigint,
+	max_count integer,
+	consumer_group_member integer,
+	consumer_group_size integer)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_feed'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+--------------------------------------------------------------------------
+-- Durable subscriptions
+--------------------------------------------------------------------------
+
+CREATE TABLE event_store.subscriptions (
+	name		text COLLATE "C" PRIMARY KEY,
+	category	text COLLATE "C",	-- NULL: the whole feed
+	group_size	integer NOT NULL CHECK (group_size >= 1),
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+
+-- One checkpoint per member of the subscription's consumer group: the
+-- last position the member acknowledged (0: none yet).
+CREATE TABLE event_store.subscription_checkpoints (
+	subscription text COLLATE "C" NOT NULL
+		REFERENCES event_store.subscriptions (name) ON DELETE CASCADE,
+	member		integer NOT NULL,
+	position	bigint NOT NULL CHECK (position >= 0),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (subscription, member)
+);
+
+REVOKE ALL ON event_store.subscriptions, event_store.subscription_checkpoints
+	FROM PUBLIC;
+
+-- Raise the contract's error for a bad subscription name.
+CREATE FUNCTION event_store.check_subscription_name(subscription text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF subscription IS NULL THEN
+		RAISE EXCEPTION 'subscription name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF octet_length(subscription) > 47 THEN
+		RAISE EXCEPTION 'subscription name "%..." is too long', left(subscription, 32)
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = format('Subscription names are at most 47 bytes; this one has %s.',
+								  octet_length(subscription));
+	END IF;
+	IF subscription !~ '^[a-z][a-z0-9_]*$' THEN
+		RAISE EXCEPTION 'invalid subscription name "%"', subscription
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use lower-case letters, digits and underscores, starting with a letter.';
+	END IF;
+END
+$$;
+
+-- The subscription's row, or the contract's error when there is none.
+CREATE FUNCTION event_store.find_subscription(subscription text)
+RETURNS event_store.subscriptions
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found_row event_store.subscriptions;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	SELECT * INTO found_row FROM event_store.subscriptions AS s
+	WHERE s.name = subscription;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" does not exist', subscription
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN found_row;
+END
+$$;
+
+CREATE FUNCTION event_store.check_member(sub event_store.subscriptions, member integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF member IS NULL THEN
+		RAISE EXCEPTION 'member must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF member < 0 OR member >= sub.group_size THEN
+		RAISE EXCEPTION 'member % is out of range for subscription "%"', member, sub.name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The subscription has a consumer group of size %s: members 0 to %s.',
+								  sub.group_size, sub.group_size - 1);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION event_store.subscription_create(
+	subscription text,
+	category text DEFAULT NULL,
+	group_size integer DEFAULT 1,
+	from_position bigint DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	checkpoint bigint;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	IF octet_length(category) > 1024 THEN
+		RAISE EXCEPTION 'category name is too long'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF group_size IS NULL THEN
+		RAISE EXCEPTION 'group_size must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF group_size < 1 THEN
+		RAISE EXCEPTION 'consumer group size must be at least 1: %', group_size
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF group_size > 1024 THEN
+		RAISE EXCEPTION 'consumer group size must be at most 1024: %', group_size
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative: %', from_position
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- NULL: only events after the current head.
+	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
+					   ELSE greatest(from_position - 1, 0) END;
+
+	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
+	VALUES (subscription, category, group_size)
+	ON CONFLICT (name) DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" already exists', subscription
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
+	SELECT subscription_create.subscription, m, checkpoint
+	FROM generate_series(0, group_size - 1) AS m;
+END
+$$;
+
+CREATE FUNCTION event_store.subscription_drop(subscription text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.find_subscription(subscription);
+	DELETE FROM event_store.subscriptions AS s WHERE s.name = subscription;
+END
+$$;
+
+-- The next events after the member's checkpoint, in position order.
+-- Reading does not move the checkpoint: subscription_ack does.
+CREATE FUNCTION event_store.subscription_fetch(
+	subscription text,
+	max_count integer DEFAULT 100,
+	member integer DEFAULT 0)
+RETURNS SETOF event_store.event
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	checkpoint bigint;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = sub.name AND c.member = subscription_fetch.member;
+	RETURN QUERY SELECT * FROM event_store.read_feed(sub.category, checkpoint + 1,
+		max_count, member, sub.group_size);
+END
+$$;
+
+-- Record that the member has processed everything up to up_to_position.
+-- A position below the checkpoint changes nothing (a late or repeated ack);
+-- one beyond the feed head is refused, since events may still commit
+-- below it.  Returns the member's checkpoint.
+CREATE FUNCTION event_store.subscription_ack(
+	subscription text,
+	up_to_position bigint,
+	member integer DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	head bigint;
+	checkpoint bigint;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	IF up_to_position IS NULL THEN
+		RAISE EXCEPTION 'up_to_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF up_to_position < 0 THEN
+		RAISE EXCEPTION 'up_to_position must not be negative: %', up_to_position
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	head := event_store.feed_head();
+	IF up_to_position > head THEN
+		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
+	END IF;
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(c.position, up_to_position), updated_at = now()
+	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
+	RETURNING c.position INTO checkpoint;
+	RETURN checkpoint;
+END
+$$;
+
+-- Move every member's checkpoint so that the next fetch starts at
+-- from_position (replay, or skip ahead).
+CREATE FUNCTION event_store.subscription_reset(
+	subscription text,
+	from_position bigint DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+BEGIN
+	IF from_position IS NULL THEN
+		RAISE EXCEPTION 'from_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative: %', from_position
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(from_position - 1, 0), updated_at = now()
+	WHERE c.subscription = sub.name;
+END
+$$;
+
+-- Where each member of each subscription stands.
+CREATE VIEW event_store.subscription_lag AS
+SELECT s.name AS subscription,
+	   s.category,
+	   c.member,
+	   s.group_size,
+	   c.position AS checkpoint,
+	   h.head,
+	   pending.events AS pending_events,
+	   now() - pending.oldest AS oldest_pending_age,
+	   c.updated_at AS acked_at,
+	   'event_store_sub_' || s.name AS channel
+FROM event_store.subscriptions AS s
+JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+CROSS JOIN (SELECT event_store.feed_head() AS head) AS h
+CROSS JOIN LATERAL (
+	SELECT count(*) AS events, min(e.recorded_at) AS oldest
+	FROM event_store.events AS e
+	WHERE e.position > c.position AND e.position <= h.head
+	  AND (s.category IS NULL OR e.category = s.category)
+	  AND (s.group_size = 1 OR
+		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+) AS pending;
+
+REVOKE ALL ON event_store.subscription_lag FROM PUBLIC;
+GRANT SELECT ON event_store.subscription_lag TO event_store_reader;
+
+--------------------------------------------------------------------------
 -- Privileges.  Functions are executable by PUBLIC by default; take that
 -- away from everything the extension creates, then grant per role.
 --------------------------------------------------------------------------
@@ -131,7 +441,13 @@ GRANT EXECUTE ON FUNCTION
 	event_store.read_stream(text, bigint, integer, boolean),
 	event_store.stream_version(text),
 	event_store.category(text),
-	event_store.stream_hash(text)
+	event_store.stream_hash(text),
+	event_store.read_all(bigint, integer),
+	event_store.read_category(text, bigint, integer, integer, integer),
+	event_store.feed_head(),
+	event_store.consumer_group_member(text, integer),
+	event_store.subscription_fetch(text, integer, integer),
+	event_store.subscription_ack(text, bigint, integer)
 TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -140,5 +456,8 @@ GRANT EXECUTE ON FUNCTION
 TO event_store_writer;
 
 GRANT EXECUTE ON FUNCTION
-	event_store.delete_stream(text, bigint)
+	event_store.delete_stream(text, bigint),
+	event_store.subscription_create(text, text, integer, bigint),
+	event_store.subscription_drop(text),
+	event_store.subscription_reset(text, bigint)
 TO event_store_admin;

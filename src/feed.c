@@ -28,13 +28,16 @@
  * databases, and transactions that do not append, do not hold a reader back.
  * Only transactions that appended hold back the head, each until it ends.
  *
- * The fallback (library not preloaded, no shared memory): positions are the
- * table's largest position plus one, taken under a per-database heavyweight
- * lock held only until the rows are inserted (not to commit).  A reader
- * takes the same lock for an instant, so every position at or below the
- * largest one it then reads has a row in the table; the per-row check above
- * then stops at rows of transactions still running.  Appends serialise on
- * the insert itself in this mode.
+ * The fallback (library not preloaded, no shared memory) keeps the same
+ * state in the lock manager.  Positions are the table's largest position
+ * plus one, taken under a per-database heavyweight allocation lock held
+ * only until the rows are inserted (not to commit).  At its first
+ * reservation, a transaction also takes a share lock, held to its end,
+ * whose tag carries its first position: the lock table then lists every
+ * running appender with its first position, which is what the backend
+ * slots hold in shared memory.  A reader holds the allocation lock for an
+ * instant while it reads the largest position and those tags.  Appends
+ * serialise on the insert itself in this mode.
  *
  * PREPARE TRANSACTION of a transaction that appended is refused: the slot
  * belongs to the backend, which moves on to other transactions.
@@ -50,6 +53,7 @@
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -67,6 +71,9 @@ static bool reservation_in_slot = false;
 /* Fallback mode: this backend holds the allocation lock. */
 static bool holds_allocation_lock = false;
 
+/* Fallback mode: this transaction holds its in-flight lock. */
+static bool announced_in_flight = false;
+
 static bool exit_callback_registered = false;
 
 static void feed_shmem_exit(int code, Datum arg);
@@ -75,6 +82,45 @@ static void
 allocation_locktag(LOCKTAG *tag)
 {
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, ES_LOCK_CLASS_FEED);
+}
+
+/* Fallback: the tag announcing a running appender's first position. */
+static void
+in_flight_locktag(LOCKTAG *tag, int64 first_position)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId,
+						 (uint32) ((uint64) first_position >> 32),
+						 (uint32) first_position,
+						 ES_LOCK_CLASS_IN_FLIGHT);
+}
+
+/*
+ * Fallback: the lowest first position of the running appenders of this
+ * database other than us, or 0 when there are none.  Caller holds the
+ * allocation lock, so no appender is between reserving and announcing.
+ */
+static int64
+lowest_in_flight_position(void)
+{
+	LockData   *locks = GetLockStatusData();
+	int64		lowest = 0;
+
+	for (int i = 0; i < locks->nelements; i++)
+	{
+		LockInstanceData *lock = &locks->locks[i];
+		int64		position;
+
+		if (lock->locktag.locktag_type != LOCKTAG_ADVISORY ||
+			lock->locktag.locktag_field4 != ES_LOCK_CLASS_IN_FLIGHT ||
+			lock->locktag.locktag_field1 != MyDatabaseId ||
+			lock->holdMask == 0 || lock->pid == MyProcPid)
+			continue;
+		position = (int64) (((uint64) lock->locktag.locktag_field2 << 32) |
+							lock->locktag.locktag_field3);
+		if (lowest == 0 || position < lowest)
+			lowest = position;
+	}
+	return lowest;
 }
 
 /*
@@ -183,11 +229,19 @@ es_feed_reserve_positions(Relation events, int count)
 	if (!es_shmem_available())
 	{
 		LOCKTAG		tag;
+		int64		first;
 
 		allocation_locktag(&tag);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 		holds_allocation_lock = true;
-		return largest_position_in_table(events) + 1;
+		first = largest_position_in_table(events) + 1;
+		if (!announced_in_flight)
+		{
+			in_flight_locktag(&tag, first);
+			(void) LockAcquire(&tag, ShareLock, false, false);
+			announced_in_flight = true;
+		}
+		return first;
 	}
 
 	for (;;)
@@ -243,16 +297,30 @@ es_feed_safe_head(Relation events)
 {
 	Oid			relid = RelationGetRelid(events);
 
+	/*
+	 * A hot standby never reserves positions: rows arrive by replay, those of
+	 * transactions still running on the primary included, and the per-row
+	 * check stops at them.  The one case it cannot see is a position the
+	 * primary reserved but whose row is not yet in the WAL (README.md,
+	 * "Hot standby").
+	 */
+	if (RecoveryInProgress())
+		return largest_position_in_table(events);
+
 	if (!es_shmem_available())
 	{
 		LOCKTAG		tag;
 		int64		head;
+		int64		lowest;
 
-		/* Wait out inserts in progress; then every position has its row. */
+		/* Wait out reservations in progress, then read a stable state. */
 		allocation_locktag(&tag);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 		head = largest_position_in_table(events);
+		lowest = lowest_in_flight_position();
 		LockRelease(&tag, ExclusiveLock, false);
+		if (lowest != 0 && lowest - 1 < head)
+			head = lowest - 1;
 		return head;
 	}
 
@@ -336,7 +404,7 @@ feed_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (reservation_in_slot)
+			if (reservation_in_slot || announced_in_flight)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that appended events"),
@@ -357,6 +425,7 @@ feed_xact_callback(XactEvent event, void *arg)
 				reservation_in_slot = false;
 			}
 			holds_allocation_lock = false;
+			announced_in_flight = false;
 			break;
 		default:
 			break;

@@ -24,13 +24,7 @@
 
 PG_FUNCTION_INFO_V1(event_store_category);
 PG_FUNCTION_INFO_V1(event_store_stream_hash);
-
-/*
- * Lock tags of the extension use the advisory lock method with a fourth
- * field that SQL-level advisory locks never use (they use 1 and 2), so they
- * cannot collide with an application's pg_advisory_lock calls.
- */
-#define ES_LOCK_CLASS_STREAM	0x4553
+PG_FUNCTION_INFO_V1(event_store_consumer_group_member);
 
 /* Seed of the stream hash: part of the on-disk contract, never change it. */
 #define ES_STREAM_HASH_SEED		UINT64CONST(0x6576656e7473)
@@ -96,6 +90,17 @@ es_stream_hash(const char *stream, int len)
 }
 
 /*
+ * The member of a consumer group of the given size that a stream belongs
+ * to: every stream to exactly one member, always the same one.
+ */
+int32
+es_consumer_group_member(const char *stream, int len, int32 size)
+{
+	Assert(size > 0);
+	return (int32) (es_stream_hash(stream, len) % (uint64) size);
+}
+
+/*
  * Take the stream's append lock until the end of the transaction.
  */
 void
@@ -126,4 +131,18 @@ event_store_stream_hash(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT64((int64) es_stream_hash(VARDATA_ANY(stream),
 										   VARSIZE_ANY_EXHDR(stream)));
+}
+
+Datum
+event_store_consumer_group_member(PG_FUNCTION_ARGS)
+{
+	text	   *stream = PG_GETARG_TEXT_PP(0);
+	int32		size = PG_GETARG_INT32(1);
+
+	if (size < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer group size must be at least 1: %d", size)));
+	PG_RETURN_INT32(es_consumer_group_member(VARDATA_ANY(stream),
+											 VARSIZE_ANY_EXHDR(stream), size));
 }

@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -12,13 +12,16 @@ SELECT is_member_of('event_store_writer', 'event_store_admin');
 
 CREATE TEMP TABLE expected_grants (role name, function name);
 INSERT INTO expected_grants
-SELECT 'event_store_reader', unnest(ARRAY['read_stream', 'stream_version', 'category', 'stream_hash']);
+SELECT 'event_store_reader', unnest(ARRAY['read_stream', 'stream_version', 'category', 'stream_hash',
+	'read_all', 'read_category', 'feed_head', 'consumer_group_member',
+	'subscription_fetch', 'subscription_ack']);
 INSERT INTO expected_grants
 SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
 UNION ALL SELECT 'event_store_writer', unnest(ARRAY['append', 'append_event']);
 INSERT INTO expected_grants
 SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
-UNION ALL SELECT 'event_store_admin', unnest(ARRAY['delete_stream']);
+UNION ALL SELECT 'event_store_admin', unnest(ARRAY['delete_stream',
+	'subscription_create', 'subscription_drop', 'subscription_reset']);
 
 -- Every function of the schema, for each role: EXECUTE exactly as expected.
 SELECT set_eq(
@@ -40,9 +43,14 @@ SELECT is_empty($$SELECT relname FROM pg_class
 SELECT ok(NOT has_schema_privilege('public', 'event_store', 'USAGE'),
 	'PUBLIC cannot use the schema');
 SELECT is_empty($$SELECT relname FROM pg_class
-				  WHERE relnamespace = 'event_store'::regnamespace
-				    AND has_table_privilege('event_store_writer', oid, 'INSERT,UPDATE,DELETE,TRUNCATE')$$,
-	'writers change tables only through the functions');
+				  WHERE relnamespace = 'event_store'::regnamespace AND relkind IN ('r', 'v')
+				    AND has_table_privilege('event_store_admin', oid, 'INSERT,UPDATE,DELETE,TRUNCATE')$$,
+	'no role changes tables except through the functions');
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc AS p
+				  WHERE p.pronamespace = 'event_store'::regnamespace AND p.prosecdef
+				    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c
+									WHERE c LIKE 'search_path=%')$$,
+	'every SECURITY DEFINER function pins search_path');
 
 -- Enforcement.
 CREATE ROLE es_test_nobody;

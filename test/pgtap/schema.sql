@@ -1,6 +1,6 @@
 -- Shape of the extension: schema, types, tables, functions.
 BEGIN;
-SELECT plan(18);
+SELECT plan(26);
 
 SELECT has_schema('event_store');
 SELECT has_type('event_store', 'event', 'composite type event_store.event');
@@ -22,6 +22,14 @@ SELECT has_function('event_store', 'append', ARRAY['text', 'jsonb', 'bigint']);
 SELECT has_function('event_store', 'append_event', ARRAY['text', 'text', 'jsonb', 'jsonb', 'bigint', 'uuid']);
 SELECT has_function('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean']);
 SELECT has_function('event_store', 'stream_version', ARRAY['text']);
+SELECT has_function('event_store', 'read_all', ARRAY['bigint', 'integer']);
+SELECT has_function('event_store', 'read_category', ARRAY['text', 'bigint', 'integer', 'integer', 'integer']);
+SELECT has_function('event_store', 'feed_head', ARRAY[]::name[]);
+SELECT function_returns('event_store', 'read_all', ARRAY['bigint', 'integer'], 'setof event_store.event');
+SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 'integer', 'bigint']);
+SELECT has_function('event_store', 'subscription_fetch', ARRAY['text', 'integer', 'integer']);
+SELECT has_function('event_store', 'subscription_ack', ARRAY['text', 'bigint', 'integer']);
+SELECT has_view('event_store', 'subscription_lag', 'view event_store.subscription_lag');
 SELECT function_returns('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof event_store.event');
 
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,

@@ -6,9 +6,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EventStoreTest;
 
 my $node = PostgreSQL::Test::Cluster->new('without_preload');
 $node->init;
+$node->append_conf('postgresql.conf', 'max_prepared_transactions = 2');
 $node->start;
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), '',
@@ -52,6 +56,48 @@ is( $node->safe_psql(
 	),
 	'4,true',
 	'positions continue above those of committed events');
+
+# The feed is gap-safe without shared memory too: a slow appender holding a
+# lower position holds back readers until it ends.
+my $head = $node->safe_psql('postgres', 'SELECT event_store.feed_head()');
+my $slow = $node->background_psql('postgres');
+$slow->query_safe(q{BEGIN; SELECT event_store.append_event('slow-1', 'T', '{}')});
+$node->safe_psql('postgres', q{SELECT event_store.append_event('fast-1', 'T', '{}')});
+is( $node->safe_psql('postgres', q{SELECT count(*) FROM event_store.events WHERE stream = 'fast-1'}),
+	'1', 'the fast event is committed');
+is($node->safe_psql('postgres', "SELECT count(*) FROM event_store.read_all($head + 1)"),
+	'0', 'read_all shows nothing past the open appender');
+is($node->safe_psql('postgres', q{SELECT event_store.feed_head()}),
+	$head, 'feed_head stays below the open appender');
+my $rr = $node->background_psql('postgres');
+$rr->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1});
+$slow->query_safe('COMMIT');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(stream, ',' ORDER BY position) FROM event_store.read_all($head + 1)"),
+	'slow-1,fast-1', 'after the commit both events show, in position order');
+is($rr->query_safe("SELECT count(*) FROM event_store.read_all($head + 1)"),
+	'0', 'a REPEATABLE READ snapshot from before the commit shows neither');
+$rr->query_safe('COMMIT');
+
+$head = $node->safe_psql('postgres', 'SELECT event_store.feed_head()');
+$slow->query_safe(q{BEGIN; SELECT event_store.append_event('slow-2', 'T', '{}')});
+$node->safe_psql('postgres', q{SELECT event_store.append_event('fast-2', 'T', '{}')});
+is($node->safe_psql('postgres', "SELECT count(*) FROM event_store.read_all($head + 1)"),
+	'0', 'held back again by a second open appender');
+$slow->query_safe('ROLLBACK');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(stream, ',' ORDER BY position) FROM event_store.read_all($head + 1)"),
+	'fast-2', 'an abort releases the feed at once');
+$slow->quit;
+$rr->quit;
+
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{BEGIN; SELECT event_store.append_event('prepared-1', 'T', '{}'); PREPARE TRANSACTION 'p1';});
+like($stderr, qr/cannot PREPARE a transaction that appended events/,
+	'PREPARE TRANSACTION of an appending transaction is refused');
+
+ok(other_database_does_not_hold_back($node),
+	'an open appender in another database does not hold the feed back');
 
 $node->stop;
 done_testing();

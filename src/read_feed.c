@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ *
+ * read_feed.c
+ *	  read_all, read_category and feed_head: the global feed and its
+ *	  per-category view, gap-safe.
+ *
+ * A feed read never shows an event while an event below it may still
+ * commit.  It scans the position (or category, position) index up to the
+ * safe head computed by feed.c, without visibility filtering, and decides
+ * row by row with the caller's snapshot: show it, skip it (its transaction
+ * aborted), or stop before it (its transaction may still become visible).
+ * See feed.c for why that is enough.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_read_all);
+PG_FUNCTION_INFO_V1(event_store_read_category);
+PG_FUNCTION_INFO_V1(event_store_read_feed);
+PG_FUNCTION_INFO_V1(event_store_feed_head);
+
+/*
+ * Append to tupstore the events of the feed (or of one category) from
+ * query->from_position, at most query->max_count, that a reader may see
+ * now.  Returns the number of events stored.
+ */
+int64
+es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
+			 TupleDesc tupdesc)
+{
+	Relation	events;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot = GetActiveSnapshot();
+	ScanKeyData keys[3];
+	int			nkeys = 0;
+	AttrNumber	position_attno;
+	int64		head;
+	int64		count = 0;
+
+	events = table_open(es_relation_oid("events"), AccessShareLock);
+	head = es_feed_safe_head(events);
+	if (query->max_count == 0 || query->from_position > head)
+	{
+		table_close(events, AccessShareLock);
+		return 0;
+	}
+
+	if (query->category != NULL)
+	{
+		index = index_open(es_relation_oid("events_category_position_idx"),
+						   AccessShareLock);
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber,
+							   InvalidOid, index->rd_indcollation[0],
+							   F_TEXTEQ, PointerGetDatum(query->category));
+		position_attno = 2;
+	}
+	else
+	{
+		index = index_open(es_relation_oid("events_pkey"), AccessShareLock);
+		position_attno = 1;
+	}
+	ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
+						   BTGreaterEqualStrategyNumber, InvalidOid, InvalidOid,
+						   F_INT8GE, Int64GetDatum(query->from_position));
+	ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
+						   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
+						   F_INT8LE, Int64GetDatum(head));
+
+	/*
+	 * SnapshotAny: the scan must meet the rows the snapshot cannot see, to
+	 * stop before those that may still become visible.
+	 */
+	slot = table_slot_create(events, NULL);
+	scan = index_beginscan(events, index, SnapshotAny, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+
+	while (count < query->max_count &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+
+		if (query->group_size > 0)
+		{
+			text	   *stream = DatumGetTextPP(es_getattr(slot, Anum_events_stream));
+
+			if (es_consumer_group_member(VARDATA_ANY(stream),
+										 VARSIZE_ANY_EXHDR(stream),
+										 query->group_size) != query->group_member)
+				continue;
+		}
+
+		switch (es_feed_classify_row(events, slot, snapshot))
+		{
+			case ES_ROW_VISIBLE:
+				es_put_event(tupstore, tupdesc, slot);
+				count++;
+				break;
+			case ES_ROW_SKIP:
+				break;
+			case ES_ROW_STOP:
+				goto done;
+		}
+	}
+done:
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(events, AccessShareLock);
+	return count;
+}
+
+static int64
+checked_from_position(FunctionCallInfo fcinfo, int argno)
+{
+	int64		from_position;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("from_position must not be null")));
+	from_position = PG_GETARG_INT64(argno);
+	if (from_position < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_position must not be negative: " INT64_FORMAT,
+						from_position)));
+	return from_position;
+}
+
+/*
+ * Check a (member, size) consumer group: both NULL (no group), or a size of
+ * at least 1 and a member in [0, size).
+ */
+void
+es_check_consumer_group(bool member_isnull, int32 member,
+						bool size_isnull, int32 size)
+{
+	if (member_isnull && size_isnull)
+		return;
+	if (member_isnull || size_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer_group_member and consumer_group_size must be given together")));
+	if (size < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer group size must be at least 1: %d", size)));
+	if (member < 0 || member >= size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer group member %d is out of range for a group of size %d",
+						member, size),
+				 errhint("Members are numbered from 0 to size - 1.")));
+}
+
+/* Return the events of a feed query as the function's result set. */
+static Datum
+return_feed(FunctionCallInfo fcinfo, const EsFeedQuery *query)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_read_feed(query, rsinfo->setResult, rsinfo->setDesc);
+	return (Datum) 0;
+}
+
+/*
+ * read_all(from_position, max_count)
+ */
+Datum
+event_store_read_all(PG_FUNCTION_ARGS)
+{
+	EsFeedQuery query = {0};
+
+	query.from_position = checked_from_position(fcinfo, 0);
+	query.max_count = es_checked_max_count(fcinfo, 1);
+	return return_feed(fcinfo, &query);
+}
+
+/*
+ * Arguments (category, from_position, max_count, member, size) of
+ * read_category and read_feed.
+ */
+static void
+feed_query_from_args(FunctionCallInfo fcinfo, EsFeedQuery *query)
+{
+	if (!PG_ARGISNULL(0))
+	{
+		query->category = PG_GETARG_TEXT_PP(0);
+		if (VARSIZE_ANY_EXHDR(query->category) > ES_MAX_STREAM_NAME_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("category name is too long"),
+					 errdetail("Categories are at most %d bytes; this one has %d.",
+							   ES_MAX_STREAM_NAME_BYTES,
+							   (int) VARSIZE_ANY_EXHDR(query->category))));
+	}
+	query->from_position = checked_from_position(fcinfo, 1);
+	query->max_count = es_checked_max_count(fcinfo, 2);
+	es_check_consumer_group(PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3),
+							PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4));
+	if (!PG_ARGISNULL(4))
+	{
+		query->group_member = PG_GETARG_INT32(3);
+		query->group_size = PG_GETARG_INT32(4);
+	}
+}
+
+/*
+ * read_category(category, from_position, max_count, consumer_group_member,
+ *				 consumer_group_size)
+ */
+Datum
+event_store_read_category(PG_FUNCTION_ARGS)
+{
+	EsFeedQuery query = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("category must not be null")));
+	feed_query_from_args(fcinfo, &query);
+	return return_feed(fcinfo, &query);
+}
+
+/*
+ * read_feed(category, from_position, max_count, consumer_group_member,
+ *			 consumer_group_size): read_category, or the whole feed when
+ * category is NULL.  What subscriptions read.
+ */
+Datum
+event_store_read_feed(PG_FUNCTION_ARGS)
+{
+	EsFeedQuery query = {0};
+
+	feed_query_from_args(fcinfo, &query);
+	return return_feed(fcinfo, &query);
+}
+
+/*
+ * feed_head(): the safe head of the feed.  No event at or below it can
+ * still commit; a reader that has seen everything up to it may checkpoint
+ * it.  0 when the feed is empty.
+ */
+Datum
+event_store_feed_head(PG_FUNCTION_ARGS)
+{
+	Relation	events = table_open(es_relation_oid("events"), AccessShareLock);
+	int64		head = es_feed_safe_head(events);
+
+	table_close(events, AccessShareLock);
+	PG_RETURN_INT64(head);
+}

@@ -1,0 +1,81 @@
+-- Durable subscriptions: create, fetch after the checkpoint, acknowledge,
+-- competing members, lag, reset, drop.
+SELECT reset_event_store();
+
+SELECT event_store.append_event('order-' || s, 'Placed', to_jsonb(s)) FROM generate_series(1, 6) AS s;
+SELECT event_store.append_event('user-1', 'Joined', '0');
+
+-- A subscription to the whole feed, from the start.
+SELECT event_store.subscription_create('audit');
+SELECT position, stream FROM event_store.subscription_fetch('audit', 3);
+-- Fetching does not move the checkpoint; acknowledging does.
+SELECT position FROM event_store.subscription_fetch('audit', 3);
+SELECT event_store.subscription_ack('audit', 3);
+SELECT position FROM event_store.subscription_fetch('audit', 3);
+-- A late or repeated ack does not move it back.
+SELECT event_store.subscription_ack('audit', 2);
+SELECT event_store.subscription_ack('audit', 7);
+SELECT count(*) FROM event_store.subscription_fetch('audit');
+
+-- A category subscription split between two competing members.
+SELECT event_store.subscription_create('shipping', 'order', 2);
+SELECT m AS member, array_agg(e.stream ORDER BY e.position) AS streams
+FROM generate_series(0, 1) AS m, LATERAL event_store.subscription_fetch('shipping', 100, m) AS e
+GROUP BY m ORDER BY m;
+SELECT bool_and(e.stream IS NOT NULL) AS all_orders,
+	   count(*) = 6 AS each_once
+FROM generate_series(0, 1) AS m, LATERAL event_store.subscription_fetch('shipping', 100, m) AS e;
+-- Members acknowledge independently.
+SELECT event_store.subscription_ack('shipping', max(e.position), 0)
+FROM event_store.subscription_fetch('shipping', 100, 0) AS e;
+SELECT count(*) FROM event_store.subscription_fetch('shipping', 100, 0);
+SELECT count(*) > 0 FROM event_store.subscription_fetch('shipping', 100, 1);
+
+-- Lag: per member, what is pending up to the feed head.
+SELECT subscription, category, member, group_size, checkpoint, head, pending_events,
+	   oldest_pending_age IS NOT NULL AS has_pending, channel
+FROM event_store.subscription_lag ORDER BY subscription, member;
+
+-- Starting at the head (from_position NULL) or at a position.
+SELECT event_store.append_event('order-7', 'Placed', '7');
+SELECT event_store.subscription_create('live', NULL, 1, NULL);
+SELECT count(*) FROM event_store.subscription_fetch('live');
+SELECT event_store.append_event('order-8', 'Placed', '8');
+SELECT stream FROM event_store.subscription_fetch('live');
+SELECT event_store.subscription_create('late', 'order', 1, 5);
+SELECT min(position) FROM event_store.subscription_fetch('late');
+
+-- Reset replays from a position.
+SELECT event_store.subscription_reset('audit', 2);
+SELECT min(position) FROM event_store.subscription_fetch('audit');
+SELECT checkpoint FROM event_store.subscription_lag WHERE subscription = 'audit';
+
+-- Drop.
+SELECT event_store.subscription_drop('late');
+SELECT try($$SELECT * FROM event_store.subscription_fetch('late')$$);
+SELECT subscription FROM event_store.subscription_lag GROUP BY subscription ORDER BY 1;
+
+-- Bad input.
+SELECT try($$SELECT event_store.subscription_create('audit')$$);
+SELECT try($$SELECT event_store.subscription_create(NULL)$$);
+SELECT try($$SELECT event_store.subscription_create('')$$);
+SELECT try($$SELECT event_store.subscription_create('Has Space')$$);
+SELECT try($$SELECT event_store.subscription_create('quote''s')$$);
+SELECT try($$SELECT event_store.subscription_create(repeat('s', 48))$$);
+SELECT try($$SELECT event_store.subscription_create('x', NULL, 0)$$);
+SELECT try($$SELECT event_store.subscription_create('x', NULL, NULL)$$);
+SELECT try($$SELECT event_store.subscription_create('x', NULL, 1, -1)$$);
+SELECT try($$SELECT event_store.subscription_create('x', repeat('c', 1025))$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('nope')$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch(NULL)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('shipping', 10, 2)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('shipping', 10, -1)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('shipping', -1)$$);
+SELECT try($$SELECT event_store.subscription_ack('nope', 1)$$);
+SELECT try($$SELECT event_store.subscription_ack('audit', -1)$$);
+SELECT try($$SELECT event_store.subscription_ack('audit', NULL)$$);
+SELECT try($$SELECT event_store.subscription_ack('audit', 1000)$$);
+SELECT try($$SELECT event_store.subscription_ack('shipping', 1, 5)$$);
+SELECT try($$SELECT event_store.subscription_drop('nope')$$);
+SELECT try($$SELECT event_store.subscription_reset('nope')$$);
+SELECT try($$SELECT event_store.subscription_reset('audit', -3)$$);
