@@ -12,12 +12,15 @@ EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/defau
 MODULE_big = event_store
 OBJS = \
 	src/append.o \
+	src/args.o \
 	src/event_store.o \
 	src/feed.o \
 	src/guc.o \
 	src/ids.o \
+	src/outbox.o \
 	src/read.o \
 	src/read_feed.o \
+	src/route.o \
 	src/schema.o \
 	src/shmem.o \
 	src/stream.o \
@@ -28,7 +31,7 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions
+	read_all read_category subscriptions outbox event_routes
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=$(EXTENSION)

@@ -24,3 +24,19 @@ SELECT event_store.append_event('order-42', 'OrderCancelled', '{}', expected_ver
 SELECT position, version, type, data FROM event_store.read_stream('order-42');
 SELECT version, type FROM event_store.read_stream('order-42', NULL, 1, true);
 SELECT event_store.stream_version('order-42') AS current_version;
+
+\echo '== 6. Outbox: a message sent in the same transaction as a business write'
+CREATE TABLE orders (id int PRIMARY KEY, status text);
+BEGIN;
+INSERT INTO orders VALUES (42, 'paid');
+SELECT event_store.outbox_send('billing', '{"order": 42, "event": "paid"}', key => 'order-42') AS message_id;
+COMMIT;
+
+\echo '== 7. A consumer claims it: a lease, an attempt count and a receipt'
+CREATE TEMP TABLE claimed AS SELECT * FROM event_store.outbox_claim('billing', 10);
+SELECT id, topic, key, payload, attempts, receipt FROM claimed;
+SELECT topic, available, leased FROM event_store.outbox_depth;
+
+\echo '== 8. ... and acknowledges it with the receipt: done, never handed out again'
+SELECT event_store.outbox_ack(array_agg(receipt)) AS acknowledged FROM claimed;
+SELECT count(*) AS left_in_outbox FROM event_store.outbox_claim('billing', 10);

@@ -91,27 +91,6 @@ check_event_size(const EsNewEvent *event, const char *where)
 						   size, es_max_event_size)));
 }
 
-static Jsonb *
-checked_metadata(Jsonb *metadata, const char *where)
-{
-	if (metadata == NULL)
-		return NULL;
-	if (JB_ROOT_IS_SCALAR(metadata))
-	{
-		JsonbValue	scalar;
-
-		/* A JSON null means "no metadata". */
-		if (JsonbExtractScalar(&metadata->root, &scalar) &&
-			scalar.type == jbvNull)
-			return NULL;
-	}
-	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: metadata must be a JSON object", where)));
-	return metadata;
-}
-
 /*
  * Read one event object of the events argument of append.
  */
@@ -421,6 +400,31 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
 }
 
 /*
+ * Hand the events just written to the outbox routes (route.c).
+ */
+static void
+route_appended_events(text *stream, text *category, EsNewEvent *new_events,
+					  int n, int64 first_position, int64 first_version,
+					  TimestampTz recorded_at)
+{
+	EsRoutedEvent *routed = palloc(n * sizeof(EsRoutedEvent));
+
+	for (int i = 0; i < n; i++)
+	{
+		routed[i].stream = stream;
+		routed[i].type = new_events[i].type;
+		routed[i].data = new_events[i].data;
+		routed[i].metadata = new_events[i].metadata;
+		routed[i].id = &new_events[i].id;
+		routed[i].version = first_version + i;
+		routed[i].position = first_position + i;
+		routed[i].recorded_at = recorded_at;
+	}
+	es_route_events(category, routed, n);
+	pfree(routed);
+}
+
+/*
  * Write validated events to a stream.  Returns the stream's new version.
  */
 static int64
@@ -517,6 +521,9 @@ append_events(const char *function_name, text *stream,
 	index_close(stream_index, AccessShareLock);
 	es_writer_close(writer);
 
+	route_appended_events(stream, category, new_events, n, first_position,
+						  head.version + 1, now);
+
 	/* Let later commands of this transaction see the new head. */
 	CommandCounterIncrement();
 	return head.version + n;
@@ -569,8 +576,8 @@ event_store_append_event(PG_FUNCTION_ARGS)
 	check_event_type(VARDATA_ANY(event.type), VARSIZE_ANY_EXHDR(event.type),
 					 "append_event");
 	event.data = PG_GETARG_JSONB_P(2);
-	event.metadata = checked_metadata(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
-									  "append_event");
+	event.metadata = PG_ARGISNULL(3) ? NULL :
+		es_checked_json_object(PG_GETARG_JSONB_P(3), "append_event: metadata");
 	event.has_id = !PG_ARGISNULL(5);
 	if (event.has_id)
 		memcpy(&event.id, PG_GETARG_UUID_P(5), sizeof(pg_uuid_t));

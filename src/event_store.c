@@ -28,4 +28,5 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 		es_shmem_init_hooks();
 	es_feed_init();
+	es_route_init();
 }

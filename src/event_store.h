@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
+#include "datatype/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -31,6 +32,9 @@
 /* Limits, documented in README.md ("Limits"). */
 #define ES_MAX_STREAM_NAME_BYTES	1024
 #define ES_MAX_TYPE_NAME_BYTES		1024
+#define ES_MAX_TOPIC_BYTES			255
+#define ES_MAX_KEY_BYTES			1024
+#define ES_MAX_ERROR_BYTES			8192
 
 /* Expected-version sentinels of append (see SPEC.md). */
 #define ES_EXPECT_NO_STREAM		(-1)
@@ -76,7 +80,13 @@ enum
 extern int	es_max_event_size;
 extern int	es_max_append_events;
 extern int	es_max_databases;
+extern int	es_max_message_size;
 extern void es_define_gucs(void);
+
+/* args.c: checks of SQL arguments shared by several functions */
+extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
+extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
+extern int	es_interval_sign(Interval *interval);
 
 /* schema.c: lookups of the extension's relations by name */
 extern Oid	es_schema_oid(void);
@@ -90,8 +100,10 @@ extern uint64 es_stream_hash(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);
 extern int32 es_consumer_group_member(const char *stream, int len, int32 size);
 
-/* ids.c: event ids */
+/* ids.c: event ids and outbox receipts */
 extern void es_generate_uuid(pg_uuid_t *uuid);
+extern void es_make_receipt(int64 message_id, pg_uuid_t *receipt);
+extern int64 es_receipt_message_id(const pg_uuid_t *receipt);
 
 /* writer.c: inserting rows through the executor's simple-insert path */
 typedef struct EsTableWriter
@@ -166,7 +178,29 @@ extern Datum es_getattr(TupleTableSlot *slot, int attnum);
 extern void es_report_stream_deleted(text *stream) pg_attribute_noreturn();
 extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
 						 TupleTableSlot *slot);
-extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
+
+/* outbox.c: the outbox */
+extern text *es_checked_topic_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
+							   Jsonb *payload, Jsonb *headers,
+							   TimestampTz available_at, TimestampTz now);
+extern bool es_outbox_take_sent_flag(void);
+
+/* route.c: routes from the event log to the outbox */
+typedef struct EsRoutedEvent
+{
+	text	   *stream;
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;		/* NULL when none */
+	pg_uuid_t  *id;
+	int64		version;
+	int64		position;
+	TimestampTz recorded_at;
+} EsRoutedEvent;
+
+extern void es_route_init(void);
+extern void es_route_events(text *category, EsRoutedEvent *events, int count);
 
 /* shmem.c: state shared by all backends (only when preloaded) */
 typedef struct EsFeedDatabase

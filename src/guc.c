@@ -18,6 +18,9 @@ int			es_max_event_size = 8192;
 /* Most events one append may write. */
 int			es_max_append_events = 10000;
 
+/* Largest payload + headers of one outbox message, in kB. */
+int			es_max_message_size = 8192;
+
 /* Databases whose feed counters shared memory has room for. */
 int			es_max_databases = 64;
 
@@ -38,6 +41,14 @@ es_define_gucs(void)
 							&es_max_append_events,
 							10000, 1, 1000000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.max_message_size",
+							"Largest size of one outbox message's payload plus headers.",
+							"Sends of a larger message fail with SQLSTATE 54000.",
+							&es_max_message_size,
+							8192, 1, 256 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	/*

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * ids.c
- *	  Event ids generated for events that come without one.
+ *	  Identifiers made here: event ids for events that come without one,
+ *	  and the receipts of outbox claims.
  *
  * Generated ids are UUID version 7 (RFC 9562): 48 bits of Unix time in
  * milliseconds, then random bits.  Being time-ordered, they land at the
@@ -12,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "utils/timestamp.h"
 
 #include "event_store.h"
@@ -39,4 +41,46 @@ es_generate_uuid(pg_uuid_t *uuid)
 	uuid->data[5] = (unsigned char) unix_ms;
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
+/*
+ * Outbox receipts: the message id in the first 8 bytes (big-endian), so an
+ * acknowledgement finds its row by primary key, then 8 random bytes, new on
+ * every claim, so a stale receipt never matches the current one.
+ */
+void
+es_make_receipt(int64 message_id, pg_uuid_t *receipt)
+{
+	uint64		id = (uint64) message_id;
+
+	for (int i = 0; i < 8; i++)
+		receipt->data[i] = (unsigned char) (id >> (56 - 8 * i));
+	if (!pg_strong_random(receipt->data + 8, 8))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not generate random values for a receipt")));
+}
+
+int64
+es_receipt_message_id(const pg_uuid_t *receipt)
+{
+	uint64		id = 0;
+
+	for (int i = 0; i < 8; i++)
+		id = (id << 8) | receipt->data[i];
+	return (int64) id;
+}
+
+PG_FUNCTION_INFO_V1(event_store_outbox_new_receipt);
+
+/*
+ * outbox_new_receipt(id): a fresh receipt for a claim of message id.
+ */
+Datum
+event_store_outbox_new_receipt(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *receipt = palloc(sizeof(pg_uuid_t));
+
+	es_make_receipt(PG_GETARG_INT64(0), receipt);
+	PG_RETURN_UUID_P(receipt);
 }

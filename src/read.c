@@ -146,26 +146,6 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
 }
 
 /*
- * Check a max_count argument: not NULL, not negative.
- */
-int32
-es_checked_max_count(FunctionCallInfo fcinfo, int argno)
-{
-	int32		max_count;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be null")));
-	max_count = PG_GETARG_INT32(argno);
-	if (max_count < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must not be negative: %d", max_count)));
-	return max_count;
-}
-
-/*
  * read_stream(stream, from_version, max_count, backward)
  *
  * Events of one stream from from_version (inclusive), forward or backward,

@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(21);
+SELECT plan(27);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -10,22 +10,48 @@ SELECT has_role('event_store_admin');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 
-CREATE TEMP TABLE expected_grants (role name, function name);
+CREATE TEMP TABLE expected_grants (role name, function text);
 INSERT INTO expected_grants
-SELECT 'event_store_reader', unnest(ARRAY['read_stream', 'stream_version', 'category', 'stream_hash',
-	'read_all', 'read_category', 'feed_head', 'consumer_group_member',
-	'subscription_fetch', 'subscription_ack']);
+SELECT 'event_store_reader', unnest(ARRAY[
+	'event_store.read_stream(text,bigint,integer,boolean)',
+	'event_store.stream_version(text)',
+	'event_store.category(text)',
+	'event_store.stream_hash(text)',
+	'event_store.read_all(bigint,integer)',
+	'event_store.read_category(text,bigint,integer,integer,integer)',
+	'event_store.feed_head()',
+	'event_store.consumer_group_member(text,integer)',
+	'event_store.subscription_fetch(text,integer,integer)',
+	'event_store.subscription_ack(text,bigint,integer)']);
 INSERT INTO expected_grants
 SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
-UNION ALL SELECT 'event_store_writer', unnest(ARRAY['append', 'append_event']);
+UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
+	'event_store.append(text,jsonb,bigint)',
+	'event_store.append_event(text,text,jsonb,jsonb,bigint,uuid)',
+	'event_store.outbox_send(text,jsonb,text,jsonb,interval)',
+	'event_store.outbox_claim(text,integer,interval)',
+	'event_store.outbox_ack(uuid[])',
+	'event_store.outbox_nack(uuid[],interval,text)']);
 INSERT INTO expected_grants
 SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
-UNION ALL SELECT 'event_store_admin', unnest(ARRAY['delete_stream',
-	'subscription_create', 'subscription_drop', 'subscription_reset']);
+UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
+	'event_store.delete_stream(text,bigint)',
+	'event_store.subscription_create(text,text,integer,bigint)',
+	'event_store.subscription_drop(text)',
+	'event_store.subscription_reset(text,bigint)',
+	'event_store.outbox_ack(bigint[])',
+	'event_store.outbox_nack(bigint[],interval,text)',
+	'event_store.outbox_configure(text,integer,interval,interval,interval)',
+	'event_store.outbox_redrive(bigint[])',
+	'event_store.outbox_redrive_topic(text)',
+	'event_store.outbox_purge_dead_letters(bigint[])',
+	'event_store.route_events(text,text,text)',
+	'event_store.unroute_events(text,text,text)']);
 
--- Every function of the schema, for each role: EXECUTE exactly as expected.
+-- Every function of the schema, for each role: EXECUTE exactly as expected
+-- (signatures, so that overloads are told apart).
 SELECT set_eq(
-	format($$SELECT DISTINCT proname FROM pg_proc
+	format($$SELECT oid::regprocedure::text FROM pg_proc
 			 WHERE pronamespace = 'event_store'::regnamespace
 			   AND has_function_privilege(%L, oid, 'EXECUTE')$$, role),
 	format($$SELECT function FROM expected_grants WHERE role = %L$$, role),
@@ -67,6 +93,8 @@ RESET ROLE;
 
 SET ROLE es_test_reader;
 SELECT lives_ok($$SELECT * FROM event_store.read_stream('s-1')$$, 'a reader reads');
+SELECT throws_ok($$SELECT event_store.outbox_send('t', '{}')$$, '42501', NULL,
+	'a reader cannot send');
 SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501', NULL,
 	'a reader cannot append');
 RESET ROLE;
@@ -77,10 +105,18 @@ SELECT throws_ok($$SELECT event_store.delete_stream('s-1')$$, '42501', NULL,
 	'a writer cannot delete streams');
 SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}', NULL, gen_random_uuid(), now(), 's')$$,
 	'42501', NULL, 'a writer cannot insert into the table directly');
+SELECT isnt(event_store.outbox_send('t', '{}'), NULL, 'a writer sends');
+SELECT is((SELECT event_store.outbox_ack(array_agg(receipt)) FROM event_store.outbox_claim('t')), 1,
+	'a writer claims and acknowledges by receipt');
+SELECT throws_ok($$SELECT event_store.outbox_ack(ARRAY[1]::bigint[])$$, '42501', NULL,
+	'a writer cannot acknowledge by id');
+SELECT throws_ok($$SELECT * FROM event_store.outbox$$, '42501', NULL,
+	'a writer cannot read the outbox table directly');
 RESET ROLE;
 
 SET ROLE es_test_admin;
 SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
+SELECT is(event_store.outbox_ack(ARRAY[424242]::bigint[]), 0, 'an admin acknowledges by id');
 RESET ROLE;
 
 SELECT * FROM finish();

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * args.c
+ *	  Checks of SQL arguments shared by several functions, raising the
+ *	  contract's errors.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "event_store.h"
+
+/*
+ * A max_count argument: not NULL, not negative.
+ */
+int32
+es_checked_max_count(FunctionCallInfo fcinfo, int argno)
+{
+	int32		max_count;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_count must not be null")));
+	max_count = PG_GETARG_INT32(argno);
+	if (max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative: %d", max_count)));
+	return max_count;
+}
+
+/*
+ * A JSON value that must be an object (metadata, headers): returns it, or
+ * NULL for a JSON null.  "what" names it in the message.
+ */
+Jsonb *
+es_checked_json_object(Jsonb *value, const char *what)
+{
+	if (JB_ROOT_IS_SCALAR(value))
+	{
+		JsonbValue	scalar;
+
+		if (JsonbExtractScalar(&value->root, &scalar) && scalar.type == jbvNull)
+			return NULL;
+	}
+	if (JB_ROOT_IS_SCALAR(value) || !JB_ROOT_IS_OBJECT(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what)));
+	return value;
+}
+
+/*
+ * Sign of an interval (-1, 0 or 1), as the interval type orders them.
+ */
+int
+es_interval_sign(Interval *interval)
+{
+	Interval	zero = {0};
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											 IntervalPGetDatum(interval),
+											 IntervalPGetDatum(&zero)));
+}

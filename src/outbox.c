@@ -1,0 +1,529 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  The transactional outbox: outbox_send, outbox_claim, outbox_ack and
+ *	  outbox_nack.
+ *
+ * A message is a row of event_store.outbox.  Sending inserts it in the
+ * caller's transaction (through writer.c, no SQL), so it is invisible until
+ * that transaction commits and gone if it rolls back.  A claim takes
+ * available messages in id order with SKIP LOCKED, so claimers never wait
+ * for each other nor get the same message; it gives each message a lease
+ * (available_at moves to the end of it), counts the attempt, and gives it a
+ * new receipt.  A keyed message is not handed out while an earlier message
+ * of the same topic and key is still in the outbox (leased, waiting for a
+ * retry, or available): per-key FIFO.
+ *
+ * Receipts fence acknowledgements.  A receipt is the message id (first 8
+ * bytes, big-endian) followed by 8 random bytes, so an ack finds the row by
+ * primary key and then requires the receipt to be the current one.  A late
+ * ack or nack of a lease that expired and was claimed again matches nothing
+ * and is not counted.  If the other claim is still in progress, the ack
+ * waits for its row lock and then sees the new receipt.
+ *
+ * A nack puts the message back after retry_in, or after an exponential
+ * backoff; once a message has used the topic's maximum attempts (by nacks,
+ * or by leases that expired), it moves to outbox_dead_letters.
+ *
+ * Claim, ack and nack are single SQL statements kept as prepared plans, run
+ * through SPI as the extension's owner (the functions are SECURITY DEFINER).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_outbox_send);
+PG_FUNCTION_INFO_V1(event_store_outbox_claim);
+PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
+PG_FUNCTION_INFO_V1(event_store_outbox_ack_ids);
+PG_FUNCTION_INFO_V1(event_store_outbox_nack_receipts);
+PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
+
+/* Columns of event_store.outbox. */
+enum
+{
+	Anum_outbox_id = 1,
+	Anum_outbox_topic,
+	Anum_outbox_key,
+	Anum_outbox_payload,
+	Anum_outbox_headers,
+	Anum_outbox_attempts,
+	Anum_outbox_created_at,
+	Anum_outbox_available_at,
+	Anum_outbox_receipt,
+	Anum_outbox_last_error,
+	Natts_outbox = Anum_outbox_last_error
+};
+
+/* This transaction sent messages: its commit wakes the relay. */
+static bool sent_in_transaction = false;
+
+/*
+ * Claim: lock up to $2 available messages of topic $1 in id order (keyed
+ * ones only when no earlier message of their key is left), move those that
+ * used their last attempt to the dead letters, lease the others.
+ * $3 lease (NULL: the topic's), $4 now.
+ */
+static const char *const claim_sql =
+"WITH settings AS ("
+"  SELECT coalesce(t.max_attempts, 10) AS max_attempts,"
+"         coalesce($3, t.lease, interval '30 seconds') AS lease"
+"  FROM (SELECT) AS one"
+"  LEFT JOIN event_store.outbox_topics AS t ON t.topic = $1"
+"), candidates AS ("
+"  SELECT o.id, o.attempts FROM event_store.outbox AS o"
+"  WHERE o.topic = $1 AND o.available_at <= $4"
+"    AND (o.key IS NULL OR NOT EXISTS ("
+"          SELECT FROM event_store.outbox AS earlier"
+"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
+"  ORDER BY o.id LIMIT $2"
+"  FOR UPDATE OF o SKIP LOCKED"
+"), exhausted AS ("
+"  DELETE FROM event_store.outbox AS o USING candidates AS c, settings AS s"
+"  WHERE o.id = c.id AND c.attempts >= s.max_attempts"
+"  RETURNING o.*"
+"), buried AS ("
+"  INSERT INTO event_store.outbox_dead_letters"
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
+"  SELECT id, topic, key, payload, headers, attempts, created_at,"
+"         coalesce(last_error || '; ', '') || 'lease expired on the last attempt', $4"
+"  FROM exhausted"
+"), claimed AS ("
+"  UPDATE event_store.outbox AS o"
+"  SET attempts = o.attempts + 1, available_at = $4 + s.lease,"
+"      receipt = event_store.outbox_new_receipt(o.id)"
+"  FROM candidates AS c, settings AS s"
+"  WHERE o.id = c.id AND c.attempts < s.max_attempts"
+"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt"
+") SELECT * FROM claimed ORDER BY id";
+
+/* Ack: delete the messages whose current receipt is given. */
+static const char *const ack_receipts_sql =
+"DELETE FROM event_store.outbox AS o"
+" USING unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
+" WHERE o.id = r.id AND o.receipt = r.receipt";
+
+static const char *const ack_ids_sql =
+"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)";
+
+/*
+ * Nack: the targets (by receipt or by id) go back to the queue after $3
+ * (NULL: backoff), or to the dead letters if they used their last attempt.
+ * $4 error, $5 now.  Returns how many were nacked.
+ */
+#define NACK_SQL(targets) \
+"WITH targets AS (" targets \
+"), policy AS (" \
+"  SELECT t.id, t.attempts >= coalesce(s.max_attempts, 10) AS exhausted," \
+"         least(coalesce(s.backoff_max, interval '1 hour')," \
+"               coalesce(s.backoff_base, interval '1 second')" \
+"               * power(2, least(greatest(t.attempts - 1, 0), 40))) AS backoff" \
+"  FROM targets AS t LEFT JOIN event_store.outbox_topics AS s ON s.topic = t.topic" \
+"), exhausted AS (" \
+"  DELETE FROM event_store.outbox AS o USING policy AS p" \
+"  WHERE o.id = p.id AND p.exhausted RETURNING o.*" \
+"), buried AS (" \
+"  INSERT INTO event_store.outbox_dead_letters" \
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)" \
+"  SELECT id, topic, key, payload, headers, attempts, created_at," \
+"         coalesce($4, last_error), $5 FROM exhausted" \
+"  RETURNING 1" \
+"), retried AS (" \
+"  UPDATE event_store.outbox AS o" \
+"  SET receipt = NULL, available_at = $5 + coalesce($3, p.backoff)," \
+"      last_error = coalesce($4, o.last_error)" \
+"  FROM policy AS p WHERE o.id = p.id AND NOT p.exhausted" \
+"  RETURNING 1" \
+") SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM buried)"
+
+static const char *const nack_receipts_sql = NACK_SQL(
+"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
+"    ON o.id = r.id AND o.receipt = r.receipt"
+"  FOR UPDATE OF o");
+
+static const char *const nack_ids_sql = NACK_SQL(
+"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  WHERE o.id = ANY ($1)"
+"  FOR UPDATE OF o");
+
+/*
+ * Check a topic argument: not NULL, not empty, at most ES_MAX_TOPIC_BYTES.
+ */
+text *
+es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *topic;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be null")));
+	topic = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(topic);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topic must not be empty")));
+	if (len > ES_MAX_TOPIC_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("topic \"%.32s...\" is too long", VARDATA_ANY(topic)),
+				 errdetail("Topics are at most %d bytes; this one has %d.",
+						   ES_MAX_TOPIC_BYTES, len)));
+	return topic;
+}
+
+/*
+ * Insert one message into the outbox, in the caller's transaction, through
+ * a writer opened on event_store.outbox.  Returns its id.
+ */
+int64
+es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
+				  Jsonb *payload, Jsonb *headers, TimestampTz available_at,
+				  TimestampTz now)
+{
+	Datum		values[Natts_outbox];
+	bool		nulls[Natts_outbox];
+	int64		id;
+
+	id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_outbox_id - 1] = Int64GetDatum(id);
+	values[Anum_outbox_topic - 1] = PointerGetDatum(topic);
+	values[Anum_outbox_key - 1] = PointerGetDatum(key);
+	nulls[Anum_outbox_key - 1] = (key == NULL);
+	values[Anum_outbox_payload - 1] = JsonbPGetDatum(payload);
+	values[Anum_outbox_headers - 1] = PointerGetDatum(headers);
+	nulls[Anum_outbox_headers - 1] = (headers == NULL);
+	values[Anum_outbox_attempts - 1] = Int32GetDatum(0);
+	values[Anum_outbox_created_at - 1] = TimestampTzGetDatum(now);
+	values[Anum_outbox_available_at - 1] = TimestampTzGetDatum(available_at);
+	nulls[Anum_outbox_receipt - 1] = true;
+	nulls[Anum_outbox_last_error - 1] = true;
+
+	es_writer_insert(writer, values, nulls);
+	sent_in_transaction = true;
+	return id;
+}
+
+/*
+ * Whether this transaction sent a message (and forget it).  Called at
+ * commit, to wake the relay.
+ */
+bool
+es_outbox_take_sent_flag(void)
+{
+	bool		sent = sent_in_transaction;
+
+	sent_in_transaction = false;
+	return sent;
+}
+
+/*
+ * outbox_send(topic, payload, key, headers, delay)
+ */
+Datum
+event_store_outbox_send(PG_FUNCTION_ARGS)
+{
+	text	   *topic = es_checked_topic_arg(fcinfo, 0);
+	Jsonb	   *payload;
+	text	   *key = NULL;
+	Jsonb	   *headers = NULL;
+	TimestampTz now;
+	TimestampTz available_at;
+	EsTableWriter *writer;
+	int64		id;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be null"),
+				 errhint("Use 'null'::jsonb for a message without payload.")));
+	payload = PG_GETARG_JSONB_P(1);
+
+	if (!PG_ARGISNULL(2))
+	{
+		key = PG_GETARG_TEXT_PP(2);
+		if (VARSIZE_ANY_EXHDR(key) > ES_MAX_KEY_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("message key \"%.32s...\" is too long", VARDATA_ANY(key)),
+					 errdetail("Keys are at most %d bytes; this one has %d.",
+							   ES_MAX_KEY_BYTES, (int) VARSIZE_ANY_EXHDR(key))));
+	}
+
+	if (!PG_ARGISNULL(3))
+		headers = es_checked_json_object(PG_GETARG_JSONB_P(3), "headers");
+
+	if (VARSIZE(payload) + (headers ? VARSIZE(headers) : 0) >
+		(Size) es_max_message_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("Payload and headers take %zu bytes; event_store.max_message_size is %d kB.",
+						   (Size) VARSIZE(payload) + (headers ? VARSIZE(headers) : 0),
+						   es_max_message_size)));
+
+	now = GetCurrentTimestamp();
+	available_at = now;
+	if (!PG_ARGISNULL(4))
+	{
+		Interval   *delay = PG_GETARG_INTERVAL_P(4);
+
+		if (es_interval_sign(delay) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("delay must not be negative")));
+		available_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															   TimestampTzGetDatum(now),
+															   IntervalPGetDatum(delay)));
+	}
+
+	es_check_writable("outbox_send");
+	writer = es_writer_open(es_relation_oid("outbox"));
+	id = es_outbox_enqueue(writer, topic, key, payload, headers, available_at, now);
+	es_writer_close(writer);
+	CommandCounterIncrement();
+
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * Run a prepared statement through SPI, preparing it on first use.
+ */
+static void
+execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+			  Datum *values, const char *nulls, bool read_only)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	prepared = SPI_prepare(sql, nargs, argtypes);
+
+		if (prepared == NULL)
+			elog(ERROR, "SPI_prepare failed for outbox statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(prepared);
+		*plan = prepared;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, read_only, 0);
+	if (rc < 0)
+		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * outbox_claim(topic, max_count, lease)
+ */
+Datum
+event_store_outbox_claim(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *topic = es_checked_topic_arg(fcinfo, 0);
+	int32		max_count = es_checked_max_count(fcinfo, 1);
+	Oid			argtypes[4] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive")));
+	es_check_writable("outbox_claim");
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (max_count == 0)
+		return (Datum) 0;
+
+	values[0] = PointerGetDatum(topic);
+	values[1] = Int32GetDatum(max_count);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	SPI_connect();
+	execute_saved(&plan, claim_sql, 4, argtypes, values, nulls, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	SPI_finish();
+
+	return (Datum) 0;
+}
+
+/*
+ * Split receipts into their ids and themselves, as two arrays for unnest.
+ * NULL receipts are left out.
+ */
+static void
+receipt_arrays(ArrayType *receipts, Datum *ids_array, Datum *receipts_array)
+{
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	Datum	   *ids;
+	Datum	   *kept;
+	int			n = 0;
+
+	deconstruct_array(receipts, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+					  &elems, &elem_nulls, &nelems);
+	ids = palloc(sizeof(Datum) * Max(nelems, 1));
+	kept = palloc(sizeof(Datum) * Max(nelems, 1));
+	for (int i = 0; i < nelems; i++)
+	{
+		if (elem_nulls[i])
+			continue;
+		ids[n] = Int64GetDatum(es_receipt_message_id(DatumGetUUIDP(elems[i])));
+		kept[n] = elems[i];
+		n++;
+	}
+	*ids_array = PointerGetDatum(construct_array(ids, n, INT8OID, 8,
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	*receipts_array = PointerGetDatum(construct_array(kept, n, UUIDOID, UUID_LEN,
+													  false, TYPALIGN_CHAR));
+}
+
+static ArrayType *
+checked_array_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return PG_GETARG_ARRAYTYPE_P(argno);
+}
+
+/*
+ * outbox_ack(receipts uuid[]): the fenced acknowledgement consumers use.
+ */
+Datum
+event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ArrayType  *receipts = checked_array_arg(fcinfo, 0, "receipts");
+	Oid			argtypes[2] = {INT8ARRAYOID, UUIDARRAYOID};
+	Datum		values[2];
+	uint64		acked;
+
+	es_check_writable("outbox_ack");
+	receipt_arrays(receipts, &values[0], &values[1]);
+
+	SPI_connect();
+	execute_saved(&plan, ack_receipts_sql, 2, argtypes, values, NULL, false);
+	acked = SPI_processed;
+	SPI_finish();
+
+	PG_RETURN_INT32((int32) acked);
+}
+
+/*
+ * outbox_ack(ids bigint[]): the unfenced form, for operators.
+ */
+Datum
+event_store_outbox_ack_ids(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ArrayType  *ids = checked_array_arg(fcinfo, 0, "ids");
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1] = {PointerGetDatum(ids)};
+	uint64		acked;
+
+	es_check_writable("outbox_ack");
+	SPI_connect();
+	execute_saved(&plan, ack_ids_sql, 1, argtypes, values, NULL, false);
+	acked = SPI_processed;
+	SPI_finish();
+
+	PG_RETURN_INT32((int32) acked);
+}
+
+/*
+ * The common part of both nacks: $1 ids, $2 receipts (NULL for nack by
+ * ids), then retry_in and error from the function's arguments 1 and 2.
+ */
+static int32
+nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
+	 Datum ids, Datum receipts, bool by_receipt)
+{
+	Oid			argtypes[5] = {INT8ARRAYOID, UUIDARRAYOID, INTERVALOID, TEXTOID,
+	TIMESTAMPTZOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int32		nacked;
+	bool		isnull;
+
+	if (!PG_ARGISNULL(1) && es_interval_sign(PG_GETARG_INTERVAL_P(1)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retry_in must not be negative")));
+	if (!PG_ARGISNULL(2) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2)) > ES_MAX_ERROR_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("error text is too long"),
+				 errdetail("Error texts are at most %d bytes.", ES_MAX_ERROR_BYTES)));
+	es_check_writable("outbox_nack");
+
+	values[0] = ids;
+	values[1] = receipts;
+	nulls[1] = by_receipt ? ' ' : 'n';
+	values[2] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[2] = PG_ARGISNULL(1) ? 'n' : ' ';
+	values[3] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[3] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	SPI_connect();
+	execute_saved(plan, sql, 5, argtypes, values, nulls, false);
+	nacked = (int32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return nacked;
+}
+
+/*
+ * outbox_nack(receipts uuid[], retry_in, error)
+ */
+Datum
+event_store_outbox_nack_receipts(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ArrayType  *receipts = checked_array_arg(fcinfo, 0, "receipts");
+	Datum		ids_array;
+	Datum		receipts_array;
+
+	receipt_arrays(receipts, &ids_array, &receipts_array);
+	PG_RETURN_INT32(nack(fcinfo, &plan, nack_receipts_sql,
+						 ids_array, receipts_array, true));
+}
+
+/*
+ * outbox_nack(ids bigint[], retry_in, error)
+ */
+Datum
+event_store_outbox_nack_ids(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ArrayType  *ids = checked_array_arg(fcinfo, 0, "ids");
+
+	PG_RETURN_INT32(nack(fcinfo, &plan, nack_ids_sql,
+						 PointerGetDatum(ids), (Datum) 0, false));
+}

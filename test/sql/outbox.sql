@@ -1,0 +1,170 @@
+-- The outbox: outbox_send, outbox_claim, outbox_ack, outbox_nack, leases,
+-- per-key order, retries, dead letters, per-topic settings, depth.
+SELECT reset_event_store();
+
+-- Send returns the message id; ids follow send order.
+SELECT event_store.outbox_send('mail', '{"to": "ann"}');
+SELECT event_store.outbox_send('mail', '{"to": "bob"}', 'customer-1', '{"trace": "t1"}');
+SELECT event_store.outbox_send('mail', '{"to": "cid"}', 'customer-1');
+SELECT event_store.outbox_send('mail', '"just text"', 'customer-2');
+SELECT event_store.outbox_send('sms', 'null');
+-- A JSON null headers is no headers.
+SELECT event_store.outbox_send('sms', '{}', NULL, 'null');
+-- Rolled back: gone.
+BEGIN;
+SELECT event_store.outbox_send('mail', '{"to": "ghost"}') > 0 AS sent;
+ROLLBACK;
+
+-- Claim: available messages in id order; attempts counts claims; each
+-- claim has a receipt.  customer-1's second message waits for its first.
+CREATE TEMP TABLE claim1 AS SELECT * FROM event_store.outbox_claim('mail', 10);
+SELECT id, topic, key, payload, headers, attempts, receipt IS NOT NULL AS has_receipt
+FROM claim1 ORDER BY id;
+-- The receipt carries the message id in its first 8 bytes.
+SELECT bool_and(('x' || substr(replace(receipt::text, '-', ''), 1, 16))::bit(64)::bigint = id) AS id_in_receipt
+FROM claim1;
+-- Nothing left to claim in this topic: the rest is leased or blocked.
+SELECT count(*) FROM event_store.outbox_claim('mail', 10);
+SELECT topic, available, blocked, leased, delayed, dead FROM event_store.outbox_depth ORDER BY topic;
+
+-- Ack by receipt: done, never handed out again.  customer-1's next message
+-- becomes available.
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM claim1 WHERE id = 2));
+SELECT id, key, attempts FROM event_store.outbox_claim('mail', 10);
+-- Acking the same receipt again, an unknown receipt, or NULLs: not counted.
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM claim1 WHERE id = 2));
+SELECT event_store.outbox_ack(ARRAY['00000000-0000-0063-0000-000000000000'::uuid, NULL]);
+SELECT event_store.outbox_ack('{}'::uuid[]);
+-- Ack by id (the unfenced operator form), unknown ids not counted.
+SELECT event_store.outbox_ack(ARRAY[1, 4, 99999]::bigint[]);
+SELECT id FROM event_store.outbox ORDER BY id;
+
+-- Leases: an expired lease makes the message available again, with a new
+-- receipt and one more attempt.  The old receipt is fenced off.
+SELECT event_store.outbox_send('lease', '{}') AS lease_id \gset
+CREATE TEMP TABLE first_claim AS SELECT * FROM event_store.outbox_claim('lease', 1, '500 milliseconds');
+SELECT count(*) FROM event_store.outbox_claim('lease', 1);
+SELECT pg_sleep(0.6);
+CREATE TEMP TABLE second_claim AS SELECT * FROM event_store.outbox_claim('lease', 1, '1 minute');
+SELECT s.id = :lease_id AS same_message, s.attempts, s.receipt <> f.receipt AS new_receipt
+FROM first_claim AS f, second_claim AS s;
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM first_claim)) AS late_ack;
+SELECT event_store.outbox_nack(ARRAY(SELECT receipt FROM first_claim)) AS late_nack;
+SELECT count(*) AS still_leased FROM event_store.outbox WHERE id = :lease_id AND available_at > now();
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM second_claim)) AS current_ack;
+-- An expired lease that nobody claimed again can still be acknowledged.
+SELECT event_store.outbox_send('lease', '{}') AS lease_id \gset
+CREATE TEMP TABLE expired_claim AS SELECT * FROM event_store.outbox_claim('lease', 1, '10 milliseconds');
+SELECT pg_sleep(0.05);
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM expired_claim)) AS ack_after_expiry;
+
+-- Delay: not claimable before it is due.
+SELECT event_store.outbox_send('later', '{}', NULL, NULL, '500 milliseconds') AS later_id \gset
+SELECT count(*) FROM event_store.outbox_claim('later');
+SELECT topic, available, delayed FROM event_store.outbox_depth WHERE topic = 'later';
+SELECT pg_sleep(0.6);
+SELECT id = :later_id AS due FROM event_store.outbox_claim('later');
+
+-- Nack with retry_in: back after that time, receipt void, error kept.
+SELECT event_store.outbox_send('retry', '{}', 'r') AS retry_id \gset
+SELECT event_store.outbox_send('retry', '{}', 'r') AS retry_next_id \gset
+CREATE TEMP TABLE c1 AS SELECT * FROM event_store.outbox_claim('retry');
+SELECT event_store.outbox_nack(ARRAY(SELECT receipt FROM c1), '500 milliseconds', 'smtp timeout');
+SELECT attempts, receipt IS NULL AS receipt_void, last_error FROM event_store.outbox WHERE id = :retry_id;
+-- Waiting for its retry it still blocks the next message of its key.
+SELECT count(*) FROM event_store.outbox_claim('retry');
+SELECT pg_sleep(0.6);
+SELECT id = :retry_id AS retried, attempts FROM event_store.outbox_claim('retry');
+
+-- Backoff: with retry_in NULL, base * 2^(attempts - 1), capped at the max.
+SELECT topic, max_attempts, backoff_base, backoff_max, lease
+FROM event_store.outbox_configure('backoff', max_attempts => 4,
+	backoff_base => '10 seconds', backoff_max => '25 seconds');
+SELECT event_store.outbox_send('backoff', '{}') AS backoff_id \gset
+CREATE FUNCTION pg_temp.claim_and_nack() RETURNS interval LANGUAGE sql AS $$
+	UPDATE event_store.outbox SET available_at = now() WHERE topic = 'backoff';
+	SELECT event_store.outbox_nack(ARRAY(SELECT receipt FROM event_store.outbox_claim('backoff')));
+	SELECT date_trunc('second', available_at - now() + interval '0.5 second')
+	FROM event_store.outbox WHERE topic = 'backoff';
+$$;
+SELECT pg_temp.claim_and_nack() AS after_attempt_1;
+SELECT pg_temp.claim_and_nack() AS after_attempt_2;
+SELECT pg_temp.claim_and_nack() AS after_attempt_3;
+-- The fourth nack uses the last attempt: dead letter.
+SELECT pg_temp.claim_and_nack() AS after_attempt_4;
+SELECT id = :backoff_id AS dead, topic, attempts, last_error IS NULL AS no_error
+FROM event_store.outbox_dead_letters;
+SELECT topic, available, dead FROM event_store.outbox_depth WHERE topic = 'backoff';
+
+-- Leases that expire on the last attempt also end in the dead letters.
+SELECT topic, max_attempts FROM event_store.outbox_configure('poison', max_attempts => 2);
+SELECT event_store.outbox_send('poison', '{}') AS poison_id \gset
+SELECT attempts FROM event_store.outbox_claim('poison', 1, '10 milliseconds');
+SELECT pg_sleep(0.05);
+SELECT attempts FROM event_store.outbox_claim('poison', 1, '10 milliseconds');
+SELECT pg_sleep(0.05);
+SELECT count(*) AS claimed_again FROM event_store.outbox_claim('poison', 1);
+SELECT id = :poison_id AS dead, attempts, last_error FROM event_store.outbox_dead_letters WHERE topic = 'poison';
+
+-- Redrive: back in the queue with attempts reset, under its id.
+SELECT event_store.outbox_redrive(ARRAY[:poison_id]::bigint[]);
+SELECT id = :poison_id AS redriven, attempts FROM event_store.outbox_claim('poison');
+SELECT event_store.outbox_redrive_topic('backoff');
+SELECT count(*) FROM event_store.outbox_dead_letters;
+-- Nack by id (the operator form); attempts count claims, not nacks: the
+-- message dies at the nack of its second claim.
+SELECT event_store.outbox_nack(ARRAY[:poison_id]::bigint[], '0 seconds', 'try again');
+SELECT attempts FROM event_store.outbox_claim('poison');
+SELECT event_store.outbox_nack(ARRAY[:poison_id]::bigint[], NULL, 'given up');
+SELECT id = :poison_id AS dead, attempts, last_error FROM event_store.outbox_dead_letters WHERE topic = 'poison';
+-- Purge.
+SELECT event_store.outbox_purge_dead_letters(ARRAY[:poison_id, 424242]::bigint[]);
+SELECT count(*) FROM event_store.outbox_dead_letters WHERE topic = 'poison';
+
+-- The topic's lease applies when the claim passes NULL.
+SELECT topic, lease FROM event_store.outbox_configure('short', lease => '10 milliseconds');
+SELECT event_store.outbox_send('short', '{}') AS short_id \gset
+SELECT count(*) FROM event_store.outbox_claim('short', 1, NULL);
+SELECT pg_sleep(0.05);
+SELECT attempts FROM event_store.outbox_claim('short', 1, NULL);
+-- Settings keep what a call leaves NULL.
+SELECT topic, max_attempts, backoff_base, backoff_max, lease
+FROM event_store.outbox_configure('short', max_attempts => 3);
+
+-- Bad input.
+SELECT try($$SELECT event_store.outbox_send(NULL, '{}')$$);
+SELECT try($$SELECT event_store.outbox_send('', '{}')$$);
+SELECT try($$SELECT event_store.outbox_send(repeat('t', 256), '{}')$$);
+SELECT try($$SELECT event_store.outbox_send('t', NULL)$$);
+SELECT try($$SELECT event_store.outbox_send('t', '{}', repeat('k', 1025))$$);
+SELECT try($$SELECT event_store.outbox_send('t', '{}', NULL, '[1]')$$);
+SELECT try($$SELECT event_store.outbox_send('t', '{}', NULL, '"h"')$$);
+SELECT try($$SELECT event_store.outbox_send('t', '{}', NULL, NULL, '-1 second')$$);
+SET event_store.max_message_size = '1kB';
+SELECT try(format($f$SELECT event_store.outbox_send('t', '"%s"')$f$, repeat('x', 2000)));
+RESET event_store.max_message_size;
+SELECT try($$SELECT * FROM event_store.outbox_claim(NULL)$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('')$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('t', -1)$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('t', NULL)$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('t', 10, '0 seconds')$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('t', 10, '-5 seconds')$$);
+SELECT try($$SELECT event_store.outbox_ack(NULL::uuid[])$$);
+SELECT try($$SELECT event_store.outbox_ack(NULL::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_nack(NULL::uuid[])$$);
+SELECT try($$SELECT event_store.outbox_nack(NULL::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_nack(ARRAY[1]::bigint[], '-1 second')$$);
+SELECT try(format($f$SELECT event_store.outbox_nack(ARRAY[1]::bigint[], NULL, '%s')$f$, repeat('e', 9000)));
+SELECT try($$SELECT event_store.outbox_configure(NULL)$$);
+SELECT try($$SELECT event_store.outbox_configure('t', max_attempts => 0)$$);
+SELECT try($$SELECT event_store.outbox_configure('t', lease => '0 seconds')$$);
+SELECT try($$SELECT event_store.outbox_configure('t', backoff_base => '-1 second')$$);
+SELECT try($$SELECT event_store.outbox_redrive(NULL)$$);
+SELECT try($$SELECT event_store.outbox_redrive_topic('')$$);
+SELECT try($$SELECT event_store.outbox_purge_dead_letters(NULL)$$);
+BEGIN READ ONLY;
+SELECT try($$SELECT event_store.outbox_send('t', '{}')$$);
+SELECT try($$SELECT * FROM event_store.outbox_claim('t')$$);
+COMMIT;
+-- Nothing was sent to topic t.
+SELECT count(*) FROM event_store.outbox WHERE topic = 't';
