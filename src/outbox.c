@@ -71,47 +71,51 @@ enum
 	Natts_outbox = Anum_outbox_last_error
 };
 
+/* Columns of event_store.outbox_message, what outbox_claim returns. */
+#define Natts_outbox_message 8
+
 /* This transaction sent messages: its commit wakes the relay. */
 static bool sent_in_transaction = false;
 
 /*
  * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left), move those that
- * used their last attempt to the dead letters, lease the others.
- * $3 lease (NULL: the topic's), $4 now.
+ * ones only when no earlier message of their key is left) and lease them.
+ * $3 lease (NULL: the topic's), $4 now.  Also returns the topic's maximum
+ * attempts, so that the caller can spot a message claimed beyond it (its
+ * lease expired on the last attempt) and bury it instead: that is rare, so
+ * it is a second statement rather than more work in every claim.
  */
 static const char *const claim_sql =
-"WITH settings AS ("
-"  SELECT coalesce(t.max_attempts, 10) AS max_attempts,"
-"         coalesce($3, t.lease, interval '30 seconds') AS lease"
-"  FROM (SELECT) AS one"
-"  LEFT JOIN event_store.outbox_topics AS t ON t.topic = $1"
-"), candidates AS ("
-"  SELECT o.id, o.attempts FROM event_store.outbox AS o"
+"WITH candidates AS ("
+"  SELECT o.id FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $4"
 "    AND (o.key IS NULL OR NOT EXISTS ("
 "          SELECT FROM event_store.outbox AS earlier"
 "          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
 "  ORDER BY o.id LIMIT $2"
 "  FOR UPDATE OF o SKIP LOCKED"
-"), exhausted AS ("
-"  DELETE FROM event_store.outbox AS o USING candidates AS c, settings AS s"
-"  WHERE o.id = c.id AND c.attempts >= s.max_attempts"
-"  RETURNING o.*"
-"), buried AS ("
-"  INSERT INTO event_store.outbox_dead_letters"
-"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
-"  SELECT id, topic, key, payload, headers, attempts, created_at,"
-"         coalesce(last_error || '; ', '') || 'lease expired on the last attempt', $4"
-"  FROM exhausted"
 "), claimed AS ("
 "  UPDATE event_store.outbox AS o"
-"  SET attempts = o.attempts + 1, available_at = $4 + s.lease,"
+"  SET attempts = o.attempts + 1,"
+"      available_at = $4 + coalesce($3,"
+"        (SELECT t.lease FROM event_store.outbox_topics AS t WHERE t.topic = $1),"
+"        interval '30 seconds'),"
 "      receipt = event_store.outbox_new_receipt(o.id)"
-"  FROM candidates AS c, settings AS s"
-"  WHERE o.id = c.id AND c.attempts < s.max_attempts"
+"  FROM candidates AS c WHERE o.id = c.id"
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt"
-") SELECT * FROM claimed ORDER BY id";
+") SELECT c.*, coalesce((SELECT t.max_attempts FROM event_store.outbox_topics AS t"
+"                        WHERE t.topic = $1), 10) AS max_attempts"
+"  FROM claimed AS c ORDER BY c.id";
+
+/* Move claimed messages $1 that went past their last attempt ($2 now). */
+static const char *const bury_sql =
+"WITH exhausted AS ("
+"  DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1) RETURNING o.*"
+") INSERT INTO event_store.outbox_dead_letters"
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
+"  SELECT id, topic, key, payload, headers, attempts - 1, created_at,"
+"         coalesce(last_error || '; ', '') || 'lease expired on the last attempt', $2"
+"  FROM exhausted";
 
 /* Ack: delete the messages whose current receipt is given. */
 static const char *const ack_receipts_sql =
@@ -337,13 +341,18 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 Datum
 event_store_outbox_claim(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr claim_plan = NULL;
+	static SPIPlanPtr bury_plan = NULL;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *topic = es_checked_topic_arg(fcinfo, 0);
 	int32		max_count = es_checked_max_count(fcinfo, 1);
 	Oid			argtypes[4] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
+	TimestampTz now = GetCurrentTimestamp();
+	SPITupleTable *claimed;
+	Datum	   *exhausted;
+	int			nexhausted = 0;
 
 	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
 		ereport(ERROR,
@@ -359,12 +368,35 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(max_count);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[3] = TimestampTzGetDatum(now);
 
 	SPI_connect();
-	execute_saved(&plan, claim_sql, 4, argtypes, values, nulls, false);
+	execute_saved(&claim_plan, claim_sql, 4, argtypes, values, nulls, false);
+	claimed = SPI_tuptable;
+	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	{
+		Datum		row[Natts_outbox_message + 1];
+		bool		row_nulls[Natts_outbox_message + 1];
+
+		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
+		/* attempts (column 6) beyond max_attempts (column 9): bury it */
+		if (DatumGetInt32(row[5]) > DatumGetInt32(row[Natts_outbox_message]))
+			exhausted[nexhausted++] = row[0];
+		else
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+	}
+	if (nexhausted > 0)
+	{
+		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+		Datum		bury_values[2];
+
+		bury_values[0] = PointerGetDatum(construct_array(exhausted, nexhausted,
+														 INT8OID, 8, FLOAT8PASSBYVAL,
+														 TYPALIGN_DOUBLE));
+		bury_values[1] = TimestampTzGetDatum(now);
+		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+	}
 	SPI_finish();
 
 	return (Datum) 0;
