@@ -17,9 +17,11 @@ OBJS = \
 	src/feed.o \
 	src/guc.o \
 	src/ids.o \
+	src/launcher.o \
 	src/outbox.o \
 	src/read.o \
 	src/read_feed.o \
+	src/relay.o \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
@@ -31,7 +33,7 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions outbox event_routes
+	read_all read_category subscriptions outbox event_routes relay
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=$(EXTENSION)
@@ -64,3 +66,14 @@ installcheck-isolation:
 
 installcheck-tap:
 	$(prove_installcheck)
+
+# Command-line tools built from tools/ (libpq clients for tests and bench).
+LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
+LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
+TOOLS = tools/es_listen
+EXTRA_CLEAN += $(TOOLS)
+
+all: $(TOOLS)
+
+tools/%: tools/%.c
+	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)

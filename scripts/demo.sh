@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A walk through event_store on a throwaway cluster: append, a version
-# conflict, reads.  Prints every statement and its result.
+# conflict, reads, the outbox, the relay publishing to a listener, and a
+# subscription woken by a notification.  Prints every statement and its
+# result.
 #
 # Usage (as root, on Debian 12 with PostgreSQL 15):  bash scripts/demo.sh
 set -euo pipefail

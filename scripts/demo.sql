@@ -40,3 +40,29 @@ SELECT topic, available, leased FROM event_store.outbox_depth;
 \echo '== 8. ... and acknowledges it with the receipt: done, never handed out again'
 SELECT event_store.outbox_ack(array_agg(receipt)) AS acknowledged FROM claimed;
 SELECT count(*) AS left_in_outbox FROM event_store.outbox_claim('billing', 10);
+
+\echo '== 9. Relay: route the topic to a NOTIFY channel; this session listens on it'
+-- (the launcher started this database's relay worker at CREATE EXTENSION;
+--  on a slow machine, give it a moment)
+DO $$ BEGIN
+	FOR i IN 1..100 LOOP
+		EXIT WHEN EXISTS (SELECT FROM event_store.relay_workers WHERE kind = 'relay' AND pid IS NOT NULL);
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT event_store.relay_route('billing', 'notify:billing_events');
+LISTEN billing_events;
+SELECT event_store.outbox_send('billing', '{"order": 43, "event": "refunded"}', key => 'order-43') AS message_id;
+\echo '   (the relay worker publishes it the moment the send commits; psql shows the notification:)'
+SELECT pg_sleep(0.5);
+SELECT count(*) AS left_in_outbox FROM event_store.outbox_claim('billing', 10);
+
+\echo '== 10. A subscription, woken by a notification when its events commit'
+SELECT event_store.subscription_create('order_projection', 'order');
+LISTEN event_store_sub_order_projection;
+SELECT event_store.append_event('order-42', 'OrderShipped', '{"carrier": "post"}') AS new_version;
+SELECT pg_sleep(0.5);
+SELECT position, stream, version, type FROM event_store.subscription_fetch('order_projection');
+
+\echo '== 11. The workers'
+SELECT kind, database, state, messages_relayed, feed_notifications FROM event_store.relay_workers;

@@ -81,6 +81,13 @@ extern int	es_max_event_size;
 extern int	es_max_append_events;
 extern int	es_max_databases;
 extern int	es_max_message_size;
+extern char *es_databases;
+extern int	es_relay_batch_size;
+extern int	es_relay_naptime;
+extern char *es_relay_role;
+extern int	es_max_relay_workers;
+extern int	es_restart_time;
+extern int	es_relay_reference_ttl;
 extern void es_define_gucs(void);
 
 /* args.c: checks of SQL arguments shared by several functions */
@@ -217,19 +224,62 @@ typedef struct EsBackendSlot
 								 * transaction, 0 when none */
 } EsBackendSlot;
 
+/*
+ * The relay worker of one database, and what the launcher knows of it.
+ * Protected by relay_lock.
+ */
+typedef struct EsRelaySlot
+{
+	Oid			dboid;			/* InvalidOid: free slot */
+	pid_t		pid;			/* running worker, 0 when none */
+	int			procno;			/* its PGPROC, for the latch; -1 when none */
+	bool		stop_requested; /* the database is being dropped or renamed */
+	bool		extension_missing;	/* the worker found no extension */
+	bool		clean_exit;		/* the last worker exited on purpose */
+	TimestampTz exited_at;		/* when the last worker exited */
+	TimestampTz started_at;
+	TimestampTz last_batch_at;
+	int			last_batch_size;
+	uint64		messages_relayed;
+	uint64		batches;
+	uint64		feed_notifications;
+	TimestampTz last_error_at;
+	char		state[32];
+	char		last_error[256];
+} EsRelaySlot;
+
 typedef struct EsShared
 {
 	LWLock	   *feed_lock;		/* protects databases and backend slots */
+	LWLock	   *relay_lock;		/* protects the relay slots and the launcher */
 	int			max_databases;
 	int			num_backend_slots;
+	int			max_relay_workers;
+	pid_t		launcher_pid;
+	int			launcher_procno;
+	TimestampTz launcher_started_at;
 } EsShared;
 
 extern EsShared *es_shared;
 extern EsFeedDatabase *es_feed_databases;
 extern EsBackendSlot *es_backend_slots;
+extern EsRelaySlot *es_relay_slots;
 
 extern bool es_shmem_available(void);
 extern void es_shmem_init_hooks(void);
 extern EsBackendSlot *es_my_backend_slot(void);
+
+/* launcher.c: the launcher, worker registration, the utility hook */
+extern void es_launcher_register(void);
+extern void es_utility_hook_init(void);
+extern void es_wake_launcher(void);
+extern void es_launcher_at_transaction_end(bool committed);
+extern bool es_database_is_listed(const char *datname);
+extern PGDLLEXPORT void es_launcher_main(Datum main_arg);
+
+/* relay.c: the relay worker of one database */
+extern PGDLLEXPORT void es_relay_main(Datum main_arg);
+extern void es_relay_wake(Oid dboid);
+extern void es_at_transaction_end(bool committed, bool appended);
 
 #endif							/* EVENT_STORE_H */

@@ -395,9 +395,27 @@ es_feed_classify_row(Relation events, TupleTableSlot *slot, Snapshot snapshot)
 }
 
 /*
- * Transaction end: the reservation is over.  Runs after the commit became
- * visible to new snapshots, which is what makes clearing the slot safe.
+ * The transaction's reservation is over.  At commit this runs after the
+ * commit became visible to new snapshots, which is what makes clearing the
+ * slot safe.
  */
+static void
+release_reservation(void)
+{
+	if (reservation_in_slot)
+	{
+		EsBackendSlot *slot = es_my_backend_slot();
+
+		LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
+		slot->min_position = 0;
+		slot->dboid = InvalidOid;
+		LWLockRelease(es_shared->feed_lock);
+		reservation_in_slot = false;
+	}
+	holds_allocation_lock = false;
+	announced_in_flight = false;
+}
+
 static void
 feed_xact_callback(XactEvent event, void *arg)
 {
@@ -412,20 +430,17 @@ feed_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
+			{
+				bool		appended = reservation_in_slot || announced_in_flight;
+
+				release_reservation();
+				/* The relay may announce the new head: after the release. */
+				es_at_transaction_end(event == XACT_EVENT_COMMIT, appended);
+			}
+			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			if (reservation_in_slot)
-			{
-				EsBackendSlot *slot = es_my_backend_slot();
-
-				LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
-				slot->min_position = 0;
-				slot->dboid = InvalidOid;
-				LWLockRelease(es_shared->feed_lock);
-				reservation_in_slot = false;
-			}
-			holds_allocation_lock = false;
-			announced_in_flight = false;
+			release_reservation();
 			break;
 		default:
 			break;
@@ -440,7 +455,7 @@ feed_xact_callback(XactEvent event, void *arg)
 static void
 feed_shmem_exit(int code, Datum arg)
 {
-	feed_xact_callback(XACT_EVENT_ABORT, NULL);
+	release_reservation();
 }
 
 void

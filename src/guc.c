@@ -21,6 +21,27 @@ int			es_max_append_events = 10000;
 /* Largest payload + headers of one outbox message, in kB. */
 int			es_max_message_size = 8192;
 
+/* Databases that get a relay worker: '' means every one with the extension. */
+char	   *es_databases = NULL;
+
+/* Most messages one relay transaction moves. */
+int			es_relay_batch_size = 1000;
+
+/* How often a relay worker looks for work without being woken, in ms. */
+int			es_relay_naptime = 1000;
+
+/* Role whose privileges the relay workers use. */
+char	   *es_relay_role = NULL;
+
+/* Relay workers (databases served at once); needs a restart. */
+int			es_max_relay_workers = 8;
+
+/* Seconds before a relay worker that failed is started again. */
+int			es_restart_time = 5;
+
+/* Seconds an oversized relayed message stays available to listeners. */
+int			es_relay_reference_ttl = 3600;
+
 /* Databases whose feed counters shared memory has room for. */
 int			es_max_databases = 64;
 
@@ -51,11 +72,60 @@ es_define_gucs(void)
 							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("event_store.databases",
+							   "Databases that get a relay worker, comma-separated.",
+							   "Empty: every database where the extension is installed.",
+							   &es_databases,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.relay_batch_size",
+							"Most outbox messages one relay transaction moves.",
+							NULL,
+							&es_relay_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.relay_naptime",
+							"How long a relay worker sleeps when nothing wakes it.",
+							"Commits that send messages or append events wake it at once; this is the polling fallback.",
+							&es_relay_naptime,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("event_store.relay_role",
+							   "Role whose privileges the relay workers use.",
+							   "It must be a member of event_store_relay.",
+							   &es_relay_role,
+							   "event_store_relay",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.restart_time",
+							"Delay before a relay worker that failed is started again.",
+							NULL,
+							&es_restart_time,
+							5, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.relay_reference_ttl",
+							"How long an oversized relayed message stays available to relay_fetch.",
+							NULL,
+							&es_relay_reference_ttl,
+							3600, 1, 30 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	/*
 	 * Settings of shared memory can only exist when the library is preloaded
 	 * (defining them later is an error); unpreloaded, they keep defaults.
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		DefineCustomIntVariable("event_store.max_databases",
 								"Number of databases whose feed state fits in shared memory.",
 								NULL,
@@ -63,6 +133,14 @@ es_define_gucs(void)
 								64, 1, 10000,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
+		DefineCustomIntVariable("event_store.max_relay_workers",
+								"Most databases served by a relay worker at once.",
+								"Each worker is a background worker: max_worker_processes must leave room for them and the launcher.",
+								&es_max_relay_workers,
+								8, 1, 1000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("event_store");
 }

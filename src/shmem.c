@@ -7,8 +7,10 @@
  * What lives here:
  *	- per database, the next global position of the feed;
  *	- per backend, the first position its running transaction reserved,
- *	  which is what makes the feed gap-safe (see feed.c).
- * Both are protected by one LWLock, held only for a few instructions.
+ *	  which is what makes the feed gap-safe (see feed.c);
+ *	- per database, its relay worker: pid, latch, counters, state (relay.c),
+ *	  and the launcher's pid and latch (launcher.c).
+ * Feed and relay state each have their LWLock, held for a few instructions.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +28,7 @@
 EsShared   *es_shared = NULL;
 EsFeedDatabase *es_feed_databases = NULL;
 EsBackendSlot *es_backend_slots = NULL;
+EsRelaySlot *es_relay_slots = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -44,8 +47,9 @@ es_shmem_size(void)
 
 	size = add_size(size, MAXALIGN(mul_size(es_max_databases,
 											sizeof(EsFeedDatabase))));
-	size = add_size(size, mul_size(es_num_backend_slots(),
-								   sizeof(EsBackendSlot)));
+	size = add_size(size, MAXALIGN(mul_size(es_num_backend_slots(),
+											sizeof(EsBackendSlot))));
+	size = add_size(size, mul_size(es_max_relay_workers, sizeof(EsRelaySlot)));
 	return size;
 }
 
@@ -55,7 +59,7 @@ es_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(es_shmem_size());
-	RequestNamedLWLockTranche("event_store", 1);
+	RequestNamedLWLockTranche("event_store", 2);
 }
 
 static void
@@ -74,12 +78,22 @@ es_shmem_startup(void)
 	es_backend_slots = (EsBackendSlot *)
 		((char *) es_feed_databases +
 		 MAXALIGN(mul_size(es_max_databases, sizeof(EsFeedDatabase))));
+	es_relay_slots = (EsRelaySlot *)
+		((char *) es_backend_slots +
+		 MAXALIGN(mul_size(es_num_backend_slots(), sizeof(EsBackendSlot))));
 	if (!found)
 	{
+		LWLockPadded *locks = GetNamedLWLockTranche("event_store");
+
 		memset(base, 0, es_shmem_size());
-		es_shared->feed_lock = &(GetNamedLWLockTranche("event_store"))->lock;
+		es_shared->feed_lock = &locks[0].lock;
+		es_shared->relay_lock = &locks[1].lock;
 		es_shared->max_databases = es_max_databases;
 		es_shared->num_backend_slots = es_num_backend_slots();
+		es_shared->max_relay_workers = es_max_relay_workers;
+		es_shared->launcher_procno = -1;
+		for (int i = 0; i < es_max_relay_workers; i++)
+			es_relay_slots[i].procno = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

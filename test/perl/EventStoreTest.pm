@@ -4,10 +4,66 @@ package EventStoreTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use FindBin;
+use IPC::Run;
 use PostgreSQL::Test::Utils;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(crash_and_restart process_gone other_database_does_not_hold_back);
+our @EXPORT = qw(crash_and_restart process_gone other_database_does_not_hold_back
+  start_listener listener_lines wait_for_lines stop_listener);
+
+my $listener_count = 0;
+
+# Start tools/es_listen on $node's database $db for the given channels; it
+# keeps listening across server restarts.  Returns once it listens.
+sub start_listener
+{
+	my ($node, $db, @channels) = @_;
+	my $base = $node->basedir . '/listener_' . (++$listener_count);
+	my $tool = "$FindBin::RealBin/../../tools/es_listen";
+	unlink "$base.ready";
+	my $handle = IPC::Run::start(
+		[ $tool, '-d', $node->connstr($db), '-i', '600000', '-r', "$base.ready", @channels ],
+		'>', "$base.out", '2>', "$base.err");
+	foreach (1 .. 300)
+	{
+		last if -e "$base.ready";
+		usleep(50_000);
+	}
+	die "listener did not start: " . slurp_file("$base.err") unless -e "$base.ready";
+	return { handle => $handle, out => "$base.out" };
+}
+
+# What the listener received so far: a list of [channel, payload].
+sub listener_lines
+{
+	my ($listener) = @_;
+	return () unless -e $listener->{out};
+	return map { [ split /\t/, $_, 2 ] } grep { length } split /\n/, slurp_file($listener->{out});
+}
+
+# Wait until the listener received at least $count notifications (on
+# $channel, if given), at most $seconds.  Returns them.
+sub wait_for_lines
+{
+	my ($listener, $count, $seconds, $channel) = @_;
+	my $deadline = time + $seconds;
+	my @lines;
+	while (1)
+	{
+		@lines = grep { !defined $channel || $_->[0] eq $channel } listener_lines($listener);
+		last if @lines >= $count || time > $deadline;
+		usleep(20_000);
+	}
+	return @lines;
+}
+
+sub stop_listener
+{
+	my ($listener) = @_;
+	$listener->{handle}->kill_kill;
+	$listener->{handle}->finish;
+}
 
 # Whether process $pid has exited (or is a zombie nobody reaped yet).
 sub process_gone

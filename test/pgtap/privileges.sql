@@ -2,11 +2,24 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(27);
+SELECT plan(30);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
 SELECT has_role('event_store_admin');
+SELECT has_role('event_store_relay');
+SELECT isnt_superuser('event_store_relay');
+-- The relay workers' role: exactly the table privileges relaying needs.
+SELECT set_eq(
+	$$SELECT c.relname::text || ':' || p.privilege_type
+	  FROM pg_class AS c,
+		   LATERAL (SELECT privilege_type FROM aclexplode(c.relacl)
+					WHERE grantee = 'event_store_relay'::regrole) AS p
+	  WHERE c.relnamespace = 'event_store'::regnamespace$$,
+	ARRAY['outbox:SELECT', 'outbox:UPDATE', 'outbox:DELETE',
+		  'relay_parked:SELECT', 'relay_parked:INSERT', 'relay_parked:DELETE',
+		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT'],
+	'the relay role has exactly the table privileges relaying needs');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 
@@ -22,7 +35,10 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.feed_head()',
 	'event_store.consumer_group_member(text,integer)',
 	'event_store.subscription_fetch(text,integer,integer)',
-	'event_store.subscription_ack(text,bigint,integer)']);
+	'event_store.subscription_ack(text,bigint,integer)',
+	'event_store.relay_fetch(bigint)',
+	'event_store.relay_worker_status()',
+	'event_store.relay_available()']);
 INSERT INTO expected_grants
 SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
 UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
@@ -46,7 +62,11 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.outbox_redrive_topic(text)',
 	'event_store.outbox_purge_dead_letters(bigint[])',
 	'event_store.route_events(text,text,text)',
-	'event_store.unroute_events(text,text,text)']);
+	'event_store.unroute_events(text,text,text)',
+	'event_store.relay_route(text,text)',
+	'event_store.relay_unroute(text)',
+	'event_store.relay_pause(text)',
+	'event_store.relay_resume(text)']);
 
 -- Every function of the schema, for each role: EXECUTE exactly as expected
 -- (signatures, so that overloads are told apart).

@@ -1,0 +1,87 @@
+-- The relay: routes, and the worker of this database publishing the
+-- outbox (the test cluster preloads the library).  Workers act on their
+-- own time, so the test waits for what it expects, up to 30 seconds.
+-- Receiving the notifications is tested with a LISTEN client in
+-- test/t/006_relay.pl.
+SELECT reset_event_store();
+
+CREATE FUNCTION wait_for(condition text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+BEGIN
+	FOR i IN 1..1500 LOOP
+		EXECUTE 'SELECT ' || condition INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+	RETURN false;
+END
+$$;
+
+SELECT event_store.relay_available();
+-- The launcher runs, and this database has a relay worker.
+SELECT wait_for($$EXISTS (SELECT FROM event_store.relay_workers
+					 WHERE kind = 'relay' AND database = current_database() AND pid IS NOT NULL)$$);
+SELECT kind, state FROM event_store.relay_workers WHERE kind = 'launcher';
+SELECT count(*) FROM pg_stat_activity
+WHERE backend_type IN ('event_store launcher', 'event_store relay');
+
+-- Routes.
+SELECT event_store.relay_route('orders', 'notify:orders_channel');
+SELECT event_store.relay_route('mixed', 'NOTIFY:Mixed Case "Quoted" Channel');
+SELECT topic, sink, paused FROM event_store.relay_routes ORDER BY topic;
+-- A route replaces the topic's previous sink.
+SELECT event_store.relay_route('mixed', 'notify:mixed_channel');
+SELECT topic, sink FROM event_store.relay_routes ORDER BY topic;
+
+-- Routed messages leave the outbox: relayed and acknowledged.
+SELECT count(event_store.outbox_send('orders', jsonb_build_object('n', n), 'order-' || (n % 3)))
+FROM generate_series(1, 10) AS n;
+SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orders')$$);
+SELECT messages_relayed >= 10 AS relayed, last_batch_at IS NOT NULL AS batched
+FROM event_store.relay_workers WHERE database = current_database();
+
+-- A message too large for NOTIFY goes as a reference; relay_fetch resolves it.
+SELECT event_store.outbox_send('orders', jsonb_build_object('big', repeat('x', 9000))) AS big_id \gset
+SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orders')$$);
+SELECT id = :big_id AS same_id, topic, length(payload->>'big') AS size
+FROM event_store.relay_fetch(:big_id);
+SELECT (event_store.relay_fetch(424242)).id IS NULL AS unknown_is_null;
+
+-- Paused: messages wait; resumed: they go.
+SELECT event_store.relay_pause('orders');
+SELECT event_store.outbox_send('orders', '{"while": "paused"}') AS paused_id \gset
+SELECT pg_sleep(0.5);
+SELECT count(*) AS waiting FROM event_store.outbox WHERE id = :paused_id;
+SELECT event_store.relay_resume('orders');
+SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orders')$$);
+
+-- Unrouted: messages stay for other consumers.
+SELECT event_store.relay_unroute('orders');
+SELECT event_store.relay_unroute('orders');
+SELECT event_store.outbox_send('orders', '{"after": "unroute"}') AS kept_id \gset
+SELECT pg_sleep(0.5);
+SELECT count(*) AS kept FROM event_store.outbox WHERE id = :kept_id;
+
+-- Routed again, what waited goes.
+SELECT event_store.relay_route('orders', 'notify:orders_channel');
+SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orders')$$);
+
+-- Bad input.
+SELECT try($$SELECT event_store.relay_route(NULL, 'notify:c')$$);
+SELECT try($$SELECT event_store.relay_route('', 'notify:c')$$);
+SELECT try($$SELECT event_store.relay_route('t', NULL)$$);
+SELECT try($$SELECT event_store.relay_route('t', 'no scheme')$$);
+SELECT try($$SELECT event_store.relay_route('t', 'smtp:someone')$$);
+SELECT try($$SELECT event_store.relay_route('t', 'kafka://broker:9092/topic')$$);
+SELECT try($$SELECT event_store.relay_route('t', 'https://example.invalid/hook')$$);
+SELECT try($$SELECT event_store.relay_route('t', 'notify:')$$);
+SELECT try(format($f$SELECT event_store.relay_route('t', 'notify:%s')$f$, repeat('c', 64)));
+SELECT event_store.relay_route('t', 'notify:' || repeat('c', 63));
+SELECT try($$SELECT event_store.relay_unroute(NULL)$$);
+SELECT try($$SELECT event_store.relay_pause('no-route')$$);
+SELECT try($$SELECT event_store.relay_resume('no-route')$$);
+SELECT topic, length(sink) FROM event_store.relay_routes ORDER BY topic;
