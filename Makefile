@@ -19,6 +19,7 @@ OBJS = \
 	src/ids.o \
 	src/launcher.o \
 	src/outbox.o \
+	src/plans.o \
 	src/read.o \
 	src/read_feed.o \
 	src/relay.o \

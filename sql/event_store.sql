@@ -903,37 +903,38 @@ BEGIN
 END
 $$;
 
--- Stop relaying a topic for a while; its messages wait in the outbox.
-CREATE FUNCTION event_store.relay_pause(topic text)
+-- Pause or resume the relay of a topic; while paused, its messages wait in
+-- the outbox.
+CREATE FUNCTION event_store.relay_set_paused(topic text, paused boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM event_store.check_topic(topic);
-	UPDATE event_store.relay_routes AS r SET paused = true WHERE r.topic = relay_pause.topic;
+	UPDATE event_store.relay_routes AS r SET paused = relay_set_paused.paused
+	WHERE r.topic = relay_set_paused.topic;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'topic "%" has no relay route', topic USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT paused THEN
+		PERFORM event_store.relay_wake();
 	END IF;
 	RETURN true;
 END
 $$;
 
+CREATE FUNCTION event_store.relay_pause(topic text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT event_store.relay_set_paused(topic, true) $$;
+
 CREATE FUNCTION event_store.relay_resume(topic text)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM event_store.check_topic(topic);
-	UPDATE event_store.relay_routes AS r SET paused = false WHERE r.topic = relay_resume.topic;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'topic "%" has no relay route', topic USING ERRCODE = 'undefined_object';
-	END IF;
-	PERFORM event_store.relay_wake();
-	RETURN true;
-END
-$$;
+AS $$ SELECT event_store.relay_set_paused(topic, false) $$;
 
 -- A relayed message that was too large for NOTIFY, by the id its reference
 -- carries; NULL once it is past event_store.relay_reference_ttl.

@@ -95,6 +95,10 @@ extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);
 
+/* plans.c: prepared SPI statements */
+extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
+										  int nargs, Oid *argtypes);
+
 /* schema.c: lookups of the extension's relations by name */
 extern Oid	es_schema_oid(void);
 extern Oid	es_relation_oid(const char *relname);

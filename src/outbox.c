@@ -320,17 +320,8 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 {
 	int			rc;
 
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	prepared = SPI_prepare(sql, nargs, argtypes);
-
-		if (prepared == NULL)
-			elog(ERROR, "SPI_prepare failed for outbox statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(prepared);
-		*plan = prepared;
-	}
-	rc = SPI_execute_plan(*plan, values, nulls, read_only, 0);
+	rc = SPI_execute_plan(es_prepared_plan(plan, sql, nargs, argtypes),
+						  values, nulls, read_only, 0);
 	if (rc < 0)
 		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
 }

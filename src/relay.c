@@ -163,21 +163,6 @@ relay_shmem_exit(int code, Datum arg)
 	es_wake_launcher();
 }
 
-static void
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	prepared = SPI_prepare(sql, nargs, argtypes);
-
-		if (prepared == NULL)
-			elog(ERROR, "SPI_prepare failed for relay statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(prepared);
-		*plan = prepared;
-	}
-}
-
 /*
  * Relay one batch of a topic to a NOTIFY channel.  Returns how many
  * messages were relayed.
@@ -190,7 +175,7 @@ relay_to_notify(const char *topic, const char *channel, TimestampTz now)
 	Datum		values[4];
 	int			rc;
 
-	prepare_once(&plan, relay_sql, 4, argtypes);
+	es_prepared_plan(&plan, relay_sql, 4, argtypes);
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = TimestampTzGetDatum(now);
 	values[2] = Int32GetDatum(es_relay_batch_size);
@@ -230,7 +215,7 @@ notify_feed(void)
 	Async_Notify(FEED_CHANNEL, payload);
 	notified++;
 
-	prepare_once(&plan, subscriptions_sql, 2, argtypes);
+	es_prepared_plan(&plan, subscriptions_sql, 2, argtypes);
 	values[0] = Int64GetDatum(announced_head);
 	values[1] = Int64GetDatum(head);
 	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -257,7 +242,7 @@ cleanup_parked(TimestampTz now)
 
 	if (!TimestampDifferenceExceeds(last_parked_cleanup, now, PARKED_CLEANUP_INTERVAL_MS))
 		return;
-	prepare_once(&plan, parked_cleanup_sql, 1, argtypes);
+	es_prepared_plan(&plan, parked_cleanup_sql, 1, argtypes);
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
 																-(int64) es_relay_reference_ttl * 1000));
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
@@ -306,7 +291,7 @@ relay_cycle(void)
 
 	now = GetCurrentTimestamp();
 
-	prepare_once(&routes_plan, routes_sql, 0, NULL);
+	es_prepared_plan(&routes_plan, routes_sql, 0, NULL);
 	if (SPI_execute_plan(routes_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "relay routes statement failed");
 	routes = SPI_tuptable;
