@@ -71,10 +71,14 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen
+TOOLS = tools/es_listen tools/es_relay_bench
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
 
 tools/%: tools/%.c
 	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)
+
+# PGXS does not track header dependencies: every object depends on the
+# shared header, so that a change of a shared struct rebuilds them all.
+$(OBJS): src/event_store.h

@@ -47,10 +47,16 @@ CREATE TYPE event_store.event AS (
 	recorded_at	timestamptz
 );
 
--- The log.  Rows are written only by the C functions below; the first eight
--- columns are event_store.event, category is derived from stream and kept for
--- the category index.  Positions are assigned by the feed (src/feed.c), not by
--- a column default, because the feed must know which positions are in flight.
+-- The category of a stream: the part before its first '-'.
+CREATE FUNCTION event_store.category(stream text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'event_store_category'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The log.  Rows are written only by the C functions below; a row is
+-- exactly an event_store.event, so reads return stored rows as they are.
+-- Positions are assigned by the feed (src/feed.c), not by a column
+-- default, because the feed must know which positions are in flight.
 CREATE TABLE event_store.events (
 	position	bigint NOT NULL,
 	stream		text COLLATE "C" NOT NULL,
@@ -60,13 +66,12 @@ CREATE TABLE event_store.events (
 	metadata	jsonb,
 	id			uuid NOT NULL,
 	recorded_at	timestamptz NOT NULL,
-	category	text COLLATE "C" NOT NULL,
 	CONSTRAINT events_pkey PRIMARY KEY (position),
 	CONSTRAINT events_stream_version_key UNIQUE (stream, version),
 	CONSTRAINT events_id_key UNIQUE (id)
 );
 CREATE INDEX events_category_position_idx
-	ON event_store.events (category, position);
+	ON event_store.events ((event_store.category(stream)) COLLATE "C", position);
 
 REVOKE ALL ON event_store.events FROM PUBLIC;
 GRANT SELECT ON event_store.events TO event_store_reader;
@@ -110,11 +115,6 @@ CREATE FUNCTION event_store.stream_version(stream text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_stream_version'
 LANGUAGE C STABLE PARALLEL SAFE;
-
-CREATE FUNCTION event_store.category(stream text)
-RETURNS text
-AS 'MODULE_PATHNAME', 'event_store_category'
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION event_store.stream_hash(stream text)
 RETURNS bigint
@@ -302,6 +302,8 @@ BEGIN
 	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
 	SELECT subscription_create.subscription, m, checkpoint
 	FROM generate_series(0, group_size - 1) AS m;
+	-- The relay worker announces subscriptions: let it know there is one.
+	PERFORM event_store.relay_wake();
 END
 $$;
 
@@ -423,7 +425,7 @@ CROSS JOIN LATERAL (
 	SELECT count(*) AS events, min(e.recorded_at) AS oldest
 	FROM event_store.events AS e
 	WHERE e.position > c.position AND e.position <= h.head
-	  AND (s.category IS NULL OR e.category = s.category)
+	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
 	  AND (s.group_size = 1 OR
 		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
 ) AS pending;
@@ -551,7 +553,12 @@ AS 'MODULE_PATHNAME', 'event_store_outbox_send'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The consumer functions read and change the outbox as the extension's
--- owner: consumers need no privilege on the tables.
+-- owner: consumers need no privilege on the tables.  Their statements keep
+-- one plan per session (src/plans.c), which must not depend on the
+-- outbox's statistics: a queue has few live rows and many dead ones, and a
+-- plan made while it looked empty would scan it whole on every call, so
+-- sequential scans are off.  JIT is off too: the statements are short, and
+-- a plan's cost estimate could make it compile them on every call.
 CREATE FUNCTION event_store.outbox_claim(
 	topic text,
 	max_count integer DEFAULT 100,
@@ -560,19 +567,25 @@ RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
 ROWS 100;
 
 CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off;
 
 CREATE FUNCTION event_store.outbox_ack(ids bigint[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off;
 
 CREATE FUNCTION event_store.outbox_nack(
 	receipts uuid[],
@@ -581,7 +594,9 @@ CREATE FUNCTION event_store.outbox_nack(
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off;
 
 CREATE FUNCTION event_store.outbox_nack(
 	ids bigint[],
@@ -590,7 +605,9 @@ CREATE FUNCTION event_store.outbox_nack(
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_nack_ids'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off;
 
 -- Raise the contract's error for a bad topic name.
 CREATE FUNCTION event_store.check_topic(topic text)
@@ -818,6 +835,7 @@ GRANT SELECT, UPDATE, DELETE ON event_store.outbox TO event_store_relay;
 GRANT SELECT, INSERT, DELETE ON event_store.relay_parked TO event_store_relay;
 GRANT SELECT ON event_store.relay_routes, event_store.subscriptions,
 	event_store.events TO event_store_relay;
+GRANT EXECUTE ON FUNCTION event_store.category(text) TO event_store_relay;
 
 CREATE FUNCTION event_store.relay_available()
 RETURNS boolean

@@ -403,7 +403,7 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
  * Hand the events just written to the outbox routes (route.c).
  */
 static void
-route_appended_events(text *stream, text *category, EsNewEvent *new_events,
+route_appended_events(text *stream, EsNewEvent *new_events,
 					  int n, int64 first_position, int64 first_version,
 					  TimestampTz recorded_at)
 {
@@ -420,7 +420,7 @@ route_appended_events(text *stream, text *category, EsNewEvent *new_events,
 		routed[i].position = first_position + i;
 		routed[i].recorded_at = recorded_at;
 	}
-	es_route_events(category, routed, n);
+	es_route_events(stream, routed, n);
 	pfree(routed);
 }
 
@@ -439,7 +439,6 @@ append_events(const char *function_name, text *stream,
 	int64		first_position;
 	Datum		values[Natts_events];
 	bool		nulls[Natts_events];
-	text	   *category;
 	TimestampTz now;
 	volatile int current = 0;
 
@@ -468,12 +467,10 @@ append_events(const char *function_name, text *stream,
 	}
 	check_expected_version(stream, &head, has_expected, expected);
 
-	category = es_category_of(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 	now = GetCurrentTimestamp();
 	memset(nulls, false, sizeof(nulls));
 	values[Anum_events_stream - 1] = PointerGetDatum(stream);
 	values[Anum_events_recorded_at - 1] = TimestampTzGetDatum(now);
-	values[Anum_events_category - 1] = PointerGetDatum(category);
 
 	first_position = es_feed_reserve_positions(writer->rel, n);
 
@@ -521,7 +518,7 @@ append_events(const char *function_name, text *stream,
 	index_close(stream_index, AccessShareLock);
 	es_writer_close(writer);
 
-	route_appended_events(stream, category, new_events, n, first_position,
+	route_appended_events(stream, new_events, n, first_position,
 						  head.version + 1, now);
 
 	/* Let later commands of this transaction see the new head. */

@@ -50,7 +50,10 @@
 #define ERRCODE_ES_EVENT_ID_CONFLICT		MAKE_SQLSTATE('E','V','0','0','2')
 #define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','V','0','0','3')
 
-/* Columns of event_store.events, 1-based as in the catalog. */
+/*
+ * Columns of event_store.events, 1-based as in the catalog: those of the
+ * composite type event_store.event, in its order.
+ */
 enum
 {
 	Anum_events_position = 1,
@@ -61,12 +64,8 @@ enum
 	Anum_events_metadata,
 	Anum_events_id,
 	Anum_events_recorded_at,
-	Anum_events_category,
-	Natts_events = Anum_events_category
+	Natts_events = Anum_events_recorded_at
 };
-
-/* Number of columns of the composite type event_store.event. */
-#define Natts_event_type Anum_events_recorded_at
 
 /*
  * Classes of the extension's heavyweight lock tags (advisory lock method,
@@ -133,7 +132,6 @@ extern void es_writer_close(EsTableWriter *writer);
 /* feed.c: global positions, the gap-safe head of the feed */
 typedef enum EsFeedRow
 {
-	ES_ROW_VISIBLE,				/* show it */
 	ES_ROW_SKIP,				/* never part of the feed (aborted, deleted) */
 	ES_ROW_STOP					/* may still become visible: stop before it */
 } EsFeedRow;
@@ -142,8 +140,8 @@ extern void es_feed_init(void);
 extern int64 es_feed_reserve_positions(Relation events, int count);
 extern void es_feed_reservation_done(void);
 extern int64 es_feed_safe_head(Relation events);
-extern EsFeedRow es_feed_classify_row(Relation events, TupleTableSlot *slot,
-									  Snapshot snapshot);
+extern EsFeedRow es_feed_classify_invisible_row(TupleTableSlot *slot,
+												Snapshot snapshot);
 
 /* read_feed.c: the global feed and categories */
 typedef struct EsFeedQuery
@@ -187,8 +185,9 @@ extern EsStreamHead es_read_stream_head(Relation events, Relation stream_index,
 										text *stream, Snapshot snapshot);
 extern Datum es_getattr(TupleTableSlot *slot, int attnum);
 extern void es_report_stream_deleted(text *stream) pg_attribute_noreturn();
+extern bool es_rows_are_events(Relation events, TupleDesc tupdesc);
 extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
-						 TupleTableSlot *slot);
+						 TupleTableSlot *slot, bool as_is);
 
 /* outbox.c: the outbox */
 extern text *es_checked_topic_arg(FunctionCallInfo fcinfo, int argno);
@@ -211,7 +210,7 @@ typedef struct EsRoutedEvent
 } EsRoutedEvent;
 
 extern void es_route_init(void);
-extern void es_route_events(text *category, EsRoutedEvent *events, int count);
+extern void es_route_events(text *stream, EsRoutedEvent *events, int count);
 
 /* shmem.c: state shared by all backends (only when preloaded) */
 typedef struct EsFeedDatabase
@@ -240,6 +239,10 @@ typedef struct EsRelaySlot
 	bool		stop_requested; /* the database is being dropped or renamed */
 	bool		extension_missing;	/* the worker found no extension */
 	bool		clean_exit;		/* the last worker exited on purpose */
+	bool		has_routes;		/* at its last cycle, the database had relay
+								 * routes ... */
+	bool		has_subscriptions;	/* ... and subscriptions: commits wake the
+									 * worker only when there is work */
 	TimestampTz exited_at;		/* when the last worker exited */
 	TimestampTz started_at;
 	TimestampTz last_batch_at;

@@ -353,18 +353,16 @@ es_feed_safe_head(Relation events)
 }
 
 /*
- * Decide what a reader does with an events row at or below the safe head,
- * fetched without visibility filtering.
+ * Decide what a reader does with an events row at or below the safe head
+ * that its snapshot does not see (the slot holds the row, fetched without
+ * visibility filtering): skip it, or stop before it.
  */
 EsFeedRow
-es_feed_classify_row(Relation events, TupleTableSlot *slot, Snapshot snapshot)
+es_feed_classify_invisible_row(TupleTableSlot *slot, Snapshot snapshot)
 {
 	HeapTuple	tuple;
 	bool		should_free;
 	TransactionId xmin;
-
-	if (table_tuple_satisfies_snapshot(events, slot, snapshot))
-		return ES_ROW_VISIBLE;
 
 	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
 	xmin = HeapTupleHeaderGetXmin(tuple->t_data);

@@ -32,6 +32,10 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
@@ -41,6 +45,9 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -92,7 +99,7 @@ static const char *const claim_sql =
 "    AND (o.key IS NULL OR NOT EXISTS ("
 "          SELECT FROM event_store.outbox AS earlier"
 "          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
-"  ORDER BY o.id LIMIT $2"
+"  ORDER BY o.topic, o.id LIMIT $2"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), claimed AS ("
 "  UPDATE event_store.outbox AS o"
@@ -101,7 +108,7 @@ static const char *const claim_sql =
 "        (SELECT t.lease FROM event_store.outbox_topics AS t WHERE t.topic = $1),"
 "        interval '30 seconds'),"
 "      receipt = event_store.outbox_new_receipt(o.id)"
-"  FROM candidates AS c WHERE o.id = c.id"
+"  WHERE o.id = ANY (ARRAY(SELECT c.id FROM candidates AS c))"
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt"
 ") SELECT c.*, coalesce((SELECT t.max_attempts FROM event_store.outbox_topics AS t"
 "                        WHERE t.topic = $1), 10) AS max_attempts"
@@ -327,6 +334,42 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
+ * Is any message of the topic available now?  A direct probe of the
+ * (topic, id) index, so that polling an idle topic costs an index lookup
+ * rather than the claim statement.
+ */
+static bool
+topic_has_available(text *topic, TimestampTz now)
+{
+	Relation	outbox = table_open(es_relation_oid("outbox"), AccessShareLock);
+	Relation	index = index_open(es_relation_oid("outbox_topic_id_idx"), AccessShareLock);
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	bool		found = false;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	slot = table_slot_create(outbox, NULL);
+	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		available_at = slot_getattr(slot, Anum_outbox_available_at, &isnull);
+
+		CHECK_FOR_INTERRUPTS();
+		found = DatumGetTimestampTz(available_at) <= now;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(outbox, AccessShareLock);
+	return found;
+}
+
+/*
  * outbox_claim(topic, max_count, lease)
  */
 Datum
@@ -352,7 +395,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	es_check_writable("outbox_claim");
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (max_count == 0)
+	if (max_count == 0 || !topic_has_available(topic, now))
 		return (Datum) 0;
 
 	values[0] = PointerGetDatum(topic);
@@ -448,6 +491,8 @@ event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 	uint64		acked;
 
 	es_check_writable("outbox_ack");
+	if (ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)) == 0)
+		PG_RETURN_INT32(0);
 	receipt_arrays(receipts, &values[0], &values[1]);
 
 	SPI_connect();

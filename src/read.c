@@ -20,6 +20,7 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_attribute.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -135,13 +136,42 @@ es_report_stream_deleted(text *stream)
 }
 
 /*
- * Copy the event_store.event columns of an events row into a tuplestore.
+ * Whether rows of the events table are, physically, rows of the result
+ * type (same columns, none dropped), so that es_put_event can store them as
+ * they are.  True unless a future upgrade alters the table.
+ */
+bool
+es_rows_are_events(Relation events, TupleDesc tupdesc)
+{
+	TupleDesc	table = RelationGetDescr(events);
+
+	if (table->natts != tupdesc->natts)
+		return false;
+	for (int i = 0; i < table->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(table, i);
+		Form_pg_attribute b = TupleDescAttr(tupdesc, i);
+
+		if (a->attisdropped || b->attisdropped || a->atttypid != b->atttypid)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Store an events row into a result tuplestore: as it is when as_is (see
+ * es_rows_are_events), column by column otherwise.
  */
 void
 es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
-			 TupleTableSlot *slot)
+			 TupleTableSlot *slot, bool as_is)
 {
-	slot_getsomeattrs(slot, Natts_event_type);
+	if (as_is)
+	{
+		tuplestore_puttupleslot(tupstore, slot);
+		return;
+	}
+	slot_getsomeattrs(slot, Natts_events);
 	tuplestore_putvalues(tupstore, tupdesc, slot->tts_values, slot->tts_isnull);
 }
 
@@ -200,12 +230,13 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 		EsStreamScan *ss;
 		TupleTableSlot *slot;
 		int32		count = 0;
+		bool		as_is = es_rows_are_events(events, rsinfo->setDesc);
 
 		ss = es_stream_scan_begin(events, stream_index, stream,
 								  has_bound, from_version, backward, snapshot);
 		while (count < max_count && (slot = es_stream_scan_next(ss)) != NULL)
 		{
-			es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+			es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, as_is);
 			count++;
 		}
 		es_stream_scan_end(ss);

@@ -6,9 +6,9 @@
  *
  * A feed read never shows an event while an event below it may still
  * commit.  It scans the position (or category, position) index up to the
- * safe head computed by feed.c, without visibility filtering, and decides
- * row by row with the caller's snapshot: show it, skip it (its transaction
- * aborted), or stop before it (its transaction may still become visible).
+ * safe head computed by feed.c, and decides row by row: a row the caller's
+ * snapshot sees is shown; one it does not see is skipped if its transaction
+ * aborted, and ends the read if that transaction may still become visible.
  * See feed.c for why that is enough.
  *
  *-------------------------------------------------------------------------
@@ -45,6 +45,8 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	Relation	events;
 	Relation	index;
 	IndexScanDesc scan;
+	IndexFetchTableData *any_fetch;
+	ItemPointer tid;
 	TupleTableSlot *slot;
 	Snapshot	snapshot = GetActiveSnapshot();
 	ScanKeyData keys[3];
@@ -52,6 +54,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	AttrNumber	position_attno;
 	int64		head;
 	int64		count = 0;
+	bool		as_is;
 
 	events = table_open(es_relation_oid("events"), AccessShareLock);
 	head = es_feed_safe_head(events);
@@ -83,17 +86,35 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 						   F_INT8LE, Int64GetDatum(head));
 
 	/*
-	 * SnapshotAny: the scan must meet the rows the snapshot cannot see, to
-	 * stop before those that may still become visible.
+	 * Fetch each row with the reader's snapshot; a row it cannot see is
+	 * fetched again without visibility filtering, to decide whether it may
+	 * still become visible (stop before it) or never will (skip it).  Such
+	 * rows are rare, so most rows cost one visibility check.
 	 */
+	as_is = es_rows_are_events(events, tupdesc);
 	slot = table_slot_create(events, NULL);
-	scan = index_beginscan(events, index, SnapshotAny, nkeys, 0);
+	any_fetch = table_index_fetch_begin(events);
+	scan = index_beginscan(events, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 
 	while (count < query->max_count &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+		   (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 	{
+		bool		visible;
+
 		CHECK_FOR_INTERRUPTS();
+
+		visible = index_fetch_heap(scan, slot);
+		if (!visible)
+		{
+			bool		call_again = false;
+			bool		all_dead = false;
+
+			/* Gone altogether (pruned): an aborted row, nothing to wait for. */
+			if (!table_index_fetch_tuple(any_fetch, tid, SnapshotAny, slot,
+										 &call_again, &all_dead))
+				continue;
+		}
 
 		if (query->group_size > 0)
 		{
@@ -105,19 +126,16 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 				continue;
 		}
 
-		switch (es_feed_classify_row(events, slot, snapshot))
+		if (!visible)
 		{
-			case ES_ROW_VISIBLE:
-				es_put_event(tupstore, tupdesc, slot);
-				count++;
+			if (es_feed_classify_invisible_row(slot, snapshot) == ES_ROW_STOP)
 				break;
-			case ES_ROW_SKIP:
-				break;
-			case ES_ROW_STOP:
-				goto done;
+			continue;
 		}
+		es_put_event(tupstore, tupdesc, slot, as_is);
+		count++;
 	}
-done:
+	table_index_fetch_end(any_fetch);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);

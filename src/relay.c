@@ -20,9 +20,11 @@
  * Relay transactions commit asynchronously: after a crash, a batch whose
  * commit was not yet flushed is sent again (at-least-once).
  *
- * Committing transactions that sent messages or appended events set the
- * worker's latch (es_at_transaction_end), so it runs at once; otherwise it
- * polls every event_store.relay_naptime.  Appending transactions never
+ * Committing transactions that sent messages (when the database has relay
+ * routes) or appended events (when it has subscriptions) set the worker's
+ * latch (es_at_transaction_end), so it runs at once; otherwise it polls
+ * every event_store.relay_naptime.  A worker that has nothing to publish is
+ * not woken by every commit.  Appending transactions never
  * NOTIFY themselves: NOTIFY serialises committing transactions on a global
  * lock.
  *
@@ -99,7 +101,7 @@ static const char *const relay_sql =
 "WITH locked AS ("
 "  SELECT o.id, o.key FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
-"  ORDER BY o.id LIMIT $3"
+"  ORDER BY o.topic, o.id LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), eligible AS ("
 "  SELECT l.id FROM locked AS l"
@@ -108,7 +110,7 @@ static const char *const relay_sql =
 "    WHERE earlier.topic = $1 AND earlier.key = l.key AND earlier.id < l.id"
 "      AND earlier.id NOT IN (SELECT id FROM locked))"
 "), relayed AS ("
-"  DELETE FROM event_store.outbox AS o USING eligible AS e WHERE o.id = e.id"
+"  DELETE FROM event_store.outbox AS o WHERE o.id = ANY (ARRAY(SELECT e.id FROM eligible AS e))"
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.created_at,"
 "    jsonb_build_object('id', o.id, 'topic', o.topic, 'key', o.key,"
 "                       'payload', o.payload, 'headers', o.headers)::text AS message"
@@ -128,7 +130,11 @@ static const char *const subscriptions_sql =
 "SELECT s.name FROM event_store.subscriptions AS s"
 " WHERE s.category IS NULL OR EXISTS ("
 "   SELECT FROM event_store.events AS e"
-"   WHERE e.category = s.category AND e.position > $1 AND e.position <= $2)";
+"   WHERE event_store.category(e.stream) = s.category"
+"     AND e.position > $1 AND e.position <= $2)";
+
+static const char *const has_subscriptions_sql =
+"SELECT EXISTS (SELECT FROM event_store.subscriptions)";
 
 static const char *const parked_cleanup_sql =
 "DELETE FROM event_store.relay_parked WHERE parked_at < $1";
@@ -195,15 +201,23 @@ relay_to_notify(const char *topic, const char *channel, TimestampTz now)
  * every subscription with events in (announced_head, head].
  */
 static int
-notify_feed(void)
+notify_feed(bool *has_subscriptions)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr exists_plan = NULL;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 	Relation	events;
 	int64		head;
 	char		payload[32];
 	int			notified = 0;
+	bool		isnull;
+
+	if (SPI_execute_plan(es_prepared_plan(&exists_plan, has_subscriptions_sql, 0, NULL),
+						 NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "subscription statement failed");
+	*has_subscriptions = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
 
 	events = table_open(es_relation_oid("events"), AccessShareLock);
 	head = es_feed_safe_head(events);
@@ -264,6 +278,7 @@ relay_cycle(void)
 	int			moved = 0;
 	int			notified;
 	bool		full = false;
+	bool		has_subscriptions;
 	SPITupleTable *routes;
 	uint64		nroutes;
 
@@ -311,7 +326,7 @@ relay_cycle(void)
 			full = true;
 	}
 
-	notified = notify_feed();
+	notified = notify_feed(&has_subscriptions);
 	cleanup_parked(now);
 
 	SetUserIdAndSecContext(saved_user, saved_context);
@@ -330,6 +345,8 @@ relay_cycle(void)
 		my_slot->batches++;
 	}
 	my_slot->feed_notifications += notified;
+	my_slot->has_routes = (nroutes > 0);
+	my_slot->has_subscriptions = has_subscriptions;
 	strlcpy(my_slot->state, "idle", sizeof(my_slot->state));
 	LWLockRelease(es_shared->relay_lock);
 	return full;
@@ -427,6 +444,13 @@ es_relay_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Short statements with one plan each for the worker's lifetime (see
+	 * plans.c): no JIT, and no sequential scan of a queue whose statistics
+	 * say little of the dead rows it is full of.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
 	my_database_name = MemoryContextStrdup(TopMemoryContext,
@@ -468,10 +492,13 @@ es_relay_main(Datum main_arg)
 }
 
 /*
- * Wake the relay worker of a database.
+ * Wake the relay worker of a database, if it has something to do: appended
+ * events matter when the database has subscriptions, sent messages when it
+ * has relay routes.  "always" wakes it regardless (to look at its routes
+ * and subscriptions again).
  */
-void
-es_relay_wake(Oid dboid)
+static void
+wake_relay(Oid dboid, bool appended, bool sent, bool always)
 {
 	if (!es_shmem_available())
 		return;
@@ -480,10 +507,19 @@ es_relay_wake(Oid dboid)
 	{
 		EsRelaySlot *slot = &es_relay_slots[i];
 
-		if (slot->dboid == dboid && slot->procno >= 0)
+		if (slot->dboid != dboid || slot->procno < 0)
+			continue;
+		if (always || (appended && slot->has_subscriptions) ||
+			(sent && slot->has_routes))
 			SetLatch(&GetPGProcByNumber(slot->procno)->procLatch);
 	}
 	LWLockRelease(es_shared->relay_lock);
+}
+
+void
+es_relay_wake(Oid dboid)
+{
+	wake_relay(dboid, false, false, true);
 }
 
 /*
@@ -499,7 +535,7 @@ es_at_transaction_end(bool committed, bool appended)
 
 	wake_relay_at_commit = false;
 	if (committed && (appended || sent || asked))
-		es_relay_wake(MyDatabaseId);
+		wake_relay(MyDatabaseId, appended, sent, asked);
 	es_launcher_at_transaction_end(committed);
 }
 

@@ -238,17 +238,19 @@ event_headers(const EsRoutedEvent *event)
 
 /*
  * Enqueue the outbox messages that the routes ask for, for events just
- * appended to one stream (all of one category) in this transaction.
+ * appended to one stream in this transaction.
  */
 void
-es_route_events(text *category, EsRoutedEvent *events, int count)
+es_route_events(text *stream, EsRoutedEvent *events, int count)
 {
 	EsTableWriter *writer = NULL;
+	text	   *category;
 
 	if (!routes_valid)
 		load_routes();
 	if (routes == NIL)
 		return;
+	category = es_category_of(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 
 	for (int i = 0; i < count; i++)
 	{

@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(30);
+SELECT plan(31);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -20,6 +20,12 @@ SELECT set_eq(
 		  'relay_parked:SELECT', 'relay_parked:INSERT', 'relay_parked:DELETE',
 		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT'],
 	'the relay role has exactly the table privileges relaying needs');
+SELECT set_eq(
+	$$SELECT oid::regprocedure::text FROM pg_proc
+	  WHERE pronamespace = 'event_store'::regnamespace
+	    AND has_function_privilege('event_store_relay', oid, 'EXECUTE')$$,
+	ARRAY['event_store.category(text)'],
+	'the relay role can execute exactly the function its statements use');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 
@@ -123,7 +129,7 @@ SET ROLE es_test_writer;
 SELECT is(event_store.append_event('s-1', 'T', '{}'), 0::bigint, 'a writer appends');
 SELECT throws_ok($$SELECT event_store.delete_stream('s-1')$$, '42501', NULL,
 	'a writer cannot delete streams');
-SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}', NULL, gen_random_uuid(), now(), 's')$$,
+SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}', NULL, gen_random_uuid(), now())$$,
 	'42501', NULL, 'a writer cannot insert into the table directly');
 SELECT isnt(event_store.outbox_send('t', '{}'), NULL, 'a writer sends');
 SELECT is((SELECT event_store.outbox_ack(array_agg(receipt)) FROM event_store.outbox_claim('t')), 1,

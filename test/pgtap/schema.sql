@@ -16,7 +16,7 @@ SELECT col_is_pk('event_store', 'events', 'position', 'events are keyed by posit
 SELECT col_is_unique('event_store', 'events', ARRAY['stream', 'version'], '(stream, version) is unique');
 SELECT col_is_unique('event_store', 'events', ARRAY['id'], 'event ids are unique');
 SELECT has_index('event_store', 'events', 'events_category_position_idx',
-	ARRAY['category', '"position"'], 'category index for read_category');
+	ARRAY['event_store.category(stream)', '"position"'], 'category index for read_category');
 
 SELECT has_function('event_store', 'append', ARRAY['text', 'jsonb', 'bigint']);
 SELECT has_function('event_store', 'append_event', ARRAY['text', 'text', 'jsonb', 'jsonb', 'bigint', 'uuid']);

@@ -47,7 +47,7 @@ SELECT count(DISTINCT id) AS distinct_ids, bool_and(substr(id::text, 15, 1) = '7
 FROM event_store.events;
 
 -- Category is the part of the stream name before the first '-'.
-SELECT DISTINCT stream, category FROM event_store.events ORDER BY stream;
+SELECT DISTINCT stream, event_store.category(stream) FROM event_store.events ORDER BY stream;
 
 -- Idempotent retry: the same ids again, as the stream's last events at the
 -- same versions, succeed without writing and return the current version.

@@ -177,12 +177,12 @@ foreach my $name ('all_rc', 'all_rr')
 
 is( $node->safe_psql(
 		'postgres', q{
-	SELECT (SELECT count(*) FROM event_store.events WHERE category = 'order') || ' in category, ' ||
+	SELECT (SELECT count(*) FROM event_store.events WHERE event_store.category(stream) = 'order') || ' in category, ' ||
 		   count(DISTINCT position) || ' delivered, ' ||
 		   (count(*) - count(DISTINCT position)) || ' delivered twice'
 	FROM consumed WHERE consumer LIKE 'member_%'}),
 	$node->safe_psql('postgres',
-		q{SELECT count(*) || ' in category, ' || count(*) || ' delivered, 0 delivered twice' FROM event_store.events WHERE category = 'order'}
+		q{SELECT count(*) || ' in category, ' || count(*) || ' delivered, 0 delivered twice' FROM event_store.events WHERE event_store.category(stream) = 'order'}
 	),
 	'the three members together saw the category exactly once');
 is( $node->safe_psql(

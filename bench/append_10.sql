@@ -1,0 +1,2 @@
+\set v random(1, 9000000000000000000)
+SELECT event_store.append('bench-' || :client_id || '-' || :v, '[{"type": "Happened", "data": {"n": 1}}, {"type": "Happened", "data": {"n": 2}}, {"type": "Happened", "data": {"n": 3}}, {"type": "Happened", "data": {"n": 4}}, {"type": "Happened", "data": {"n": 5}}, {"type": "Happened", "data": {"n": 6}}, {"type": "Happened", "data": {"n": 7}}, {"type": "Happened", "data": {"n": 8}}, {"type": "Happened", "data": {"n": 9}}, {"type": "Happened", "data": {"n": 10}}]');

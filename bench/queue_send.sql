@@ -1,0 +1,1 @@
+INSERT INTO plain_queue (topic, payload) VALUES ('bench', '{"n": 1}');

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Benchmarks of event_store against the baselines of its performance
+# targets, side by side on one throwaway cluster, in alternating rounds.
+#
+# Usage (as root, Debian 12, PostgreSQL 15):
+#   bash bench/run.sh            about 9 minutes
+#   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
+#   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
+#   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
+#
+# Prints one table: the median of each side over the rounds, and their ratio
+# (event_store / baseline).  Results also go to bench/results/.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/common.sh"
+
+mode=${1:-}
+case "$mode" in
+    --quick) rounds=2; seconds=3; events=200000; relay_seconds=5; relay_backlog=30000 ;;
+    ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000 ;;
+    *) echo "usage: bash bench/run.sh [--quick|--long]" >&2; exit 2 ;;
+esac
+
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgq3 libpq-dev bc
+echo "building and installing event_store"
+build_and_install "$here"
+
+dir=$(mktemp -d /tmp/event_store_bench.XXXXXX)
+chown postgres: "$dir"
+cleanup() {
+    as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# A small production server: durable commits, room for the data in memory.
+settings="
+shared_preload_libraries = 'event_store'
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+wal_level = replica
+shared_buffers = 1GB
+work_mem = 16MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+max_connections = 50
+autovacuum_naptime = 10s
+"
+as_pg initdb -D "$dir/data" -A trust >/dev/null
+cat >> "$dir/data/postgresql.conf" <<CONF
+$settings
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = 5432
+CONF
+as_pg pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+export PGHOST=$dir PGPORT=5432 PGDATABASE=bench
+as_pg createdb bench
+sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+
+echo "setting up"
+as_pg psql -X -q -v ON_ERROR_STOP=1 -f "$here/bench/setup.sql" >/dev/null
+
+results="$dir/results"
+: > "$results"
+cp "$here"/bench/*.sql "$dir/" && chown postgres: "$dir"/*.sql
+
+# pgbench a script; prints the TPS.  pgbench_tps CLIENTS SCRIPT
+# ($defines: extra pgbench -D variables)
+defines=()
+pgbench_tps() {
+    local clients=$1 script=$2
+    as_pg pgbench -n -M prepared -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" \
+        -T "$seconds" "${defines[@]}" -f "$dir/$script" bench 2>&1 | awk '/^tps/ {print $3}'
+}
+
+record() { echo "$1|$2|$3" >> "$results"; }
+
+# Whether scenario $1 runs (BENCH_ONLY lists the ones to run; default all).
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+
+# Rounds alternate the order of the two sides, so that drift cancels.
+ab() {
+    local scenario=$1 clients=$2 ours=$3 baseline=$4
+    for r in $(seq 1 "$rounds"); do
+        if (( r % 2 )); then
+            record "$scenario" ours "$(pgbench_tps "$clients" "$ours")"
+            record "$scenario" base "$(pgbench_tps "$clients" "$baseline")"
+        else
+            record "$scenario" base "$(pgbench_tps "$clients" "$baseline")"
+            record "$scenario" ours "$(pgbench_tps "$clients" "$ours")"
+        fi
+    done
+}
+
+if want 0; then
+echo "context: empty transaction and SELECT 1"
+record "context: empty transaction, 8 clients (tps)" ours "$(pgbench_tps 8 empty.sql)"
+record "context: SELECT 1, 8 clients (tps)" ours "$(pgbench_tps 8 select1.sql)"
+fi
+
+if want 1; then
+echo "1. append_event vs INSERT"
+ab "append_event, 1 client (tps)" 1 append_event.sql insert_event.sql
+ab "append_event, 8 clients (tps)" 8 append_event.sql insert_event.sql
+fi
+
+if want 2; then
+echo "2. append of 10 and 100 events vs multi-row INSERT"
+ab "append 10 events, 4 clients (tps)" 4 append_10.sql insert_10.sql
+ab "append 100 events, 4 clients (tps)" 4 append_100.sql insert_100.sql
+fi
+
+if want 3; then
+echo "3. contention: 8 clients, 4 streams, expected versions"
+for r in $(seq 1 "$rounds"); do
+    before=$(sql "SELECT count(*) FROM event_store.events WHERE event_store.category(stream) = 'hot'")
+    tps=$(pgbench_tps 8 contention.sql)
+    after=$(sql "SELECT count(*) FROM event_store.events WHERE event_store.category(stream) = 'hot'")
+    ok=$(echo "($after - $before) / $seconds" | bc -l)
+    record "contention: successful appends/s" ours "$ok"
+    record "contention: conflicts (EV001)/s" ours "$(echo "$tps - $ok" | bc -l)"
+done
+fi
+
+if want 4; then
+echo "4. reads: loading $events events"
+sql "SELECT bench_load_events($events)"
+sql "VACUUM ANALYZE event_store.events"
+sql "VACUUM ANALYZE plain_events"
+defines=(-D "streams=$(( events / 100 ))" -D "first_position=$(sql "SELECT min(position) FROM event_store.events")" -D "last_position=$(sql "SELECT max(position) - 1000 FROM event_store.events")")
+ab "read_stream of 100 events, 4 clients (tps)" 4 read_stream.sql select_stream.sql
+ab "read_all batch of 1000, 4 clients (tps)" 4 read_all.sql select_all.sql
+defines=()
+fi
+
+if want 5; then
+echo "5. outbox: 4 producers, 4 consumers"
+# queue: NAME PRODUCER CONSUMER CONSUMERS BACKLOG_SQL
+queue_round() {
+    local name=$1 producer=$2 consumer=$3 consumers=$4 backlog=$5
+    local start end out produced
+    start=$(sql "$backlog")
+    out=$(mktemp)
+    as_pg pgbench -n -M prepared -c 4 -j 2 -T "$seconds" -f "$dir/$producer" bench > "$out" 2>&1 &
+    as_pg pgbench -n -M prepared -c "$consumers" -j 2 -T "$seconds" -f "$dir/$consumer" bench >/dev/null 2>&1
+    wait
+    produced=$(awk '/actually processed/ {print $NF}' "$out")
+    end=$(sql "$backlog")
+    rm -f "$out"
+    record "$name" "$6" "$(echo "($produced - ($end - $start)) / $seconds" | bc -l)"
+}
+for r in $(seq 1 "$rounds"); do
+    queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
+        "SELECT count(*) FROM plain_queue" base
+    queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" send.sql claim_ack.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" pgq_send.sql pgq_consume.sql 1 \
+        "SELECT coalesce(sum(pending_events), 0) FROM pgq.get_consumer_info('bench', 'bench_consumer')" base
+done
+fi
+
+if want 6; then
+echo "6. relay: latency at 1,000 messages/s, throughput of one worker"
+sql "SELECT event_store.relay_route('bench_relay', 'notify:bench_relay')"
+latency=$(as_pg "$here/tools/es_relay_bench" -d "host=$dir port=5432 dbname=bench" \
+    -t bench_relay -c bench_relay -r 1000 -s "$relay_seconds" || true)
+for key in p50_ms p95_ms p99_ms max_ms; do
+    record "relay: commit to NOTIFY received, $key" ours "$(echo "$latency" | tr ' ' '\n' | awk -F= -v k=$key '$1 == k {print $2}')"
+done
+sql "SELECT event_store.relay_pause('bench_relay')"
+sql "SELECT count(event_store.outbox_send('bench_relay', jsonb_build_object('n', n))) FROM generate_series(1, $relay_backlog) AS n" >/dev/null
+as_pg "$here/tools/es_listen" -d "host=$dir port=5432 dbname=bench" -i 3000 bench_relay > "$dir/listened" &
+listener=$!
+sleep 0.5
+start=$(date +%s.%N)
+sql "SELECT event_store.relay_resume('bench_relay')"
+while [ "$(sql "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_relay'")" != 0 ]; do sleep 0.05; done
+end=$(date +%s.%N)
+wait "$listener" || true
+record "relay: messages/s moved by one worker" ours "$(echo "$relay_backlog / ($end - $start)" | bc -l)"
+record "relay: messages received by a listener" ours "$(wc -l < "$dir/listened")"
+fi
+
+if [ "$mode" = "--long" ]; then
+    echo "7. outbox soak: 10 minutes"
+    as_pg pgbench -n -M prepared -c 4 -j 2 -T 600 -P 60 -f "$dir/send.sql" bench > "$dir/soak_send" 2>&1 &
+    as_pg pgbench -n -M prepared -c 4 -j 2 -T 600 -P 60 -f "$dir/claim_ack.sql" bench > "$dir/soak_consume" 2>&1 &
+    for minute in $(seq 1 10); do
+        sleep 60
+        echo "  minute $minute: $(sql "SELECT 'outbox ' || pg_size_pretty(pg_total_relation_size('event_store.outbox')) || ', ' || count(*) || ' waiting' FROM event_store.outbox")"
+    done
+    wait
+    echo "  sends per minute (tps):    $(awk '/^progress/ {printf "%s ", $4}' "$dir/soak_send")"
+    echo "  consumer batches per minute (tps): $(awk '/^progress/ {printf "%s ", $4}' "$dir/soak_consume")"
+fi
+
+mkdir -p "$here/bench/results"
+report="$here/bench/results/$(date +%Y%m%d-%H%M%S)${mode:+-${mode#--}}.txt"
+{
+    echo "event_store benchmark ${mode:---default} — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB, $(as_pg postgres --version)"
+    echo "settings:$(echo "$settings" | grep -v '^$' | sed 's/ = /=/' | tr '\n' ' ')"
+    echo "rounds: $rounds x ${seconds}s per side, alternating; pgbench -M prepared; $events events for reads"
+    echo
+    awk -F'|' -f "$here/bench/report.awk" "$results"
+} | tee "$report"
