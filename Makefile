@@ -76,7 +76,7 @@ EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
 
-tools/%: tools/%.c
+tools/%: tools/%.c tools/tools_common.h
 	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)
 
 # PGXS does not track header dependencies: every object depends on the

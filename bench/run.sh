@@ -26,14 +26,6 @@ ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresq
 echo "building and installing event_store"
 build_and_install "$here"
 
-dir=$(mktemp -d /tmp/event_store_bench.XXXXXX)
-chown postgres: "$dir"
-cleanup() {
-    as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
 # A small production server: durable commits, room for the data in memory.
 settings="
 shared_preload_libraries = 'event_store'
@@ -48,14 +40,8 @@ checkpoint_timeout = 15min
 max_connections = 50
 autovacuum_naptime = 10s
 "
-as_pg initdb -D "$dir/data" -A trust >/dev/null
-cat >> "$dir/data/postgresql.conf" <<CONF
-$settings
-listen_addresses = ''
-unix_socket_directories = '$dir'
-port = 5432
-CONF
-as_pg pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+start_cluster "$settings"
+dir=$CLUSTER_DIR
 export PGHOST=$dir PGPORT=5432 PGDATABASE=bench
 as_pg createdb bench
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }

@@ -25,3 +25,21 @@ build_and_install() {
 
 # initdb refuses to run as root: clusters run as postgres.
 as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+
+# Start a throwaway cluster, as postgres, in a new directory; its settings
+# are the lines given as $1 (added to postgresql.conf).  Sets CLUSTER_DIR
+# (socket directory and data) and stops and removes it on exit.  Reach it
+# with PGHOST=$CLUSTER_DIR PGPORT=5432 (no TCP).
+start_cluster() {
+    CLUSTER_DIR=$(mktemp -d /tmp/event_store_cluster.XXXXXX)
+    chown postgres: "$CLUSTER_DIR"
+    trap 'as_pg pg_ctl -D "$CLUSTER_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"' EXIT
+    as_pg initdb -D "$CLUSTER_DIR/data" -A trust >/dev/null
+    cat >> "$CLUSTER_DIR/data/postgresql.conf" <<CONF
+$1
+listen_addresses = ''
+unix_socket_directories = '$CLUSTER_DIR'
+port = 5432
+CONF
+    as_pg pg_ctl -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/log" -w start >/dev/null
+}

@@ -14,23 +14,9 @@ ensure_packages build-essential postgresql-15 postgresql-server-dev-15
 echo "building and installing event_store"
 build_and_install "$here"
 
-dir=$(mktemp -d /tmp/event_store_demo.XXXXXX)
-chown postgres: "$dir"
-cleanup() {
-    as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-echo "starting a throwaway cluster in $dir"
-as_pg initdb -D "$dir/data" -A trust >/dev/null
-cat >> "$dir/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'event_store'
-listen_addresses = ''
-unix_socket_directories = '$dir'
-port = 5432
-CONF
-as_pg pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+start_cluster "shared_preload_libraries = 'event_store'"
+dir=$CLUSTER_DIR
+echo "started a throwaway cluster in $dir"
 cp "$here/scripts/demo.sql" "$dir/demo.sql" && chown postgres: "$dir/demo.sql"
 
 as_pg psql -X -h "$dir" -d postgres -v ON_ERROR_STOP=1 --echo-queries -f "$dir/demo.sql"

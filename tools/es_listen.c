@@ -15,23 +15,10 @@
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/select.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libpq-fe.h"
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
+#include "tools_common.h"
 
 /* Connect and LISTEN on every channel; NULL if the server is not there. */
 static PGconn *
@@ -46,21 +33,8 @@ connect_and_listen(const char *conninfo, char **channels, int nchannels)
 	}
 	for (int i = 0; i < nchannels; i++)
 	{
-		/* Quote the channel as an identifier: any name is accepted. */
-		char	   *quoted = PQescapeIdentifier(conn, channels[i], strlen(channels[i]));
-		char	   *sql = malloc(strlen(quoted) + 8);
-		PGresult   *res;
-
-		sprintf(sql, "LISTEN %s", quoted);
-		res = PQexec(conn, sql);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		{
-			fprintf(stderr, "es_listen: %s", PQerrorMessage(conn));
+		if (listen_on(conn, channels[i], "es_listen") != 0)
 			exit(2);
-		}
-		PQclear(res);
-		PQfreemem(quoted);
-		free(sql);
 	}
 	return conn;
 }

@@ -18,14 +18,10 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/select.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libpq-fe.h"
+#include "tools_common.h"
 
 static const char *conninfo = "";
 static const char *topic = "bench_relay";
@@ -38,15 +34,6 @@ static double *committed_at;	/* per message: commit returned (ms) */
 static double *received_at;		/* per message: NOTIFY received (ms), 0 if not */
 static volatile int producer_done = 0;
 static volatile int listener_ready = 0;
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
 
 static PGconn *
 connect_or_die(void)
@@ -65,19 +52,10 @@ static void *
 listener_main(void *arg)
 {
 	PGconn	   *conn = connect_or_die();
-	char	   *quoted = PQescapeIdentifier(conn, channel, strlen(channel));
-	char		sql[256];
-	PGresult   *res;
 	double		done_at = 0;
 
-	snprintf(sql, sizeof(sql), "LISTEN %s", quoted);
-	res = PQexec(conn, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		fprintf(stderr, "es_relay_bench: %s", PQerrorMessage(conn));
+	if (listen_on(conn, channel, "es_relay_bench") != 0)
 		exit(2);
-	}
-	PQclear(res);
 	listener_ready = 1;
 
 	for (;;)
