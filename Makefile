@@ -82,3 +82,8 @@ tools/%: tools/%.c tools/tools_common.h
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
 $(OBJS): src/event_store.h
+
+# The regression tests, for test/valgrind.sh (run by scripts/valgrind.sh).
+.PHONY: print-regress
+print-regress:
+	@echo $(REGRESS)

@@ -930,6 +930,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM event_store.check_topic(topic);
+	IF paused IS NULL THEN
+		RAISE EXCEPTION 'paused must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	UPDATE event_store.relay_routes AS r SET paused = relay_set_paused.paused
 	WHERE r.topic = relay_set_paused.topic;
 	IF NOT FOUND THEN

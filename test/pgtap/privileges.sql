@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(31);
+SELECT plan(36);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -98,6 +98,14 @@ SELECT is_empty($$SELECT relname FROM pg_class
 				  WHERE relnamespace = 'event_store'::regnamespace AND relkind IN ('r', 'v')
 				    AND has_table_privilege('event_store_admin', oid, 'INSERT,UPDATE,DELETE,TRUNCATE')$$,
 	'no role changes tables except through the functions');
+-- No SQL is built from strings: no function of the extension runs dynamic
+-- SQL (the C functions run only constant statements).
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc AS p
+				  JOIN pg_language AS l ON l.oid = p.prolang
+				  WHERE p.pronamespace = 'event_store'::regnamespace
+				    AND l.lanname IN ('plpgsql', 'sql')
+				    AND p.prosrc ~* '\mEXECUTE\M'$$,
+	'no function of the extension runs dynamic SQL');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc AS p
 				  WHERE p.pronamespace = 'event_store'::regnamespace AND p.prosecdef
 				    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c
@@ -117,8 +125,13 @@ SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501',
 	'a role without grants cannot append');
 RESET ROLE;
 
+SELECT event_store.subscription_create('privileges_test');
 SET ROLE es_test_reader;
 SELECT lives_ok($$SELECT * FROM event_store.read_stream('s-1')$$, 'a reader reads');
+SELECT lives_ok($$SELECT * FROM event_store.subscription_fetch('privileges_test')$$,
+	'a reader consumes a subscription');
+SELECT throws_ok($$SELECT event_store.subscription_create('by_reader')$$, '42501', NULL,
+	'a reader cannot create subscriptions');
 SELECT throws_ok($$SELECT event_store.outbox_send('t', '{}')$$, '42501', NULL,
 	'a reader cannot send');
 SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501', NULL,
@@ -138,11 +151,14 @@ SELECT throws_ok($$SELECT event_store.outbox_ack(ARRAY[1]::bigint[])$$, '42501',
 	'a writer cannot acknowledge by id');
 SELECT throws_ok($$SELECT * FROM event_store.outbox$$, '42501', NULL,
 	'a writer cannot read the outbox table directly');
+SELECT throws_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, '42501', NULL,
+	'a writer cannot route topics to the relay');
 RESET ROLE;
 
 SET ROLE es_test_admin;
 SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
 SELECT is(event_store.outbox_ack(ARRAY[424242]::bigint[]), 0, 'an admin acknowledges by id');
+SELECT lives_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, 'an admin routes topics to the relay');
 RESET ROLE;
 
 SELECT * FROM finish();
