@@ -9,26 +9,18 @@
 # valgrind checks is checked.
 set -euo pipefail
 
-PATH="/usr/lib/postgresql/15/bin:$PATH"
-here=$(cd "$(dirname "$0")/.." && pwd)
-dir=$(mktemp -d /tmp/event_store_valgrind.XXXXXX)
-port=$(( 30000 + RANDOM % 10000 ))
+. "$(dirname "$0")/cluster.sh"
+here=$TEST_ROOT
+
+init_test_cluster valgrind "max_connections = 20"
+dir=$TEST_DIR
 pid=
 cleanup() {
-    pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    stop_test_cluster
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
     [ -n "${KEEP_VALGRIND_DIR:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
-
-initdb -D "$dir/data" -A trust >/dev/null
-cat "$here/test/preload.conf" >> "$dir/data/postgresql.conf"
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
-max_connections = 20
-CONF
 
 started=$(date +%s)
 valgrind --quiet --trace-children=yes --leak-check=no --num-callers=30 \
@@ -37,14 +29,14 @@ valgrind --quiet --trace-children=yes --leak-check=no --num-callers=30 \
     postgres -D "$dir/data" > "$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do
-    pg_isready -q -h "$dir" -p "$port" && break
+    pg_isready -q && break
     sleep 1
 done
 
 regress=$(make -s -C "$here" print-regress)
 pg_regress=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
 status=0
-"$pg_regress" --host="$dir" --port="$port" --inputdir="$here/test" \
+"$pg_regress" --host="$TEST_DIR" --port="$TEST_PORT" --inputdir="$here/test" \
     --outputdir="$dir/out" --load-extension=event_store --dbname=contrib_regression \
     --bindir=/usr/lib/postgresql/15/bin $regress || status=1
 [ "$status" = 0 ] || cat "$dir/out/regression.diffs" 2>/dev/null | head -100
