@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '\n=== %s\n' "$*"; }
 
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap \
-    libtap-parser-sourcehandler-pgtap-perl libipc-run-perl rsync
+    libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
 
 log "building and installing"
 make -C "$here" -s clean >/dev/null
