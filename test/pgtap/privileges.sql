@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -123,11 +123,17 @@ SELECT throws_ok($$SELECT * FROM event_store.read_stream('s-1')$$, '42501', NULL
 	'a role without grants cannot read');
 SELECT throws_ok($$SELECT event_store.append_event('s-1', 'T', '{}')$$, '42501', NULL,
 	'a role without grants cannot append');
+SELECT throws_ok($$SELECT * FROM event_store.feed_status$$, '42501', NULL,
+	'a role without grants cannot see the feed status');
 RESET ROLE;
 
 SELECT event_store.subscription_create('privileges_test');
 SET ROLE es_test_reader;
 SELECT lives_ok($$SELECT * FROM event_store.read_stream('s-1')$$, 'a reader reads');
+SELECT lives_ok($$SELECT (SELECT count(*) FROM event_store.feed_status) +
+						 (SELECT count(*) FROM event_store.streams) +
+						 (SELECT count(*) FROM event_store.categories)$$,
+	'a reader sees the feed status, streams and categories');
 SELECT lives_ok($$SELECT * FROM event_store.subscription_fetch('privileges_test')$$,
 	'a reader consumes a subscription');
 SELECT throws_ok($$SELECT event_store.subscription_create('by_reader')$$, '42501', NULL,

@@ -1,6 +1,6 @@
 -- Shape of the extension: schema, types, tables, functions.
 BEGIN;
-SELECT plan(26);
+SELECT plan(29);
 
 SELECT has_schema('event_store');
 SELECT has_type('event_store', 'event', 'composite type event_store.event');
@@ -30,6 +30,9 @@ SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 
 SELECT has_function('event_store', 'subscription_fetch', ARRAY['text', 'integer', 'integer']);
 SELECT has_function('event_store', 'subscription_ack', ARRAY['text', 'bigint', 'integer']);
 SELECT has_view('event_store', 'subscription_lag', 'view event_store.subscription_lag');
+SELECT has_view('event_store', 'feed_status', 'view event_store.feed_status');
+SELECT has_view('event_store', 'streams', 'view event_store.streams');
+SELECT has_view('event_store', 'categories', 'view event_store.categories');
 SELECT function_returns('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof event_store.event');
 
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,

@@ -15,6 +15,7 @@ SELECT try($$SELECT event_store.delete_stream('account-1')$$);
 
 -- The events and the tombstone stay in the log.
 SELECT version, type FROM event_store.events WHERE stream = 'account-1' ORDER BY position;
+SELECT stream, version, events, deleted FROM event_store.streams WHERE category = 'account';
 
 -- Users cannot write the tombstone type (or any "$" type) themselves.
 SELECT try($$SELECT event_store.append_event('account-2', '$stream_deleted', '{}')$$);

@@ -43,6 +43,14 @@ SELECT count(*) FROM event_store.read_category('order', 0, 1000, 0, 1);
 SELECT event_store.stream_hash('order-1'), event_store.consumer_group_member('order-1', 3),
 	   event_store.consumer_group_member('order-1', 1000);
 
+-- The views of streams and categories (this test starts from an empty
+-- store, so they count exactly the events above).
+SELECT category, streams, events, last_position FROM event_store.categories ORDER BY category;
+SELECT stream, category, version, events, last_position, deleted
+FROM event_store.streams WHERE category = 'order' ORDER BY last_position DESC LIMIT 3;
+SELECT count(*) AS order_streams FROM event_store.streams WHERE category = 'order';
+SELECT head, last_position, held_back_events FROM event_store.feed_status;
+
 -- Bad input.
 SELECT try($$SELECT * FROM event_store.read_category(NULL)$$);
 SELECT try($$SELECT * FROM event_store.read_category(repeat('c', 1025))$$);
