@@ -4,6 +4,7 @@
 #   make installcheck         regression and isolation suites on a throwaway
 #                             cluster with the library preloaded (run as a
 #                             non-root user that can run initdb)
+#   make installcheck-valgrind  the regression suite under valgrind
 #   scripts/test.sh           every suite, with the packages it needs
 
 EXTENSION = event_store
@@ -83,7 +84,13 @@ tools/%: tools/%.c tools/tools_common.h
 # shared header, so that a change of a shared struct rebuilds them all.
 $(OBJS): src/event_store.h
 
-# The regression tests, for test/valgrind.sh (run by scripts/valgrind.sh).
-.PHONY: print-regress
+# The regression suite against a server under valgrind, with the build
+# installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,
+# as root).  About a minute on 2 cores; not part of installcheck.
+.PHONY: installcheck-valgrind print-regress
+installcheck-valgrind:
+	bash test/valgrind.sh
+
+# The regression tests, for test/valgrind.sh.
 print-regress:
 	@echo $(REGRESS)

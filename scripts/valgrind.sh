@@ -25,5 +25,5 @@ make -C "$here" -s install >/dev/null
 work=$(mktemp -d /tmp/event_store_valgrind_tree.XXXXXX)
 rsync -a --exclude .git "$here"/ "$work"/
 chown -R postgres: "$work"
-as_pg bash "$work/test/valgrind.sh"
+as_pg make -C "$work" -s installcheck-valgrind
 rm -rf "$work"
