@@ -113,7 +113,7 @@ fi
 
 if want 4; then
 echo "4. reads: loading $events events"
-sql "SELECT bench_load_events($events)"
+sql "CALL bench_load_events($events)"
 sql "VACUUM ANALYZE event_store.events"
 sql "VACUUM ANALYZE plain_events"
 defines=(-D "streams=$(( events / 100 ))" -D "first_position=$(sql "SELECT min(position) FROM event_store.events")" -D "last_position=$(sql "SELECT max(position) - 1000 FROM event_store.events")")
