@@ -90,12 +90,14 @@ static bool sent_in_transaction = false;
  * $3 lease (NULL: the topic's), $4 now.  Also returns the topic's maximum
  * attempts, so that the caller can spot a message claimed beyond it (its
  * lease expired on the last attempt) and bury it instead: that is rare, so
- * it is a second statement rather than more work in every claim.
+ * it is a second statement rather than more work in every claim.  (The
+ * topic is a range of one value so that the plan scans the (topic, id)
+ * index, and the locked rows are updated by ctid: see plans.c.)
  */
 static const char *const claim_sql =
 "WITH candidates AS ("
-"  SELECT o.id FROM event_store.outbox AS o"
-"  WHERE o.topic = $1 AND o.available_at <= $4"
+"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
+"  WHERE o.topic >= $1 AND o.topic <= $1 AND o.available_at <= $4"
 "    AND (o.key IS NULL OR NOT EXISTS ("
 "          SELECT FROM event_store.outbox AS earlier"
 "          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
@@ -108,7 +110,7 @@ static const char *const claim_sql =
 "        (SELECT t.lease FROM event_store.outbox_topics AS t WHERE t.topic = $1),"
 "        interval '30 seconds'),"
 "      receipt = event_store.outbox_new_receipt(o.id)"
-"  WHERE o.id = ANY (ARRAY(SELECT c.id FROM candidates AS c))"
+"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt"
 ") SELECT c.*, coalesce((SELECT t.max_attempts FROM event_store.outbox_topics AS t"
 "                        WHERE t.topic = $1), 10) AS max_attempts"

@@ -14,6 +14,22 @@
  * costs more than running it.  The statements are written so that their
  * generic plan is the right one (ORDER BY the index they scan).
  *
+ * The queue claims select one topic as the range "topic >= $1 AND topic <=
+ * $1" rather than "topic = $1".  With an equality the planner treats the
+ * topic as a constant, so the primary key's id order also satisfies ORDER
+ * BY topic, id; when the statistics say the queue holds one topic (taken
+ * before a second one arrived) a scan of the whole queue in id order,
+ * filtered on the topic, looks as cheap as the (topic, id) index, and reads
+ * every message of the other topics ahead of the first one it claims.
+ * The range leaves only the (topic, id) index able to give the order.
+ *
+ * The rows a statement has just locked are then updated or deleted by
+ * ctid (a TID scan, no index), not by id.  A queue is mostly empty pages
+ * between autovacuums, and a plan made from such statistics may look the
+ * ids up with a whole scan of the (topic, id) index, which has id as its
+ * second column; that plan then stays until the next autovacuum.  A locked
+ * row cannot move, so its ctid stays valid until the statement ends.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -95,22 +95,24 @@ static TimestampTz last_error_logged_at = 0;
  * Lock a batch of topic $1 ($2 now, $3 batch size), keep the keyed messages
  * whose earlier messages of the same key are all in the batch, delete them,
  * park those too large for NOTIFY ($4 largest payload), and return each
- * with the text to NOTIFY, in id order.
+ * with the text to NOTIFY, in id order.  (The topic is a range of one
+ * value so that the plan scans the (topic, id) index, and the locked rows
+ * are deleted by ctid: see plans.c.)
  */
 static const char *const relay_sql =
 "WITH locked AS ("
-"  SELECT o.id, o.key FROM event_store.outbox AS o"
-"  WHERE o.topic = $1 AND o.available_at <= $2"
+"  SELECT o.ctid AS row_id, o.id, o.key FROM event_store.outbox AS o"
+"  WHERE o.topic >= $1 AND o.topic <= $1 AND o.available_at <= $2"
 "  ORDER BY o.topic, o.id LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), eligible AS ("
-"  SELECT l.id FROM locked AS l"
+"  SELECT l.row_id FROM locked AS l"
 "  WHERE l.key IS NULL OR NOT EXISTS ("
 "    SELECT FROM event_store.outbox AS earlier"
 "    WHERE earlier.topic = $1 AND earlier.key = l.key AND earlier.id < l.id"
 "      AND earlier.id NOT IN (SELECT id FROM locked))"
 "), relayed AS ("
-"  DELETE FROM event_store.outbox AS o WHERE o.id = ANY (ARRAY(SELECT e.id FROM eligible AS e))"
+"  DELETE FROM event_store.outbox AS o WHERE o.ctid = ANY (ARRAY(SELECT e.row_id FROM eligible AS e))"
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.created_at,"
 "    jsonb_build_object('id', o.id, 'topic', o.topic, 'key', o.key,"
 "                       'payload', o.payload, 'headers', o.headers)::text AS message"

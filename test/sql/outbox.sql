@@ -168,3 +168,28 @@ SELECT try($$SELECT * FROM event_store.outbox_claim('t')$$);
 COMMIT;
 -- Nothing was sent to topic t.
 SELECT count(*) FROM event_store.outbox WHERE topic = 't';
+
+-- A claim reads its own topic only, however many messages other topics hold
+-- ahead of it: it scans the (topic, id) index, never the queue in id order,
+-- even when the statistics were taken while the queue held one topic (which
+-- makes an id-order scan filtered on the topic look as good).  Counted in
+-- the primary key's tuples read: the claim's update reads its 100 rows
+-- there; a scan in id order would read the 20,000 messages ahead.
+SET stats_fetch_consistency = none;
+CREATE TEMP TABLE outbox_aside AS SELECT * FROM event_store.outbox;
+DELETE FROM event_store.outbox;
+SELECT count(event_store.outbox_send('plan_ahead', jsonb_build_object('n', n)))
+FROM generate_series(1, 20000) AS n;
+ANALYZE event_store.outbox;
+SELECT count(event_store.outbox_send('plan_behind', jsonb_build_object('n', n)))
+FROM generate_series(1, 20000) AS n;
+SELECT pg_stat_force_next_flush();
+SELECT idx_tup_read AS pkey_tuples_before FROM pg_stat_user_indexes
+WHERE indexrelname = 'outbox_pkey' \gset
+SELECT count(*) FROM event_store.outbox_claim('plan_behind', 100);
+SELECT pg_stat_force_next_flush();
+SELECT idx_tup_read - :pkey_tuples_before < 1000 AS read_only_its_topic
+FROM pg_stat_user_indexes WHERE indexrelname = 'outbox_pkey';
+DELETE FROM event_store.outbox;
+INSERT INTO event_store.outbox SELECT * FROM outbox_aside;
+RESET stats_fetch_consistency;
