@@ -3,7 +3,7 @@
 # targets, side by side on one throwaway cluster, in alternating rounds.
 #
 # Usage (as root, Debian 12, PostgreSQL 15):
-#   bash bench/run.sh            about 9 minutes
+#   bash bench/run.sh            about 8 minutes
 #   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
 #   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 mode=${1:-}
 case "$mode" in
-    --quick) rounds=2; seconds=3; events=200000; relay_seconds=5; relay_backlog=30000 ;;
+    --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000 ;;
     ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000 ;;
     *) echo "usage: bash bench/run.sh [--quick|--long]" >&2; exit 2 ;;
 esac
@@ -158,13 +158,13 @@ latency=$(as_pg "$here/tools/es_relay_bench" -d "host=$dir port=5432 dbname=benc
 for key in p50_ms p95_ms p99_ms max_ms; do
     record "relay: commit to NOTIFY received, $key" ours "$(echo "$latency" | tr ' ' '\n' | awk -F= -v k=$key '$1 == k {print $2}')"
 done
-sql "SELECT event_store.relay_pause('bench_relay')"
+sql "SELECT event_store.relay_pause('bench_relay')" >/dev/null
 sql "SELECT count(event_store.outbox_send('bench_relay', jsonb_build_object('n', n))) FROM generate_series(1, $relay_backlog) AS n" >/dev/null
 as_pg "$here/tools/es_listen" -d "host=$dir port=5432 dbname=bench" -i 3000 bench_relay > "$dir/listened" &
 listener=$!
 sleep 0.5
 start=$(date +%s.%N)
-sql "SELECT event_store.relay_resume('bench_relay')"
+sql "SELECT event_store.relay_resume('bench_relay')" >/dev/null
 while [ "$(sql "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_relay'")" != 0 ]; do sleep 0.05; done
 end=$(date +%s.%N)
 wait "$listener" || true
