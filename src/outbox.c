@@ -101,7 +101,7 @@ static const char *const claim_sql =
 "    AND (o.key IS NULL OR NOT EXISTS ("
 "          SELECT FROM event_store.outbox AS earlier"
 "          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
-"  ORDER BY o.topic, o.id LIMIT $2"
+"  ORDER BY o.topic, o.id + 0 LIMIT $2"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), claimed AS ("
 "  UPDATE event_store.outbox AS o"

@@ -23,12 +23,14 @@
  * every message of the other topics ahead of the first one it claims.
  * The range leaves only the (topic, id) index able to give the order.
  *
- * The rows a statement has just locked are then updated or deleted by
- * ctid (a TID scan, no index), not by id.  A queue is mostly empty pages
- * between autovacuums, and a plan made from such statistics may look the
- * ids up with a whole scan of the (topic, id) index, which has id as its
- * second column; that plan then stays until the next autovacuum.  A locked
- * row cannot move, so its ctid stays valid until the statement ends.
+ * A queue is mostly empty pages between autovacuums, and on such
+ * statistics every index lookup looks as costly as reading the whole index,
+ * so a lookup by id could take a full scan of the (topic, id) index, and
+ * keep that plan while a backlog builds up.  So that index's second column
+ * is id + 0 (claims ORDER BY topic, id + 0), which leaves the primary key
+ * the only index for ids; the consumer functions run with sequential scans
+ * off.  The rows a statement has just locked are updated or deleted by
+ * ctid (a TID scan): a locked row cannot move before the statement ends.
  *
  *-------------------------------------------------------------------------
  */

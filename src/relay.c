@@ -103,7 +103,7 @@ static const char *const relay_sql =
 "WITH locked AS ("
 "  SELECT o.ctid AS row_id, o.id, o.key FROM event_store.outbox AS o"
 "  WHERE o.topic >= $1 AND o.topic <= $1 AND o.available_at <= $2"
-"  ORDER BY o.topic, o.id LIMIT $3"
+"  ORDER BY o.topic, o.id + 0 LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), eligible AS ("
 "  SELECT l.row_id FROM locked AS l"
@@ -448,11 +448,13 @@ es_relay_main(Datum main_arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/*
 	 * Short statements with one plan each for the worker's lifetime (see
-	 * plans.c): no JIT, and no sequential scan of a queue whose statistics
-	 * say little of the dead rows it is full of.
+	 * plans.c): no JIT, and no sequential or bitmap scan of a queue whose
+	 * statistics say little of the dead rows it is full of (a bitmap scan
+	 * would read a whole topic and sort it to relay one batch).
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
 	my_database_name = MemoryContextStrdup(TopMemoryContext,
