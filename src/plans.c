@@ -28,9 +28,11 @@
  * so a lookup by id could take a full scan of the (topic, id) index, and
  * keep that plan while a backlog builds up.  So that index's second column
  * is id + 0 (claims ORDER BY topic, id + 0), which leaves the primary key
- * the only index for ids; the consumer functions run with sequential scans
- * off.  The rows a statement has just locked are updated or deleted by
- * ctid (a TID scan): a locked row cannot move before the statement ends.
+ * the only index for ids; the consumer functions and the relay worker run
+ * with sequential and bitmap scans off (a bitmap scan would read a whole
+ * topic and sort it to claim a batch).  The rows a statement has just
+ * locked are updated or deleted by ctid (a TID scan): a locked row cannot
+ * move before the statement ends.
  *
  *-------------------------------------------------------------------------
  */
