@@ -87,17 +87,18 @@ static bool sent_in_transaction = false;
 /*
  * Claim: lock up to $2 available messages of topic $1 in id order (keyed
  * ones only when no earlier message of their key is left) and lease them.
- * $3 lease (NULL: the topic's), $4 now.  Also returns the topic's maximum
- * attempts, so that the caller can spot a message claimed beyond it (its
- * lease expired on the last attempt) and bury it instead: that is rare, so
- * it is a second statement rather than more work in every claim.  (The
- * topic is a range of one value so that the plan scans the (topic, id)
- * index, and the locked rows are updated by ctid: see plans.c.)
+ * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
+ * available message, found by first_available_id).  Also returns the
+ * topic's maximum attempts, so that the caller can spot a message claimed
+ * beyond it (its lease expired on the last attempt) and bury it instead:
+ * that is rare, so it is a second statement rather than more work in every
+ * claim.  (It scans the (topic, id + 0) index and updates the locked rows
+ * by ctid: see plans.c.)
  */
 static const char *const claim_sql =
 "WITH candidates AS ("
 "  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
-"  WHERE o.topic >= $1 AND o.topic <= $1 AND o.available_at <= $4"
+"  WHERE o.topic = $1 AND o.id + 0 >= $5 AND o.available_at <= $4"
 "    AND (o.key IS NULL OR NOT EXISTS ("
 "          SELECT FROM event_store.outbox AS earlier"
 "          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
@@ -336,12 +337,17 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
- * Is any message of the topic available now?  A direct probe of the
- * (topic, id) index, so that polling an idle topic costs an index lookup
- * rather than the claim statement.
+ * Find the id of the topic's first message available now; false if it has
+ * none.  A direct scan of the (topic, id + 0) index: polling an idle topic costs an
+ * index lookup rather than the claim statement, and a claim starts at that
+ * id instead of stepping again over the messages at the head of the topic
+ * that are leased, or acknowledged and not yet vacuumed.  A message that
+ * commits with a lower id after this scan waits for the next claim; per-key
+ * order does not depend on it (the claim looks for earlier messages of a
+ * key without this bound).
  */
 static bool
-topic_has_available(text *topic, TimestampTz now)
+first_available_id(text *topic, TimestampTz now, int64 *first_id)
 {
 	Relation	outbox = table_open(es_relation_oid("outbox"), AccessShareLock);
 	Relation	index = index_open(es_relation_oid("outbox_topic_id_idx"), AccessShareLock);
@@ -362,7 +368,11 @@ topic_has_available(text *topic, TimestampTz now)
 		Datum		available_at = slot_getattr(slot, Anum_outbox_available_at, &isnull);
 
 		CHECK_FOR_INTERRUPTS();
-		found = DatumGetTimestampTz(available_at) <= now;
+		if (DatumGetTimestampTz(available_at) <= now)
+		{
+			*first_id = DatumGetInt64(slot_getattr(slot, Anum_outbox_id, &isnull));
+			found = true;
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -382,10 +392,11 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *topic = es_checked_topic_arg(fcinfo, 0);
 	int32		max_count = es_checked_max_count(fcinfo, 1);
-	Oid			argtypes[4] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = GetCurrentTimestamp();
+	int64		first_id;
 	SPITupleTable *claimed;
 	Datum	   *exhausted;
 	int			nexhausted = 0;
@@ -397,7 +408,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	es_check_writable("outbox_claim");
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (max_count == 0 || !topic_has_available(topic, now))
+	if (max_count == 0 || !first_available_id(topic, now, &first_id))
 		return (Datum) 0;
 
 	values[0] = PointerGetDatum(topic);
@@ -405,9 +416,10 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = TimestampTzGetDatum(now);
+	values[4] = Int64GetDatum(first_id);
 
 	SPI_connect();
-	execute_saved(&claim_plan, claim_sql, 4, argtypes, values, nulls, false);
+	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
 	claimed = SPI_tuptable;
 	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)

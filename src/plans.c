@@ -14,21 +14,18 @@
  * costs more than running it.  The statements are written so that their
  * generic plan is the right one (ORDER BY the index they scan).
  *
- * The queue claims select one topic as the range "topic >= $1 AND topic <=
- * $1" rather than "topic = $1".  With an equality the planner treats the
- * topic as a constant, so the primary key's id order also satisfies ORDER
- * BY topic, id; when the statistics say the queue holds one topic (taken
- * before a second one arrived) a scan of the whole queue in id order,
- * filtered on the topic, looks as cheap as the (topic, id) index, and reads
- * every message of the other topics ahead of the first one it claims.
- * The range leaves only the (topic, id) index able to give the order.
- *
- * A queue is mostly empty pages between autovacuums, and on such
- * statistics every index lookup looks as costly as reading the whole index,
- * so a lookup by id could take a full scan of the (topic, id) index, and
- * keep that plan while a backlog builds up.  So that index's second column
- * is id + 0 (claims ORDER BY topic, id + 0), which leaves the primary key
- * the only index for ids; the consumer functions and the relay worker run
+ * The queue statements (claim, relay) scan a topic in the order of the
+ * claim index, (topic, id + 0).  The second column is id + 0 rather than
+ * id so that no other index can stand in for it.  Given topic = $1, the
+ * primary key's id order would satisfy ORDER BY topic, id; with statistics
+ * taken while the queue held one topic, a scan of the whole queue in id
+ * order filtered on the topic looks as cheap, and reads every message of
+ * the other topics ahead of the first one it claims.  And a queue is
+ * mostly empty pages between autovacuums: on such statistics every index
+ * lookup looks as costly as reading the whole index, so a lookup by id
+ * (ack, nack) could take a full scan of a (topic, id) index and keep that
+ * plan while a backlog builds up; with id + 0, the primary key is the only
+ * index for ids.  The consumer functions and the relay worker also run
  * with sequential and bitmap scans off (a bitmap scan would read a whole
  * topic and sort it to claim a batch).  The rows a statement has just
  * locked are updated or deleted by ctid (a TID scan): a locked row cannot

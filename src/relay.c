@@ -95,14 +95,13 @@ static TimestampTz last_error_logged_at = 0;
  * Lock a batch of topic $1 ($2 now, $3 batch size), keep the keyed messages
  * whose earlier messages of the same key are all in the batch, delete them,
  * park those too large for NOTIFY ($4 largest payload), and return each
- * with the text to NOTIFY, in id order.  (The topic is a range of one
- * value so that the plan scans the (topic, id) index, and the locked rows
- * are deleted by ctid: see plans.c.)
+ * with the text to NOTIFY, in id order.  (It scans the (topic, id + 0)
+ * index and deletes the locked rows by ctid: see plans.c.)
  */
 static const char *const relay_sql =
 "WITH locked AS ("
 "  SELECT o.ctid AS row_id, o.id, o.key FROM event_store.outbox AS o"
-"  WHERE o.topic >= $1 AND o.topic <= $1 AND o.available_at <= $2"
+"  WHERE o.topic = $1 AND o.available_at <= $2"
 "  ORDER BY o.topic, o.id + 0 LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), eligible AS ("
