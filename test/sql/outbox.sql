@@ -221,6 +221,21 @@ FROM pg_stat_user_indexes WHERE schemaname = 'event_store';
 SELECT seq_scan - :outbox_seq_scans_before AS outbox_seq_scans
 FROM pg_stat_user_tables WHERE relid = 'event_store.outbox'::regclass;
 
+-- A claim starts at the first available message: it does not step again
+-- over the head of the topic (acknowledged messages not yet vacuumed,
+-- leased ones, and the index entries their updates left), which the probe
+-- that found that message has just stepped over.  With 500 leased, a claim
+-- of 10 reads about 800 entries of the topic index; stepping over the head
+-- twice would read about 1,300.
+SELECT count(*) FROM event_store.outbox_claim('plan_backlog', 500, '1 hour');
+SELECT pg_stat_force_next_flush();
+SELECT idx_tup_read AS topic_index_before FROM pg_stat_user_indexes
+WHERE indexrelname = 'outbox_topic_id_idx' \gset
+SELECT count(*) FROM event_store.outbox_claim('plan_backlog', 10);
+SELECT pg_stat_force_next_flush();
+SELECT idx_tup_read - :topic_index_before < 1100 AS stepped_over_the_head_once
+FROM pg_stat_user_indexes WHERE indexrelname = 'outbox_topic_id_idx';
+
 DELETE FROM event_store.outbox;
 INSERT INTO event_store.outbox SELECT * FROM outbox_aside;
 ANALYZE event_store.outbox;
