@@ -338,13 +338,13 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 
 /*
  * Find the id of the topic's first message available now; false if it has
- * none.  A direct scan of the (topic, id + 0) index: polling an idle topic costs an
- * index lookup rather than the claim statement, and a claim starts at that
- * id instead of stepping again over the messages at the head of the topic
- * that are leased, or acknowledged and not yet vacuumed.  A message that
- * commits with a lower id after this scan waits for the next claim; per-key
- * order does not depend on it (the claim looks for earlier messages of a
- * key without this bound).
+ * none.  A direct scan of the (topic, id + 0) index: polling an idle topic
+ * costs an index lookup rather than the claim statement, and a claim
+ * starts at that id instead of stepping again over the messages at the
+ * head of the topic that are leased, or acknowledged and not yet vacuumed.
+ * A message that commits with a lower id after this scan waits for the
+ * next claim; per-key order does not depend on it (the claim looks for
+ * earlier messages of a key without this bound).
  */
 static bool
 first_available_id(text *topic, TimestampTz now, int64 *first_id)
