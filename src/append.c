@@ -538,10 +538,7 @@ event_store_append(PG_FUNCTION_ARGS)
 	EsNewEvent *new_events;
 	int			n;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be null")));
+	es_require_arg(fcinfo, 1, "events");
 	new_events = parse_events(PG_GETARG_JSONB_P(1), &n);
 
 	PG_RETURN_INT64(append_events("append", stream, new_events, n,
@@ -559,10 +556,7 @@ event_store_append_event(PG_FUNCTION_ARGS)
 	int64		expected = checked_expected_version(fcinfo, 4, &has_expected);
 	EsNewEvent event;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("event type must not be null")));
+	es_require_arg(fcinfo, 1, "event type");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

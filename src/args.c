@@ -16,6 +16,18 @@
 #include "event_store.h"
 
 /*
+ * Raise the contract's error for a NULL argument; name names it.
+ */
+void
+es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
  * A max_count argument: not NULL, not negative.
  */
 int32
@@ -23,10 +35,7 @@ es_checked_max_count(FunctionCallInfo fcinfo, int argno)
 {
 	int32		max_count;
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be null")));
+	es_require_arg(fcinfo, argno, "max_count");
 	max_count = PG_GETARG_INT32(argno);
 	if (max_count < 0)
 		ereport(ERROR,

@@ -90,6 +90,7 @@ extern int	es_relay_reference_ttl;
 extern void es_define_gucs(void);
 
 /* args.c: checks of SQL arguments shared by several functions */
+extern void es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);

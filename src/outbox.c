@@ -186,10 +186,7 @@ es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 	text	   *topic;
 	int			len;
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("topic must not be null")));
+	es_require_arg(fcinfo, argno, "topic");
 	topic = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(topic);
 	if (len == 0)
@@ -485,10 +482,7 @@ receipt_arrays(ArrayType *receipts, Datum *ids_array, Datum *receipts_array)
 static ArrayType *
 checked_array_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 {
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
+	es_require_arg(fcinfo, argno, name);
 	return PG_GETARG_ARRAYTYPE_P(argno);
 }
 

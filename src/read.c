@@ -197,10 +197,7 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	EsStreamHead head;
 
-	if (PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("backward must not be null")));
+	es_require_arg(fcinfo, 3, "backward");
 	backward = PG_GETARG_BOOL(3);
 
 	has_bound = !PG_ARGISNULL(1);

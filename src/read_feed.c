@@ -148,10 +148,7 @@ checked_from_position(FunctionCallInfo fcinfo, int argno)
 {
 	int64		from_position;
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("from_position must not be null")));
+	es_require_arg(fcinfo, argno, "from_position");
 	from_position = PG_GETARG_INT64(argno);
 	if (from_position < 0)
 		ereport(ERROR,
@@ -249,10 +246,7 @@ event_store_read_category(PG_FUNCTION_ARGS)
 {
 	EsFeedQuery query = {0};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("category must not be null")));
+	es_require_arg(fcinfo, 0, "category");
 	feed_query_from_args(fcinfo, &query);
 	return return_feed(fcinfo, &query);
 }

@@ -56,10 +56,7 @@ es_checked_stream_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *stream;
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream name must not be null")));
+	es_require_arg(fcinfo, argno, "stream name");
 	stream = PG_GETARG_TEXT_PP(argno);
 	es_check_stream_name(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 	return stream;
