@@ -30,6 +30,9 @@ OBJS = \
 	src/stream.o \
 	src/writer.o
 
+# The install script of the current version is built from sql/$(EXTENSION).sql;
+# released versions' scripts are frozen, upgrade scripts chain them.
+DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 

@@ -1,7 +1,10 @@
 # Shared by the scripts of this folder: PostgreSQL paths, package setup,
 # running commands as the postgres user.  Source it; do not run it.
 
-PG_BIN=/usr/lib/postgresql/15/bin
+# PG_CONFIG chooses the PostgreSQL installation (default: Debian's 15).
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_CONFIG
+PG_BIN=$(dirname "$PG_CONFIG")
 export PATH="$PG_BIN:$PATH"
 
 # Install the Debian packages given as arguments that are not installed yet.

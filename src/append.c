@@ -445,8 +445,8 @@ append_events(const char *function_name, text *stream,
 	es_check_writable(function_name);
 	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 
-	writer = es_writer_open(es_relation_oid("events"));
-	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+	writer = es_writer_open("events");
+	stream_index = es_open_relation("events_stream_version_key",
 							  AccessShareLock);
 
 	/*

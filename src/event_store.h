@@ -26,6 +26,10 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+/* The extension, and the version of its SQL objects this library needs. */
+#define ES_EXTENSION_NAME "event_store"
+#define ES_EXTENSION_VERSION "0.2"
+
 /* Schema of every object the extension creates. */
 #define ES_SCHEMA "event_store"
 
@@ -99,9 +103,10 @@ extern int	es_interval_sign(Interval *interval);
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);
 
-/* schema.c: lookups of the extension's relations by name */
+/* schema.c: the extension's namespace, version check, relation lookups */
 extern Oid	es_schema_oid(void);
 extern Oid	es_relation_oid(const char *relname);
+extern Relation es_open_relation(const char *relname, LOCKMODE lockmode);
 
 /* stream.c: stream names, categories and the per-stream lock */
 extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);
@@ -126,7 +131,7 @@ typedef struct EsTableWriter
 } EsTableWriter;
 
 extern void es_check_writable(const char *function_name);
-extern EsTableWriter *es_writer_open(Oid relid);
+extern EsTableWriter *es_writer_open(const char *relname);
 extern void es_writer_insert(EsTableWriter *writer, Datum *values, bool *nulls);
 extern void es_writer_close(EsTableWriter *writer);
 

@@ -131,7 +131,7 @@ lowest_in_flight_position(void)
 static int64
 largest_position_in_table(Relation events)
 {
-	Relation	pkey = index_open(es_relation_oid("events_pkey"), AccessShareLock);
+	Relation	pkey = es_open_relation("events_pkey", AccessShareLock);
 	IndexScanDesc scan;
 	int64		largest = 0;
 

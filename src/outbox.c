@@ -310,7 +310,7 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 	}
 
 	es_check_writable("outbox_send");
-	writer = es_writer_open(es_relation_oid("outbox"));
+	writer = es_writer_open("outbox");
 	id = es_outbox_enqueue(writer, topic, key, payload, headers, available_at, now);
 	es_writer_close(writer);
 	CommandCounterIncrement();
@@ -346,8 +346,8 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 static bool
 first_available_id(text *topic, TimestampTz now, int64 *first_id)
 {
-	Relation	outbox = table_open(es_relation_oid("outbox"), AccessShareLock);
-	Relation	index = index_open(es_relation_oid("outbox_topic_id_idx"), AccessShareLock);
+	Relation	outbox = es_open_relation("outbox", AccessShareLock);
+	Relation	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	ScanKeyData key;

@@ -213,8 +213,8 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	events = table_open(es_relation_oid("events"), AccessShareLock);
-	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+	events = es_open_relation("events", AccessShareLock);
+	stream_index = es_open_relation("events_stream_version_key",
 							  AccessShareLock);
 	snapshot = GetActiveSnapshot();
 
@@ -256,8 +256,8 @@ event_store_stream_version(PG_FUNCTION_ARGS)
 	Relation	stream_index;
 	EsStreamHead head;
 
-	events = table_open(es_relation_oid("events"), AccessShareLock);
-	stream_index = index_open(es_relation_oid("events_stream_version_key"),
+	events = es_open_relation("events", AccessShareLock);
+	stream_index = es_open_relation("events_stream_version_key",
 							  AccessShareLock);
 	head = es_read_stream_head(events, stream_index, stream,
 							   GetActiveSnapshot());

@@ -56,7 +56,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	int64		count = 0;
 	bool		as_is;
 
-	events = table_open(es_relation_oid("events"), AccessShareLock);
+	events = es_open_relation("events", AccessShareLock);
 	head = es_feed_safe_head(events);
 	if (query->max_count == 0 || query->from_position > head)
 	{
@@ -66,7 +66,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 
 	if (query->category != NULL)
 	{
-		index = index_open(es_relation_oid("events_category_position_idx"),
+		index = es_open_relation("events_category_position_idx",
 						   AccessShareLock);
 		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber,
 							   InvalidOid, index->rd_indcollation[0],
@@ -75,7 +75,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	}
 	else
 	{
-		index = index_open(es_relation_oid("events_pkey"), AccessShareLock);
+		index = es_open_relation("events_pkey", AccessShareLock);
 		position_attno = 1;
 	}
 	ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
@@ -273,7 +273,7 @@ event_store_read_feed(PG_FUNCTION_ARGS)
 Datum
 event_store_feed_head(PG_FUNCTION_ARGS)
 {
-	Relation	events = table_open(es_relation_oid("events"), AccessShareLock);
+	Relation	events = es_open_relation("events", AccessShareLock);
 	int64		head = es_feed_safe_head(events);
 
 	table_close(events, AccessShareLock);

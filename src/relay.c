@@ -220,7 +220,7 @@ notify_feed(bool *has_subscriptions)
 	*has_subscriptions = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 
-	events = table_open(es_relation_oid("events"), AccessShareLock);
+	events = es_open_relation("events", AccessShareLock);
 	head = es_feed_safe_head(events);
 	table_close(events, AccessShareLock);
 	if (head <= announced_head)

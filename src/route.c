@@ -87,8 +87,8 @@ load_routes(void)
 	MemoryContextReset(routes_context);
 	routes = NIL;
 
-	routes_relid = es_relation_oid("event_routes");
-	rel = table_open(routes_relid, AccessShareLock);
+	rel = es_open_relation("event_routes", AccessShareLock);
+	routes_relid = RelationGetRelid(rel);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
@@ -261,7 +261,7 @@ es_route_events(text *stream, EsRoutedEvent *events, int count)
 		if (matches == NIL)
 			continue;
 		if (writer == NULL)
-			writer = es_writer_open(es_relation_oid("outbox"));
+			writer = es_writer_open("outbox");
 		headers = event_headers(&events[i]);
 		foreach(lc, matches)
 		{

@@ -36,12 +36,14 @@ es_check_writable(const char *function_name)
 }
 
 EsTableWriter *
-es_writer_open(Oid relid)
+es_writer_open(const char *relname)
 {
 	EsTableWriter *writer = palloc0(sizeof(EsTableWriter));
 	RangeTblEntry *rte;
+	Oid			relid;
 
-	writer->rel = table_open(relid, RowExclusiveLock);
+	writer->rel = es_open_relation(relname, RowExclusiveLock);
+	relid = RelationGetRelid(writer->rel);
 	writer->estate = CreateExecutorState();
 
 	rte = makeNode(RangeTblEntry);

@@ -2,7 +2,7 @@
 # that preloads event_store, reached over a socket in its own directory.
 # Source it; do not run it.  Run as a user that can run initdb.
 
-PATH="/usr/lib/postgresql/15/bin:$PATH"
+PATH="$(dirname "${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"):$PATH"
 TEST_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Create the cluster in a new directory named after $1; sets TEST_DIR and

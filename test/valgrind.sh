@@ -38,7 +38,7 @@ pg_regress=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
 status=0
 "$pg_regress" --host="$TEST_DIR" --port="$TEST_PORT" --inputdir="$here/test" \
     --outputdir="$dir/out" --load-extension=event_store --dbname=contrib_regression \
-    --bindir=/usr/lib/postgresql/15/bin $regress || status=1
+    --bindir="$(dirname "$(command -v postgres)")" $regress || status=1
 [ "$status" = 0 ] || cat "$dir/out/regression.diffs" 2>/dev/null | head -100
 
 pg_ctl -D "$dir/data" -m fast stop >/dev/null
