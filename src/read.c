@@ -89,7 +89,7 @@ EsStreamHead
 es_read_stream_head(Relation events, Relation stream_index, text *stream,
 					Snapshot snapshot)
 {
-	EsStreamHead head = {false, false, -1};
+	EsStreamHead head = {.exists = false, .deleted = false, .version = -1};
 	EsStreamScan *ss;
 	TupleTableSlot *slot;
 
