@@ -97,3 +97,10 @@ installcheck-valgrind:
 # The regression tests, for test/valgrind.sh.
 print-regress:
 	@echo $(REGRESS)
+
+# The PGXN release archive, built from the committed tree (META.json gives
+# the version, which must match default_version of the control file).
+DISTVERSION = $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' META.json)
+.PHONY: dist
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
