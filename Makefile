@@ -24,10 +24,12 @@ OBJS = \
 	src/read.o \
 	src/read_feed.o \
 	src/relay.o \
+	src/replica.o \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
 	src/stream.o \
+	src/subscription.o \
 	src/writer.o
 
 # The install script of the current version is built from sql/$(EXTENSION).sql;

@@ -446,6 +446,7 @@ append_events(const char *function_name, text *stream,
 	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 
 	writer = es_writer_open("events");
+	es_check_appendable(writer->rel);
 	stream_index = es_open_relation("events_stream_version_key",
 							  AccessShareLock);
 

@@ -149,6 +149,18 @@ extern int64 es_feed_safe_head(Relation events);
 extern EsFeedRow es_feed_classify_invisible_row(TupleTableSlot *slot,
 												Snapshot snapshot);
 
+/* replica.c: the feed on a hot standby and on a logical replica */
+typedef enum EsFeedState
+{
+	ES_FEED_PRIMARY,			/* appends and feed reads work */
+	ES_FEED_STANDBY,			/* hot standby: feed reads refused */
+	ES_FEED_LOGICAL_REPLICA		/* events replicated in: both refused */
+} EsFeedState;
+
+extern EsFeedState es_feed_state(Relation events);
+extern void es_check_feed_readable(Relation events);
+extern void es_check_appendable(Relation events);
+
 /* read_feed.c: the global feed and categories */
 typedef struct EsFeedQuery
 {

@@ -298,11 +298,10 @@ es_feed_safe_head(Relation events)
 	Oid			relid = RelationGetRelid(events);
 
 	/*
-	 * A hot standby never reserves positions: rows arrive by replay, those of
-	 * transactions still running on the primary included, and the per-row
-	 * check stops at them.  The one case it cannot see is a position the
-	 * primary reserved but whose row is not yet in the WAL (README.md,
-	 * "Hot standby").
+	 * A hot standby never reserves positions, and cannot see those the
+	 * primary reserved for rows not yet in the WAL: its readers are refused
+	 * before they get here (replica.c).  The largest replayed position is
+	 * only an upper bound.
 	 */
 	if (RecoveryInProgress())
 		return largest_position_in_table(events);

@@ -9,7 +9,8 @@
  * safe head computed by feed.c, and decides row by row: a row the caller's
  * snapshot sees is shown; one it does not see is skipped if its transaction
  * aborted, and ends the read if that transaction may still become visible.
- * See feed.c for why that is enough.
+ * See feed.c for why that is enough.  Where the safe head cannot be known
+ * (a hot standby, a logical replica: replica.c) reads are refused.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,6 +58,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	bool		as_is;
 
 	events = es_open_relation("events", AccessShareLock);
+	es_check_feed_readable(events);
 	head = es_feed_safe_head(events);
 	if (query->max_count == 0 || query->from_position > head)
 	{
@@ -274,7 +276,10 @@ Datum
 event_store_feed_head(PG_FUNCTION_ARGS)
 {
 	Relation	events = es_open_relation("events", AccessShareLock);
-	int64		head = es_feed_safe_head(events);
+	int64		head;
+
+	es_check_feed_readable(events);
+	head = es_feed_safe_head(events);
 
 	table_close(events, AccessShareLock);
 	PG_RETURN_INT64(head);

@@ -39,6 +39,7 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.read_all(bigint,integer)',
 	'event_store.read_category(text,bigint,integer,integer,integer)',
 	'event_store.feed_head()',
+	'event_store.feed_state()',
 	'event_store.consumer_group_member(text,integer)',
 	'event_store.subscription_fetch(text,integer,integer)',
 	'event_store.subscription_ack(text,bigint,integer)',
@@ -58,7 +59,7 @@ INSERT INTO expected_grants
 SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
 UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.delete_stream(text,bigint)',
-	'event_store.subscription_create(text,text,integer,bigint)',
+	'event_store.subscription_create(text,text,integer,bigint,boolean)',
 	'event_store.subscription_drop(text)',
 	'event_store.subscription_reset(text,bigint)',
 	'event_store.outbox_ack(bigint[])',

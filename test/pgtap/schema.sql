@@ -26,7 +26,7 @@ SELECT has_function('event_store', 'read_all', ARRAY['bigint', 'integer']);
 SELECT has_function('event_store', 'read_category', ARRAY['text', 'bigint', 'integer', 'integer', 'integer']);
 SELECT has_function('event_store', 'feed_head', ARRAY[]::name[]);
 SELECT function_returns('event_store', 'read_all', ARRAY['bigint', 'integer'], 'setof event_store.event');
-SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 'integer', 'bigint']);
+SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 'integer', 'bigint', 'boolean']);
 SELECT has_function('event_store', 'subscription_fetch', ARRAY['text', 'integer', 'integer']);
 SELECT has_function('event_store', 'subscription_ack', ARRAY['text', 'bigint', 'integer']);
 SELECT has_view('event_store', 'subscription_lag', 'view event_store.subscription_lag');

@@ -55,7 +55,51 @@ SELECT event_store.subscription_drop('late');
 SELECT try($$SELECT * FROM event_store.subscription_fetch('late')$$);
 SELECT subscription FROM event_store.subscription_lag GROUP BY subscription ORDER BY 1;
 
+-- Acknowledgements are fenced by the fetch they follow: after a reset, a
+-- late ack of what was fetched before it changes nothing, and says so
+-- (a warning, and a checkpoint below the position acknowledged).
+SELECT event_store.subscription_create('fenced');
+SELECT max(position) AS fetched FROM event_store.subscription_fetch('fenced', 5) \gset
+SELECT event_store.subscription_reset('fenced', 1);
+SELECT event_store.subscription_ack('fenced', :fetched) AS stale_ack;
+SELECT checkpoint FROM event_store.subscription_lag WHERE subscription = 'fenced';
+-- A fetch after the reset acknowledges normally.
+SELECT count(*) FROM event_store.subscription_fetch('fenced', 5);
+SELECT event_store.subscription_ack('fenced', :fetched) = :fetched AS applied;
+-- Dropped and created again (as a group resize does): the old incarnation's
+-- late ack does not reach the new one.
+SELECT max(position) AS fetched FROM event_store.subscription_fetch('fenced', 100) \gset
+SELECT event_store.subscription_drop('fenced');
+SELECT event_store.subscription_create('fenced');
+SELECT event_store.subscription_ack('fenced', :fetched) AS stale_ack;
+SELECT count(*) FROM event_store.subscription_fetch('fenced', 100);
+SELECT event_store.subscription_ack('fenced', :fetched) = :fetched AS applied;
+-- A session that never fetched from a member acknowledges unfenced.
+SELECT event_store.subscription_create('unfenced');
+SELECT event_store.subscription_ack('unfenced', 2);
+-- Dropped: every caller gets 42704.
+SELECT event_store.subscription_drop('fenced');
+SELECT try($$SELECT event_store.subscription_ack('fenced', 1)$$);
+SELECT try($$SELECT event_store.subscription_reset('fenced')$$);
+SELECT try($$SELECT event_store.subscription_drop('fenced')$$);
+
+-- Create if it does not exist yet; the same definition is skipped, another
+-- one is an error.
+SELECT event_store.subscription_create('twice', 'order', 2, if_not_exists => true);
+SELECT event_store.subscription_create('twice', 'order', 2, if_not_exists => true);
+SELECT try($$SELECT event_store.subscription_create('twice', 'order', 3, if_not_exists => true)$$);
+SELECT try($$SELECT event_store.subscription_create('twice', NULL, 2, if_not_exists => true)$$);
+SELECT try($$SELECT event_store.subscription_create('twice', 'order', 2)$$);
+SELECT try($$SELECT event_store.subscription_create('x', if_not_exists => NULL)$$);
+SELECT count(*) FROM event_store.subscription_lag WHERE subscription = 'twice';
+
+-- The feed's state on a primary.
+SELECT event_store.feed_state();
+SELECT head IS NOT NULL AS head_known, held_back_events, state FROM event_store.feed_status;
+
 -- Bad input.
+SELECT try($$SELECT event_store.subscription_create('x', '')$$);
+SELECT try($$SELECT event_store.subscription_create('x', 'order-1')$$);
 SELECT try($$SELECT event_store.subscription_create('audit')$$);
 SELECT try($$SELECT event_store.subscription_create(NULL)$$);
 SELECT try($$SELECT event_store.subscription_create('')$$);
