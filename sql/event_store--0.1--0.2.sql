@@ -72,3 +72,163 @@ BEGIN
 	END IF;
 END
 $schema$;
+
+--------------------------------------------------------------------------
+-- Outbox policy: the topic settings are the one source of every policy
+-- value (outbox_topic_settings holds the defaults); a claim without a lease
+-- uses the topic's.  Acknowledgements: the receipt forms of outbox_ack and
+-- outbox_nack also take text[] and text, and the by-id forms are renamed
+-- outbox_ack_ids and outbox_nack_ids (the old overloads made a call with an
+-- untyped literal, a list of strings or NULL ambiguous).
+--------------------------------------------------------------------------
+ALTER TABLE event_store.outbox_topics
+	ALTER COLUMN max_attempts DROP DEFAULT,
+	ALTER COLUMN backoff_base DROP DEFAULT,
+	ALTER COLUMN backoff_max DROP DEFAULT,
+	ALTER COLUMN lease DROP DEFAULT;
+
+CREATE FUNCTION event_store.outbox_topic_settings(topic text)
+RETURNS SETOF event_store.outbox_topics
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
+	UNION ALL
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds'
+	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
+$$;
+REVOKE ALL ON FUNCTION event_store.outbox_topic_settings(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_admin;
+
+CREATE OR REPLACE FUNCTION event_store.outbox_claim(
+	topic text,
+	max_count integer DEFAULT 100,
+	lease interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+
+DROP FUNCTION event_store.outbox_ack(bigint[]);
+DROP FUNCTION event_store.outbox_nack(bigint[], interval, text);
+
+CREATE FUNCTION event_store.outbox_ack(receipts text[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack(receipts text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text,
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack_ids(
+	ids bigint[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+REVOKE ALL ON FUNCTION
+	event_store.outbox_ack(text[]),
+	event_store.outbox_ack(text),
+	event_store.outbox_ack_ids(bigint[]),
+	event_store.outbox_nack(text[], interval, text),
+	event_store.outbox_nack(text, interval, text),
+	event_store.outbox_nack_ids(bigint[], interval, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	event_store.outbox_ack(text[]),
+	event_store.outbox_ack(text),
+	event_store.outbox_nack(text[], interval, text),
+	event_store.outbox_nack(text, interval, text)
+TO event_store_writer;
+GRANT EXECUTE ON FUNCTION
+	event_store.outbox_ack_ids(bigint[]),
+	event_store.outbox_nack_ids(bigint[], interval, text)
+TO event_store_admin;
+
+CREATE OR REPLACE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;

@@ -569,17 +569,29 @@ CREATE TABLE event_store.outbox_dead_letters (
 CREATE INDEX outbox_dead_letters_topic_idx
 	ON event_store.outbox_dead_letters (topic, id);
 
--- Per-topic settings; a topic without a row uses the defaults.
+-- Per-topic settings; a topic without a row uses the defaults, which
+-- outbox_topic_settings below holds.
 CREATE TABLE event_store.outbox_topics (
 	topic		text COLLATE "C" PRIMARY KEY,
-	max_attempts integer NOT NULL DEFAULT 10 CHECK (max_attempts >= 1),
-	backoff_base interval NOT NULL DEFAULT '1 second'
-		CHECK (backoff_base > '0'::interval),
-	backoff_max	interval NOT NULL DEFAULT '1 hour'
-		CHECK (backoff_max > '0'::interval),
-	lease		interval NOT NULL DEFAULT '30 seconds'
-		CHECK (lease > '0'::interval)
+	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+	backoff_base interval NOT NULL CHECK (backoff_base > '0'::interval),
+	backoff_max	interval NOT NULL CHECK (backoff_max > '0'::interval),
+	lease		interval NOT NULL CHECK (lease > '0'::interval)
 );
+
+-- The settings in effect for a topic: its row, or the defaults.  The one
+-- place the defaults are written: outbox_configure, claims and nacks all
+-- read them here.  (A single SELECT in SQL, so the planner inlines it into
+-- the statements that use it.)
+CREATE FUNCTION event_store.outbox_topic_settings(topic text)
+RETURNS SETOF event_store.outbox_topics
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
+	UNION ALL
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds'
+	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
+$$;
 
 -- Routes from the event log to the outbox: append enqueues a message to
 -- topic for each event whose category (NULL: any) and type (NULL: any)
@@ -632,10 +644,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- read a whole topic through a bitmap and sort it to claim ten messages, so
 -- sequential and bitmap scans are off.  JIT is off too: the statements are
 -- short, and a plan's cost estimate could make it compile them on every call.
+--
+-- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
+-- see src/outbox.c.
 CREATE FUNCTION event_store.outbox_claim(
 	topic text,
 	max_count integer DEFAULT 100,
-	lease interval DEFAULT '30 seconds')
+	lease interval DEFAULT NULL)
 RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -645,6 +660,11 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 ROWS 100;
 
+-- Acknowledgement by receipt, the consumers' form.  The receipts come as
+-- uuid[], as text[] (a driver's list of strings), or as text: an array
+-- literal, which is also what an untyped literal, an untyped parameter and
+-- NULL resolve to (a string type wins over arrays), so every driver finds
+-- exactly one function.
 CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
@@ -654,7 +674,26 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
-CREATE FUNCTION event_store.outbox_ack(ids bigint[])
+CREATE FUNCTION event_store.outbox_ack(receipts text[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack(receipts text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -663,6 +702,8 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
+-- Negative acknowledgement by receipt, in the same three forms as
+-- outbox_ack.
 CREATE FUNCTION event_store.outbox_nack(
 	receipts uuid[],
 	retry_in interval DEFAULT NULL,
@@ -676,6 +717,31 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
 CREATE FUNCTION event_store.outbox_nack(
+	receipts text[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text,
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Negative acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_nack_ids(
 	ids bigint[],
 	retry_in interval DEFAULT NULL,
 	error text DEFAULT NULL)
@@ -731,7 +797,8 @@ BEGIN
 		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	INSERT INTO event_store.outbox_topics AS t (topic) VALUES (topic)
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
 	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
 	UPDATE event_store.outbox_topics AS t
 	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
@@ -1142,7 +1209,11 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_send(text, jsonb, text, jsonb, interval),
 	event_store.outbox_claim(text, integer, interval),
 	event_store.outbox_ack(uuid[]),
-	event_store.outbox_nack(uuid[], interval, text)
+	event_store.outbox_ack(text[]),
+	event_store.outbox_ack(text),
+	event_store.outbox_nack(uuid[], interval, text),
+	event_store.outbox_nack(text[], interval, text),
+	event_store.outbox_nack(text, interval, text)
 TO event_store_writer;
 
 GRANT EXECUTE ON FUNCTION
@@ -1150,9 +1221,10 @@ GRANT EXECUTE ON FUNCTION
 	event_store.subscription_create(text, text, integer, bigint),
 	event_store.subscription_drop(text),
 	event_store.subscription_reset(text, bigint),
-	event_store.outbox_ack(bigint[]),
-	event_store.outbox_nack(bigint[], interval, text),
+	event_store.outbox_ack_ids(bigint[]),
+	event_store.outbox_nack_ids(bigint[], interval, text),
 	event_store.outbox_configure(text, integer, interval, interval, interval),
+	event_store.outbox_topic_settings(text),
 	event_store.outbox_redrive(bigint[]),
 	event_store.outbox_redrive_topic(text),
 	event_store.outbox_purge_dead_letters(bigint[]),
