@@ -66,7 +66,8 @@ check_event_type(const char *type, int len, const char *where)
 	if (len > ES_MAX_TYPE_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: event type \"%.32s...\" is too long", where, type),
+				 errmsg("%s: event type \"%s...\" is too long", where,
+						es_clipped(type, len, 32)),
 				 errdetail("Event types are at most %d bytes; this one has %d.",
 						   ES_MAX_TYPE_NAME_BYTES, len)));
 	if (type[0] == '$')
@@ -158,17 +159,17 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 								 &event->id))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("%s: invalid event id \"%.*s\"", where,
-								Min(value.val.string.len, 64),
-								value.val.string.val)));
+						 errmsg("%s: invalid event id \"%s\"", where,
+								es_clipped(value.val.string.val,
+										   value.val.string.len, 64))));
 			else
 				event->has_id = true;
 		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s: unknown key \"%.*s\"", where,
-							Min(namelen, 64), name),
+					 errmsg("%s: unknown key \"%s\"", where,
+							es_clipped(name, namelen, 64)),
 					 errhint("An event has the keys \"type\", \"data\", \"metadata\" and \"id\".")));
 	}
 

@@ -98,6 +98,7 @@ extern void es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);
+extern char *es_clipped(const char *name, int len, int limit);
 
 /* plans.c: prepared SPI statements */
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,

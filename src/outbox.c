@@ -221,7 +221,8 @@ es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 	if (len > ES_MAX_TOPIC_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("topic \"%.32s...\" is too long", VARDATA_ANY(topic)),
+				 errmsg("topic \"%s...\" is too long",
+						es_clipped(VARDATA_ANY(topic), len, 32)),
 				 errdetail("Topics are at most %d bytes; this one has %d.",
 						   ES_MAX_TOPIC_BYTES, len)));
 	return topic;
@@ -302,7 +303,8 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 		if (VARSIZE_ANY_EXHDR(key) > ES_MAX_KEY_BYTES)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("message key \"%.32s...\" is too long", VARDATA_ANY(key)),
+					 errmsg("message key \"%s...\" is too long",
+							es_clipped(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), 32)),
 					 errdetail("Keys are at most %d bytes; this one has %d.",
 							   ES_MAX_KEY_BYTES, (int) VARSIZE_ANY_EXHDR(key))));
 	}

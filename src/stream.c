@@ -42,7 +42,7 @@ es_check_stream_name(const char *name, int len)
 	if (len > ES_MAX_STREAM_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stream name \"%.32s...\" is too long", name),
+				 errmsg("stream name \"%s...\" is too long", es_clipped(name, len, 32)),
 				 errdetail("Stream names are at most %d bytes; this one has %d.",
 						   ES_MAX_STREAM_NAME_BYTES, len)));
 }
