@@ -232,3 +232,64 @@ BEGIN
 	RETURN result;
 END
 $$;
+
+--------------------------------------------------------------------------
+-- API edges: a category no stream can be in (empty, or with a '-') and an
+-- empty event type are refused by route_events; read_stream reads from the
+-- end by default when it reads backward.
+--------------------------------------------------------------------------
+CREATE FUNCTION event_store.check_category(category text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF category = '' THEN
+		RAISE EXCEPTION 'category must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL category stands for every category.';
+	END IF;
+	IF strpos(category, '-') > 0 THEN
+		RAISE EXCEPTION 'category "%" contains "-"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION event_store.check_category(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION event_store.route_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
+		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	PERFORM event_store.check_category(category);
+	IF event_type = '' THEN
+		RAISE EXCEPTION 'event type must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL event type stands for every type.';
+	END IF;
+	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
+	VALUES (category, event_type, topic)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.read_stream(
+	stream text,
+	from_version bigint DEFAULT NULL,
+	max_count integer DEFAULT 1000,
+	backward boolean DEFAULT false)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_stream'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 100;

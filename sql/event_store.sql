@@ -173,7 +173,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION event_store.read_stream(
 	stream text,
-	from_version bigint DEFAULT 0,
+	from_version bigint DEFAULT NULL,
 	max_count integer DEFAULT 1000,
 	backward boolean DEFAULT false)
 RETURNS SETOF event_store.event
@@ -867,6 +867,28 @@ BEGIN
 END
 $$;
 
+-- Raise the contract's error for a category that no stream can be in: an
+-- empty one, or one with a '-' (a category is the part of a stream name
+-- before its first '-').  NULL passes: it stands for every category.
+CREATE FUNCTION event_store.check_category(category text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF category = '' THEN
+		RAISE EXCEPTION 'category must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL category stands for every category.';
+	END IF;
+	IF strpos(category, '-') > 0 THEN
+		RAISE EXCEPTION 'category "%" contains "-"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION event_store.route_events(
 	topic text,
 	category text DEFAULT NULL,
@@ -880,6 +902,12 @@ BEGIN
 	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
 		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
 			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	PERFORM event_store.check_category(category);
+	IF event_type = '' THEN
+		RAISE EXCEPTION 'event type must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL event type stands for every type.';
 	END IF;
 	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
 	VALUES (category, event_type, topic)

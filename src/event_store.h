@@ -112,6 +112,7 @@ extern Relation es_open_relation(const char *relname, LOCKMODE lockmode);
 /* stream.c: stream names, categories and the per-stream lock */
 extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);
 extern void es_check_stream_name(const char *name, int len);
+extern void es_check_category(const char *category, int len);
 extern text *es_category_of(const char *stream, int len);
 extern uint64 es_stream_hash(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);

@@ -75,6 +75,25 @@ es_category_of(const char *stream, int len)
 }
 
 /*
+ * Check a category argument: a category can only be the part of a stream
+ * name before its first '-', so it is not empty and has no '-'.  (Without
+ * this check, such a category would simply match nothing.)
+ */
+void
+es_check_category(const char *category, int len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category must not be empty")));
+	if (memchr(category, '-', len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category \"%s\" contains \"-\"", pnstrdup(category, len)),
+				 errdetail("The category of a stream is the part of its name before the first \"-\": no stream is in this category.")));
+}
+
+/*
  * Stable 64-bit hash of a stream name, used for consumer groups and for the
  * stream lock.  hash_bytes_extended gives the same value on every platform
  * and server version we support.
