@@ -479,13 +479,15 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 		bury_values[1] = TimestampTzGetDatum(now);
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
 	}
+	/* A slow claim: its leases must run a whole lease from now on. */
 	if (nleased > 0)
 	{
-		TimestampTz end_now = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-																	  TimestampTzGetDatum(GetCurrentTimestamp()),
-																	  IntervalPGetDatum(lease)));
+		Datum		end_now;
 
-		if (lease_end < end_now)
+		end_now = DirectFunctionCall2(timestamptz_pl_interval,
+									  TimestampTzGetDatum(GetCurrentTimestamp()),
+									  IntervalPGetDatum(lease));
+		if (lease_end < DatumGetTimestampTz(end_now))
 		{
 			Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 			Datum		extend_values[2];
@@ -493,7 +495,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 			extend_values[0] = PointerGetDatum(construct_array(leased, nleased,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
-			extend_values[1] = TimestampTzGetDatum(end_now);
+			extend_values[1] = end_now;
 			execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
 						  NULL, false);
 		}
