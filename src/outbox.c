@@ -25,7 +25,8 @@
  * returns: a claim sets the end of its leases a little later than its
  * start plus the lease (a tenth of the lease later, at most a second), and
  * in the rare claim that takes longer than that (a large batch, a wait for
- * a lock) it moves them to its end plus the lease before it returns.
+ * a lock) it moves them, before it returns, to end a lease after its end
+ * plus as long again as it took (moving them takes time too).
  * Otherwise a slow claim would hand out leases that had already run out,
  * and another consumer could claim the same messages at once.
  *
@@ -429,6 +430,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	int			nleased = 0;
 	TimestampTz lease_end = 0;
 	Interval   *lease = NULL;
+	Datum		extend_values[2];
 
 	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
 		ereport(ERROR,
@@ -479,26 +481,32 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 		bury_values[1] = TimestampTzGetDatum(now);
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
 	}
-	/* A slow claim: its leases must run a whole lease from now on. */
-	if (nleased > 0)
+	/*
+	 * A slow claim: its leases must still run a whole lease when it returns.
+	 * Moving them takes time too, as long as the claim at most (it updates
+	 * the same rows, by primary key): they end that much later again, and
+	 * are checked once more.  Each round's margin covers everything before
+	 * it, so a second round is rare and a third one never needed.
+	 */
+	for (int round = 0; nleased > 0 && round < 3; round++)
 	{
-		Datum		end_now;
+		TimestampTz current = GetCurrentTimestamp();
+		TimestampTz needed;
+		Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 
-		end_now = DirectFunctionCall2(timestamptz_pl_interval,
-									  TimestampTzGetDatum(GetCurrentTimestamp()),
-									  IntervalPGetDatum(lease));
-		if (lease_end < DatumGetTimestampTz(end_now))
-		{
-			Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-			Datum		extend_values[2];
-
+		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(current),
+														 IntervalPGetDatum(lease)));
+		if (lease_end >= needed)
+			break;
+		lease_end = needed + (current - now);
+		if (round == 0)
 			extend_values[0] = PointerGetDatum(construct_array(leased, nleased,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
-			extend_values[1] = end_now;
-			execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
-						  NULL, false);
-		}
+		extend_values[1] = TimestampTzGetDatum(lease_end);
+		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
+					  NULL, false);
 	}
 	SPI_finish();
 

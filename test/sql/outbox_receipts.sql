@@ -78,6 +78,17 @@ SELECT attempts FROM event_store.outbox_claim('policy', 1, '1 minute');
 SELECT available_at - now() BETWEEN interval '55 seconds' AND interval '62 seconds' AS claim_lease
 FROM event_store.outbox WHERE topic = 'policy' AND id = (SELECT max(id) FROM event_store.outbox WHERE topic = 'policy');
 
+-- A lease counts from when the claim returns: a claim that takes longer
+-- than its lease (100,000 messages, half a second) hands out leases that
+-- still run, so an immediate second claim gets nothing and the first
+-- consumer's ack counts every message.
+SELECT count(event_store.outbox_send('bulk', '{}')) FROM generate_series(1, 100000);
+CREATE TEMP TABLE bulk_claim AS
+SELECT receipt FROM event_store.outbox_claim('bulk', 1000000, '500 milliseconds');
+SELECT count(*) AS first_claim FROM bulk_claim;
+SELECT count(*) AS second_claim FROM event_store.outbox_claim('bulk', 1000000, '500 milliseconds');
+SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM bulk_claim)) AS acked;
+
 -- The settings in effect, defaults included, come from one place; a topic
 -- configured for the first time starts from them.
 SELECT * FROM event_store.outbox_topic_settings('unconfigured');
