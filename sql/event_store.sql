@@ -7,6 +7,75 @@
 \echo Use "CREATE EXTENSION event_store" to load this file. \quit
 
 --------------------------------------------------------------------------
+-- The schema.  The SECURITY DEFINER functions below run as the superuser
+-- who installs the extension and reach its objects through this schema:
+-- whoever owns it, or may create objects in it, could put their own code
+-- in their way.  CREATE EXTENSION creates the schema, owned by that
+-- superuser; it also accepts one that exists already (pg_restore creates
+-- it first), and then it must be just as safe.
+--------------------------------------------------------------------------
+DO $schema$
+DECLARE
+	nsp oid;
+	nsp_name text;
+	owner_name text;
+	owner_is_superuser boolean;
+	creator text;
+	foreign_object text;
+BEGIN
+	SELECT e.extnamespace, n.nspname, r.rolname, r.rolsuper
+	INTO nsp, nsp_name, owner_name, owner_is_superuser
+	FROM pg_catalog.pg_extension AS e
+	JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+	JOIN pg_catalog.pg_roles AS r ON r.oid = n.nspowner
+	WHERE e.extname = 'event_store';
+
+	IF NOT owner_is_superuser THEN
+		RAISE EXCEPTION 'schema "%" is owned by role "%", which is not a superuser', nsp_name, owner_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The extension''s functions run with superuser privileges and find their objects in this schema: its owner could replace them.',
+				  HINT = format('Drop schema "%s" and run CREATE EXTENSION again (it creates the schema), or make a superuser its owner.', nsp_name);
+	END IF;
+
+	SELECT pg_catalog.string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+								  ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
+	INTO creator
+	FROM pg_catalog.pg_namespace AS n,
+		 LATERAL pg_catalog.aclexplode(n.nspacl) AS a
+	LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
+	WHERE n.oid = nsp AND a.privilege_type = 'CREATE'
+	  AND NOT coalesce(r.rolsuper, false);
+	IF creator IS NOT NULL THEN
+		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers: %', nsp_name, creator
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.',
+				  HINT = format('Revoke CREATE on schema "%s" from them and run CREATE EXTENSION again.', nsp_name);
+	END IF;
+
+	SELECT o.kind || ' "' || o.name || '"' INTO foreign_object
+	FROM (SELECT 'relation' AS kind, c.relname::text AS name, c.relowner AS owner
+		  FROM pg_catalog.pg_class AS c WHERE c.relnamespace = nsp
+		  UNION ALL
+		  SELECT 'function', p.proname::text, p.proowner
+		  FROM pg_catalog.pg_proc AS p WHERE p.pronamespace = nsp
+		  UNION ALL
+		  SELECT 'type', t.typname::text, t.typowner
+		  FROM pg_catalog.pg_type AS t WHERE t.typnamespace = nsp
+		  UNION ALL
+		  SELECT 'operator', o.oprname::text, o.oprowner
+		  FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace = nsp) AS o
+	JOIN pg_catalog.pg_roles AS r ON r.oid = o.owner
+	WHERE NOT r.rolsuper
+	LIMIT 1;
+	IF foreign_object IS NOT NULL THEN
+		RAISE EXCEPTION 'schema "%" holds % owned by a role that is not a superuser', nsp_name, foreign_object
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('Move the objects of other owners out of schema "%s", or drop it, and run CREATE EXTENSION again.', nsp_name);
+	END IF;
+END
+$schema$;
+
+--------------------------------------------------------------------------
 -- Roles.  Roles are cluster-wide, so a second database that installs the
 -- extension finds them already there; DROP EXTENSION leaves them behind.
 --------------------------------------------------------------------------
@@ -104,7 +173,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION event_store.read_stream(
 	stream text,
-	from_version bigint DEFAULT 0,
+	from_version bigint DEFAULT NULL,
 	max_count integer DEFAULT 1000,
 	backward boolean DEFAULT false)
 RETURNS SETOF event_store.event
@@ -614,17 +683,29 @@ CREATE TABLE event_store.outbox_dead_letters (
 CREATE INDEX outbox_dead_letters_topic_idx
 	ON event_store.outbox_dead_letters (topic, id);
 
--- Per-topic settings; a topic without a row uses the defaults.
+-- Per-topic settings; a topic without a row uses the defaults, which
+-- outbox_topic_settings below holds.
 CREATE TABLE event_store.outbox_topics (
 	topic		text COLLATE "C" PRIMARY KEY,
-	max_attempts integer NOT NULL DEFAULT 10 CHECK (max_attempts >= 1),
-	backoff_base interval NOT NULL DEFAULT '1 second'
-		CHECK (backoff_base > '0'::interval),
-	backoff_max	interval NOT NULL DEFAULT '1 hour'
-		CHECK (backoff_max > '0'::interval),
-	lease		interval NOT NULL DEFAULT '30 seconds'
-		CHECK (lease > '0'::interval)
+	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+	backoff_base interval NOT NULL CHECK (backoff_base > '0'::interval),
+	backoff_max	interval NOT NULL CHECK (backoff_max > '0'::interval),
+	lease		interval NOT NULL CHECK (lease > '0'::interval)
 );
+
+-- The settings in effect for a topic: its row, or the defaults.  The one
+-- place the defaults are written: outbox_configure, claims and nacks all
+-- read them here.  (A single SELECT in SQL, so the planner inlines it into
+-- the statements that use it.)
+CREATE FUNCTION event_store.outbox_topic_settings(topic text)
+RETURNS SETOF event_store.outbox_topics
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
+	UNION ALL
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds'
+	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
+$$;
 
 -- Routes from the event log to the outbox: append enqueues a message to
 -- topic for each event whose category (NULL: any) and type (NULL: any)
@@ -677,10 +758,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- read a whole topic through a bitmap and sort it to claim ten messages, so
 -- sequential and bitmap scans are off.  JIT is off too: the statements are
 -- short, and a plan's cost estimate could make it compile them on every call.
+--
+-- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
+-- see src/outbox.c.
 CREATE FUNCTION event_store.outbox_claim(
 	topic text,
 	max_count integer DEFAULT 100,
-	lease interval DEFAULT '30 seconds')
+	lease interval DEFAULT NULL)
 RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -690,6 +774,11 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 ROWS 100;
 
+-- Acknowledgement by receipt, the consumers' form.  The receipts come as
+-- uuid[], as text[] (a driver's list of strings), or as text: an array
+-- literal, which is also what an untyped literal, an untyped parameter and
+-- NULL resolve to (a string type wins over arrays), so every driver finds
+-- exactly one function.
 CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
@@ -699,7 +788,26 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
-CREATE FUNCTION event_store.outbox_ack(ids bigint[])
+CREATE FUNCTION event_store.outbox_ack(receipts text[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack(receipts text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -708,6 +816,8 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
+-- Negative acknowledgement by receipt, in the same three forms as
+-- outbox_ack.
 CREATE FUNCTION event_store.outbox_nack(
 	receipts uuid[],
 	retry_in interval DEFAULT NULL,
@@ -721,6 +831,31 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
 CREATE FUNCTION event_store.outbox_nack(
+	receipts text[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text,
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Negative acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_nack_ids(
 	ids bigint[],
 	retry_in interval DEFAULT NULL,
 	error text DEFAULT NULL)
@@ -776,7 +911,8 @@ BEGIN
 		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	INSERT INTO event_store.outbox_topics AS t (topic) VALUES (topic)
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
 	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
 	UPDATE event_store.outbox_topics AS t
 	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
@@ -845,6 +981,28 @@ BEGIN
 END
 $$;
 
+-- Raise the contract's error for a category that no stream can be in: an
+-- empty one, or one with a '-' (a category is the part of a stream name
+-- before its first '-').  NULL passes: it stands for every category.
+CREATE FUNCTION event_store.check_category(category text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF category = '' THEN
+		RAISE EXCEPTION 'category must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL category stands for every category.';
+	END IF;
+	IF strpos(category, '-') > 0 THEN
+		RAISE EXCEPTION 'category "%" contains "-"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION event_store.route_events(
 	topic text,
 	category text DEFAULT NULL,
@@ -858,6 +1016,12 @@ BEGIN
 	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
 		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
 			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	PERFORM event_store.check_category(category);
+	IF event_type = '' THEN
+		RAISE EXCEPTION 'event type must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL event type stands for every type.';
 	END IF;
 	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
 	VALUES (category, event_type, topic)
@@ -1194,7 +1358,11 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_send(text, jsonb, text, jsonb, interval),
 	event_store.outbox_claim(text, integer, interval),
 	event_store.outbox_ack(uuid[]),
-	event_store.outbox_nack(uuid[], interval, text)
+	event_store.outbox_ack(text[]),
+	event_store.outbox_ack(text),
+	event_store.outbox_nack(uuid[], interval, text),
+	event_store.outbox_nack(text[], interval, text),
+	event_store.outbox_nack(text, interval, text)
 TO event_store_writer;
 
 GRANT EXECUTE ON FUNCTION
@@ -1202,9 +1370,10 @@ GRANT EXECUTE ON FUNCTION
 	event_store.subscription_create(text, text, integer, bigint, boolean),
 	event_store.subscription_drop(text),
 	event_store.subscription_reset(text, bigint),
-	event_store.outbox_ack(bigint[]),
-	event_store.outbox_nack(bigint[], interval, text),
+	event_store.outbox_ack_ids(bigint[]),
+	event_store.outbox_nack_ids(bigint[], interval, text),
 	event_store.outbox_configure(text, integer, interval, interval, interval),
+	event_store.outbox_topic_settings(text),
 	event_store.outbox_redrive(bigint[]),
 	event_store.outbox_redrive_topic(text),
 	event_store.outbox_purge_dead_letters(bigint[]),

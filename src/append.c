@@ -66,7 +66,8 @@ check_event_type(const char *type, int len, const char *where)
 	if (len > ES_MAX_TYPE_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: event type \"%.32s...\" is too long", where, type),
+				 errmsg("%s: event type \"%s...\" is too long", where,
+						es_clipped(type, len, 32)),
 				 errdetail("Event types are at most %d bytes; this one has %d.",
 						   ES_MAX_TYPE_NAME_BYTES, len)));
 	if (type[0] == '$')
@@ -158,17 +159,17 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 								 &event->id))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("%s: invalid event id \"%.*s\"", where,
-								Min(value.val.string.len, 64),
-								value.val.string.val)));
+						 errmsg("%s: invalid event id \"%s\"", where,
+								es_clipped(value.val.string.val,
+										   value.val.string.len, 64))));
 			else
 				event->has_id = true;
 		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s: unknown key \"%.*s\"", where,
-							Min(namelen, 64), name),
+					 errmsg("%s: unknown key \"%s\"", where,
+							es_clipped(name, namelen, 64)),
 					 errhint("An event has the keys \"type\", \"data\", \"metadata\" and \"id\".")));
 	}
 
@@ -426,11 +427,13 @@ route_appended_events(text *stream, EsNewEvent *new_events,
 
 /*
  * Write validated events to a stream.  Returns the stream's new version.
+ * A tombstone (deleting) needs a stream that exists, unless the expected
+ * version says it must not.
  */
 static int64
 append_events(const char *function_name, text *stream,
 			  EsNewEvent *new_events, int n,
-			  bool has_expected, int64 expected)
+			  bool has_expected, int64 expected, bool deleting)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	EsTableWriter *writer;
@@ -467,6 +470,13 @@ append_events(const char *function_name, text *stream,
 		return head.version;
 	}
 	check_expected_version(stream, &head, has_expected, expected);
+	if (deleting && !head.exists &&
+		!(has_expected && expected == ES_EXPECT_NO_STREAM))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", text_to_cstring(stream)),
+				 errdetail("It has no events."),
+				 errhint("To delete a stream that has no events, so that its name cannot be used, pass expected_version => -1.")));
 
 	now = GetCurrentTimestamp();
 	memset(nulls, false, sizeof(nulls));
@@ -543,7 +553,7 @@ event_store_append(PG_FUNCTION_ARGS)
 	new_events = parse_events(PG_GETARG_JSONB_P(1), &n);
 
 	PG_RETURN_INT64(append_events("append", stream, new_events, n,
-								 has_expected, expected));
+								 has_expected, expected, false));
 }
 
 /*
@@ -576,7 +586,7 @@ event_store_append_event(PG_FUNCTION_ARGS)
 	check_event_size(&event, "append_event");
 
 	PG_RETURN_INT64(append_events("append_event", stream, &event, 1,
-								 has_expected, expected));
+								 has_expected, expected, false));
 }
 
 /*
@@ -585,7 +595,9 @@ event_store_append_event(PG_FUNCTION_ARGS)
  * Ends a stream with a tombstone event: later appends, reads and
  * stream_version of the stream fail with EV003.  The stream's events stay in
  * the global feed, followed by the tombstone, so consumers learn of the
- * deletion.  Returns the version of the tombstone.
+ * deletion.  Returns the version of the tombstone.  A stream that has no
+ * events is refused (it would only burn the name), unless expected_version
+ * is -1 (no stream), which asks for exactly that.
  */
 Datum
 event_store_delete_stream(PG_FUNCTION_ARGS)
@@ -602,5 +614,5 @@ event_store_delete_stream(PG_FUNCTION_ARGS)
 	tombstone.has_id = false;
 
 	PG_RETURN_INT64(append_events("delete_stream", stream, &tombstone, 1,
-								 has_expected, expected));
+								 has_expected, expected, true));
 }

@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -25,6 +26,17 @@ es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * At most limit bytes of a name (len bytes, in the database encoding) for
+ * an error message, cut at a character boundary: a cut inside a multibyte
+ * character would make the message invalid in the client's encoding.
+ */
+char *
+es_clipped(const char *name, int len, int limit)
+{
+	return pnstrdup(name, pg_mbcliplen(name, len, Min(len, limit)));
 }
 
 /*

@@ -98,6 +98,7 @@ extern void es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);
+extern char *es_clipped(const char *name, int len, int limit);
 
 /* plans.c: prepared SPI statements */
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
@@ -111,6 +112,7 @@ extern Relation es_open_relation(const char *relname, LOCKMODE lockmode);
 /* stream.c: stream names, categories and the per-stream lock */
 extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);
 extern void es_check_stream_name(const char *name, int len);
+extern void es_check_category(const char *category, int len);
 extern text *es_category_of(const char *stream, int len);
 extern uint64 es_stream_hash(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);

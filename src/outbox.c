@@ -21,9 +21,20 @@
  * and is not counted.  If the other claim is still in progress, the ack
  * waits for its row lock and then sees the new receipt.
  *
+ * A lease is at least as long as asked, counted from when outbox_claim
+ * returns: a claim sets the end of its leases a little later than its
+ * start plus the lease (a tenth of the lease later, at most a second), and
+ * in the rare claim that takes longer than that (a large batch, a wait for
+ * a lock) it moves them, before it returns, to end a lease after its end
+ * plus as long again as it took (moving them takes time too).
+ * Otherwise a slow claim would hand out leases that had already run out,
+ * and another consumer could claim the same messages at once.
+ *
  * A nack puts the message back after retry_in, or after an exponential
  * backoff; once a message has used the topic's maximum attempts (by nacks,
- * or by leases that expired), it moves to outbox_dead_letters.
+ * or by leases that expired), it moves to outbox_dead_letters.  The policy
+ * (lease, maximum attempts, backoff) is the topic's, as
+ * event_store.outbox_topic_settings gives it, defaults included.
  *
  * Claim, ack and nack are single SQL statements kept as prepared plans, run
  * through SPI as the extension's owner (the functions are SECURITY DEFINER).
@@ -81,6 +92,16 @@ enum
 /* Columns of event_store.outbox_message, what outbox_claim returns. */
 #define Natts_outbox_message 8
 
+/*
+ * The claim statement returns those, then the topic's maximum attempts, the
+ * end of the lease it set and the lease.
+ */
+#define Natts_claimed (Natts_outbox_message + 3)
+#define Claimed_attempts 5
+#define Claimed_max_attempts Natts_outbox_message
+#define Claimed_lease_end (Natts_outbox_message + 1)
+#define Claimed_lease (Natts_outbox_message + 2)
+
 /* This transaction sent messages: its commit wakes the relay. */
 static bool sent_in_transaction = false;
 
@@ -92,11 +113,15 @@ static bool sent_in_transaction = false;
  * topic's maximum attempts, so that the caller can spot a message claimed
  * beyond it (its lease expired on the last attempt) and bury it instead:
  * that is rare, so it is a second statement rather than more work in every
- * claim.  (It scans the (topic, id + 0) index and updates the locked rows
- * by ctid: see plans.c.)
+ * claim; and the lease with the end it set, for the caller to extend it
+ * after a slow claim.  (It scans the (topic, id + 0) index and updates the
+ * locked rows by ctid: see plans.c.)
  */
 static const char *const claim_sql =
-"WITH candidates AS ("
+"WITH settings AS ("
+"  SELECT s.max_attempts, coalesce($3, s.lease) AS lease"
+"  FROM event_store.outbox_topic_settings($1) AS s"
+"), candidates AS ("
 "  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.id + 0 >= $5 AND o.available_at <= $4"
 "    AND (o.key IS NULL OR NOT EXISTS ("
@@ -107,15 +132,17 @@ static const char *const claim_sql =
 "), claimed AS ("
 "  UPDATE event_store.outbox AS o"
 "  SET attempts = o.attempts + 1,"
-"      available_at = $4 + coalesce($3,"
-"        (SELECT t.lease FROM event_store.outbox_topics AS t WHERE t.topic = $1),"
-"        interval '30 seconds'),"
+"      available_at = $4 + s.lease + least(s.lease / 10, interval '1 second'),"
 "      receipt = event_store.outbox_new_receipt(o.id)"
+"  FROM settings AS s"
 "  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
-"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt"
-") SELECT c.*, coalesce((SELECT t.max_attempts FROM event_store.outbox_topics AS t"
-"                        WHERE t.topic = $1), 10) AS max_attempts"
-"  FROM claimed AS c ORDER BY c.id";
+"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt,"
+"    s.max_attempts, o.available_at, s.lease"
+") SELECT * FROM claimed AS c ORDER BY c.id";
+
+/* Extend the leases of the messages $1 just claimed to end at $2. */
+static const char *const extend_sql =
+"UPDATE event_store.outbox AS o SET available_at = $2 WHERE o.id = ANY ($1)";
 
 /* Move claimed messages $1 that went past their last attempt ($2 now). */
 static const char *const bury_sql =
@@ -144,11 +171,10 @@ static const char *const ack_ids_sql =
 #define NACK_SQL(targets) \
 "WITH targets AS (" targets \
 "), policy AS (" \
-"  SELECT t.id, t.attempts >= coalesce(s.max_attempts, 10) AS exhausted," \
-"         least(coalesce(s.backoff_max, interval '1 hour')," \
-"               coalesce(s.backoff_base, interval '1 second')" \
-"               * power(2, least(greatest(t.attempts - 1, 0), 40))) AS backoff" \
-"  FROM targets AS t LEFT JOIN event_store.outbox_topics AS s ON s.topic = t.topic" \
+"  SELECT t.id, t.attempts >= s.max_attempts AS exhausted," \
+"         least(s.backoff_max," \
+"               s.backoff_base * power(2, least(greatest(t.attempts - 1, 0), 40))) AS backoff" \
+"  FROM targets AS t CROSS JOIN LATERAL event_store.outbox_topic_settings(t.topic) AS s" \
 "), exhausted AS (" \
 "  DELETE FROM event_store.outbox AS o USING policy AS p" \
 "  WHERE o.id = p.id AND p.exhausted RETURNING o.*" \
@@ -196,7 +222,8 @@ es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 	if (len > ES_MAX_TOPIC_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("topic \"%.32s...\" is too long", VARDATA_ANY(topic)),
+				 errmsg("topic \"%s...\" is too long",
+						es_clipped(VARDATA_ANY(topic), len, 32)),
 				 errdetail("Topics are at most %d bytes; this one has %d.",
 						   ES_MAX_TOPIC_BYTES, len)));
 	return topic;
@@ -277,7 +304,8 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 		if (VARSIZE_ANY_EXHDR(key) > ES_MAX_KEY_BYTES)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("message key \"%.32s...\" is too long", VARDATA_ANY(key)),
+					 errmsg("message key \"%s...\" is too long",
+							es_clipped(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), 32)),
 					 errdetail("Keys are at most %d bytes; this one has %d.",
 							   ES_MAX_KEY_BYTES, (int) VARSIZE_ANY_EXHDR(key))));
 	}
@@ -386,6 +414,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr claim_plan = NULL;
 	static SPIPlanPtr bury_plan = NULL;
+	static SPIPlanPtr extend_plan = NULL;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *topic = es_checked_topic_arg(fcinfo, 0);
 	int32		max_count = es_checked_max_count(fcinfo, 1);
@@ -397,6 +426,11 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	SPITupleTable *claimed;
 	Datum	   *exhausted;
 	int			nexhausted = 0;
+	Datum	   *leased;
+	int			nleased = 0;
+	TimestampTz lease_end = 0;
+	Interval   *lease = NULL;
+	Datum		extend_values[2];
 
 	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
 		ereport(ERROR,
@@ -419,17 +453,22 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
 	claimed = SPI_tuptable;
 	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	leased = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		Datum		row[Natts_outbox_message + 1];
-		bool		row_nulls[Natts_outbox_message + 1];
+		Datum		row[Natts_claimed];
+		bool		row_nulls[Natts_claimed];
 
 		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
-		/* attempts (column 6) beyond max_attempts (column 9): bury it */
-		if (DatumGetInt32(row[5]) > DatumGetInt32(row[Natts_outbox_message]))
+		lease_end = DatumGetTimestampTz(row[Claimed_lease_end]);
+		lease = DatumGetIntervalP(row[Claimed_lease]);
+		if (DatumGetInt32(row[Claimed_attempts]) > DatumGetInt32(row[Claimed_max_attempts]))
 			exhausted[nexhausted++] = row[0];
 		else
+		{
+			leased[nleased++] = row[0];
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		}
 	}
 	if (nexhausted > 0)
 	{
@@ -441,6 +480,33 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+	}
+	/*
+	 * A slow claim: its leases must still run a whole lease when it returns.
+	 * Moving them takes time too, as long as the claim at most (it updates
+	 * the same rows, by primary key): they end that much later again, and
+	 * are checked once more.  Each round's margin covers everything before
+	 * it, so a second round is rare and a third one never needed.
+	 */
+	for (int round = 0; nleased > 0 && round < 3; round++)
+	{
+		TimestampTz current = GetCurrentTimestamp();
+		TimestampTz needed;
+		Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+
+		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(current),
+														 IntervalPGetDatum(lease)));
+		if (lease_end >= needed)
+			break;
+		lease_end = needed + (current - now);
+		if (round == 0)
+			extend_values[0] = PointerGetDatum(construct_array(leased, nleased,
+															   INT8OID, 8, FLOAT8PASSBYVAL,
+															   TYPALIGN_DOUBLE));
+		extend_values[1] = TimestampTzGetDatum(lease_end);
+		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
+					  NULL, false);
 	}
 	SPI_finish();
 
@@ -487,13 +553,55 @@ checked_array_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
- * outbox_ack(receipts uuid[]): the fenced acknowledgement consumers use.
+ * The receipts argument as uuid[], whichever of its forms was called: uuid[],
+ * text[] (each element a receipt) or text (an array literal).
+ */
+static ArrayType *
+receipts_arg(FunctionCallInfo fcinfo)
+{
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+
+	es_require_arg(fcinfo, 0, "receipts");
+	if (argtype == TEXTOID)
+	{
+		Oid			input;
+		Oid			ioparam;
+
+		getTypeInputInfo(UUIDARRAYOID, &input, &ioparam);
+		return DatumGetArrayTypeP(OidInputFunctionCall(input,
+													   text_to_cstring(PG_GETARG_TEXT_PP(0)),
+													   ioparam, -1));
+	}
+	if (argtype == TEXTARRAYOID)
+	{
+		ArrayType  *texts = PG_GETARG_ARRAYTYPE_P(0);
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			nelems;
+		int			dims[1];
+		int			lbs[1] = {1};
+
+		deconstruct_array(texts, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &nelems);
+		for (int i = 0; i < nelems; i++)
+			if (!elem_nulls[i])
+				elems[i] = DirectFunctionCall1(uuid_in,
+											   CStringGetDatum(TextDatumGetCString(elems[i])));
+		dims[0] = nelems;
+		return construct_md_array(elems, elem_nulls, nelems > 0 ? 1 : 0, dims, lbs,
+								  UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	}
+	return PG_GETARG_ARRAYTYPE_P(0);
+}
+
+/*
+ * outbox_ack(receipts): the fenced acknowledgement consumers use.
  */
 Datum
 event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	ArrayType  *receipts = checked_array_arg(fcinfo, 0, "receipts");
+	ArrayType  *receipts = receipts_arg(fcinfo);
 	Oid			argtypes[2] = {INT8ARRAYOID, UUIDARRAYOID};
 	Datum		values[2];
 	uint64		acked;
@@ -512,7 +620,7 @@ event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 }
 
 /*
- * outbox_ack(ids bigint[]): the unfenced form, for operators.
+ * outbox_ack_ids(ids bigint[]): the unfenced form, for operators.
  */
 Datum
 event_store_outbox_ack_ids(PG_FUNCTION_ARGS)
@@ -523,7 +631,7 @@ event_store_outbox_ack_ids(PG_FUNCTION_ARGS)
 	Datum		values[1] = {PointerGetDatum(ids)};
 	uint64		acked;
 
-	es_check_writable("outbox_ack");
+	es_check_writable("outbox_ack_ids");
 	SPI_connect();
 	execute_saved(&plan, ack_ids_sql, 1, argtypes, values, NULL, false);
 	acked = SPI_processed;
@@ -576,13 +684,13 @@ nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
 }
 
 /*
- * outbox_nack(receipts uuid[], retry_in, error)
+ * outbox_nack(receipts, retry_in, error)
  */
 Datum
 event_store_outbox_nack_receipts(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	ArrayType  *receipts = checked_array_arg(fcinfo, 0, "receipts");
+	ArrayType  *receipts = receipts_arg(fcinfo);
 	Datum		ids_array;
 	Datum		receipts_array;
 
@@ -592,7 +700,7 @@ event_store_outbox_nack_receipts(PG_FUNCTION_ARGS)
 }
 
 /*
- * outbox_nack(ids bigint[], retry_in, error)
+ * outbox_nack_ids(ids bigint[], retry_in, error)
  */
 Datum
 event_store_outbox_nack_ids(PG_FUNCTION_ARGS)

@@ -31,31 +31,129 @@
  * locked are updated or deleted by ctid (a TID scan): a locked row cannot
  * move before the statement ends.
  *
+ * The statements name the extension's objects "event_store.<name>"; that
+ * prefix is replaced by the quoted name of the namespace pg_extension
+ * records for the extension (schema.c) before a statement is prepared, and
+ * every plan is prepared again if that namespace changes or is renamed.
+ * The plan cache resolves names again from the text whenever it replans,
+ * and these statements run as the extension's owner: they must never reach
+ * a schema "event_store" that someone else created after a rename.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_namespace.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "event_store.h"
 
+#define ES_SCHEMA_PREFIX	"event_store."
+
+/* Every plan kept (the addresses of their callers' variables). */
+static List *kept_plans = NIL;
+
+/* The namespace, and its name, that the kept plans were prepared for. */
+static Oid	plans_namespace = InvalidOid;
+static NameData plans_namespace_name;
+
+/*
+ * Forget every kept plan if the extension's namespace is not the one they
+ * were prepared for, or has another name now.
+ */
+static void
+check_plans_namespace(void)
+{
+	Oid			namespace = es_schema_oid();
+	HeapTuple	tuple;
+	const char *name;
+
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(namespace));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", namespace);
+	name = NameStr(((Form_pg_namespace) GETSTRUCT(tuple))->nspname);
+	if (namespace != plans_namespace ||
+		strcmp(name, NameStr(plans_namespace_name)) != 0)
+	{
+		ListCell   *lc;
+
+		foreach(lc, kept_plans)
+		{
+			SPIPlanPtr *plan = (SPIPlanPtr *) lfirst(lc);
+
+			if (*plan != NULL)
+				SPI_freeplan(*plan);
+			*plan = NULL;
+		}
+		list_free(kept_plans);
+		kept_plans = NIL;
+		plans_namespace = namespace;
+		namestrcpy(&plans_namespace_name, name);
+	}
+	ReleaseSysCache(tuple);
+}
+
+/*
+ * The statement's text with every "event_store." prefix (one that does not
+ * continue an identifier) replaced by the quoted name of the extension's
+ * namespace.
+ */
+static char *
+qualified_sql(const char *sql)
+{
+	const char *schema = quote_identifier(NameStr(plans_namespace_name));
+	size_t		prefix_len = strlen(ES_SCHEMA_PREFIX);
+	StringInfoData buf;
+	const char *p = sql;
+	const char *found;
+
+	initStringInfo(&buf);
+	while ((found = strstr(p, ES_SCHEMA_PREFIX)) != NULL)
+	{
+		bool		continues = found > sql &&
+			(IS_HIGHBIT_SET(found[-1]) || isalnum((unsigned char) found[-1]) ||
+			 found[-1] == '_' || found[-1] == '$' || found[-1] == '"');
+
+		appendBinaryStringInfo(&buf, p, found - p);
+		if (continues)
+			appendStringInfoString(&buf, ES_SCHEMA_PREFIX);
+		else
+			appendStringInfo(&buf, "%s.", schema);
+		p = found + prefix_len;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
 /*
  * The plan of a statement, prepared on first use.  Call inside
- * SPI_connect/SPI_finish.
+ * SPI_connect/SPI_finish.  plan is the caller's static variable.
  */
 SPIPlanPtr
 es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
+	check_plans_namespace();
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	prepared = SPI_prepare_cursor(sql, nargs, argtypes,
+		char	   *text = qualified_sql(sql);
+		SPIPlanPtr	prepared = SPI_prepare_cursor(text, nargs, argtypes,
 												  CURSOR_OPT_GENERIC_PLAN);
+		MemoryContext oldcontext;
 
 		if (prepared == NULL)
 			elog(ERROR, "could not prepare event_store statement: %s",
 				 SPI_result_code_string(SPI_result));
 		SPI_keepplan(prepared);
+		pfree(text);
+		oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+		kept_plans = lappend(kept_plans, plan);
+		MemoryContextSwitchTo(oldcontext);
 		*plan = prepared;
 	}
 	return *plan;

@@ -250,6 +250,8 @@ event_store_read_category(PG_FUNCTION_ARGS)
 
 	es_require_arg(fcinfo, 0, "category");
 	feed_query_from_args(fcinfo, &query);
+	es_check_category(VARDATA_ANY(query.category),
+					  VARSIZE_ANY_EXHDR(query.category));
 	return return_feed(fcinfo, &query);
 }
 

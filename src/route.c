@@ -12,7 +12,7 @@
  *
  * The message of an event: topic from the route, key = the stream, payload
  * = the event's data, headers = {event_id, stream, version, type, position,
- * recorded_at, metadata (when the event has some)}.
+ * recorded_at, metadata (JSON null when the event has none)}.
  *
  *-------------------------------------------------------------------------
  */
@@ -222,14 +222,21 @@ event_headers(const EsRoutedEvent *event)
 				VARSIZE_ANY_EXHDR(event->type));
 	push_int64(&state, "position", event->position);
 	push_string(&state, "recorded_at", recorded_at, strlen(recorded_at));
+	push_key(&state, "metadata");
 	if (event->metadata)
 	{
 		JsonbValue	v;
 
-		push_key(&state, "metadata");
 		v.type = jbvBinary;
 		v.val.binary.data = &event->metadata->root;
 		v.val.binary.len = VARSIZE(event->metadata) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	else
+	{
+		JsonbValue	v;
+
+		v.type = jbvNull;
 		pushJsonbValue(&state, WJB_VALUE, &v);
 	}
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);

@@ -42,7 +42,7 @@ es_check_stream_name(const char *name, int len)
 	if (len > ES_MAX_STREAM_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stream name \"%.32s...\" is too long", name),
+				 errmsg("stream name \"%s...\" is too long", es_clipped(name, len, 32)),
 				 errdetail("Stream names are at most %d bytes; this one has %d.",
 						   ES_MAX_STREAM_NAME_BYTES, len)));
 }
@@ -72,6 +72,25 @@ es_category_of(const char *stream, int len)
 	const char *dash = memchr(stream, '-', len);
 
 	return cstring_to_text_with_len(stream, dash ? (int) (dash - stream) : len);
+}
+
+/*
+ * Check a category argument: a category can only be the part of a stream
+ * name before its first '-', so it is not empty and has no '-'.  (Without
+ * this check, such a category would simply match nothing.)
+ */
+void
+es_check_category(const char *category, int len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category must not be empty")));
+	if (memchr(category, '-', len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category \"%s\" contains \"-\"", pnstrdup(category, len)),
+				 errdetail("The category of a stream is the part of its name before the first \"-\": no stream is in this category.")));
 }
 
 /*

@@ -54,7 +54,11 @@ UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
 	'event_store.outbox_send(text,jsonb,text,jsonb,interval)',
 	'event_store.outbox_claim(text,integer,interval)',
 	'event_store.outbox_ack(uuid[])',
-	'event_store.outbox_nack(uuid[],interval,text)']);
+	'event_store.outbox_ack(text[])',
+	'event_store.outbox_ack(text)',
+	'event_store.outbox_nack(uuid[],interval,text)',
+	'event_store.outbox_nack(text[],interval,text)',
+	'event_store.outbox_nack(text,interval,text)']);
 INSERT INTO expected_grants
 SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
 UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
@@ -62,9 +66,10 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.subscription_create(text,text,integer,bigint,boolean)',
 	'event_store.subscription_drop(text)',
 	'event_store.subscription_reset(text,bigint)',
-	'event_store.outbox_ack(bigint[])',
-	'event_store.outbox_nack(bigint[],interval,text)',
+	'event_store.outbox_ack_ids(bigint[])',
+	'event_store.outbox_nack_ids(bigint[],interval,text)',
 	'event_store.outbox_configure(text,integer,interval,interval,interval)',
+	'event_store.outbox_topic_settings(text)',
 	'event_store.outbox_redrive(bigint[])',
 	'event_store.outbox_redrive_topic(text)',
 	'event_store.outbox_purge_dead_letters(bigint[])',
@@ -154,7 +159,7 @@ SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}
 SELECT isnt(event_store.outbox_send('t', '{}'), NULL, 'a writer sends');
 SELECT is((SELECT event_store.outbox_ack(array_agg(receipt)) FROM event_store.outbox_claim('t')), 1,
 	'a writer claims and acknowledges by receipt');
-SELECT throws_ok($$SELECT event_store.outbox_ack(ARRAY[1]::bigint[])$$, '42501', NULL,
+SELECT throws_ok($$SELECT event_store.outbox_ack_ids(ARRAY[1])$$, '42501', NULL,
 	'a writer cannot acknowledge by id');
 SELECT throws_ok($$SELECT * FROM event_store.outbox$$, '42501', NULL,
 	'a writer cannot read the outbox table directly');
@@ -164,7 +169,7 @@ RESET ROLE;
 
 SET ROLE es_test_admin;
 SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
-SELECT is(event_store.outbox_ack(ARRAY[424242]::bigint[]), 0, 'an admin acknowledges by id');
+SELECT is(event_store.outbox_ack_ids(ARRAY[424242]), 0, 'an admin acknowledges by id');
 SELECT lives_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, 'an admin routes topics to the relay');
 RESET ROLE;
 

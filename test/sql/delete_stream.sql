@@ -20,6 +20,14 @@ SELECT stream, version, events, deleted FROM event_store.streams WHERE category 
 -- Users cannot write the tombstone type (or any "$" type) themselves.
 SELECT try($$SELECT event_store.append_event('account-2', '$stream_deleted', '{}')$$);
 
--- Deleting a stream that never existed leaves a tombstone at version 0.
-SELECT event_store.delete_stream('account-3');
+-- Deleting a stream that never existed is refused: it would only burn the
+-- name.  Nothing is written, and the stream can still be used.
+SELECT try($$SELECT event_store.delete_stream('account-3')$$);
+SELECT try($$SELECT event_store.delete_stream('account-3', -2)$$);
+SELECT try($$SELECT event_store.delete_stream('account-3', 0)$$);
+SELECT count(*) FROM event_store.events WHERE stream = 'account-3';
+-- Unless the expected version says the stream must not exist: then the
+-- tombstone is written at version 0 and reserves the name.
+SELECT event_store.delete_stream('account-3', -1);
 SELECT try($$SELECT event_store.append_event('account-3', 'Opened', '{}')$$);
+SELECT try($$SELECT event_store.delete_stream('account-1', -1)$$);

@@ -16,11 +16,16 @@ SELECT event_store.append_event('user-1', 'Paid', '{"amount": 5}');
 SELECT event_store.append_event('user-2', 'Joined', '{}');
 
 -- One message per event and topic; key = stream; payload = data; headers
--- carry id, stream, version, type, position and metadata.
+-- carry id, stream, version, type, position and metadata (null when the
+-- event has none).
 SELECT topic, key, payload,
 	   headers - 'recorded_at' - CASE WHEN key LIKE 'user-%' THEN 'event_id' ELSE '' END AS headers,
 	   headers ? 'recorded_at' AS has_recorded_at
 FROM event_store.outbox ORDER BY topic, id;
+-- Every message's headers have metadata: null for an event without any.
+SELECT count(*) FILTER (WHERE headers->'metadata' = 'null'::jsonb) AS null_metadata,
+	   count(*) FILTER (WHERE NOT headers ? 'metadata') AS without_metadata_key
+FROM event_store.outbox;
 -- recorded_at is ISO 8601 in UTC and the event's.
 SELECT bool_and((o.headers->>'recorded_at')::timestamptz = e.recorded_at) AS same_time,
 	   bool_and(o.headers->>'recorded_at' LIKE '____-__-__T__:__:__%Z') AS iso_utc
@@ -54,4 +59,12 @@ SELECT count(*) FROM event_store.outbox_claim('orders');
 SELECT try($$SELECT event_store.route_events(NULL, 'order')$$);
 SELECT try($$SELECT event_store.route_events('', 'order')$$);
 SELECT try($$SELECT event_store.route_events('t', repeat('c', 1025))$$);
+-- A category no stream can be in (empty, or with a '-'), and an empty
+-- type, are refused: an empty category stood for "every category" in the
+-- uniqueness of routes and kept a later catch-all route out.
+SELECT try($$SELECT event_store.route_events('rt', '')$$);
+SELECT try($$SELECT event_store.route_events('rt', 'order-1')$$);
+SELECT try($$SELECT event_store.route_events('rt', NULL, '')$$);
+SELECT event_store.route_events('rt', NULL) AS catch_all_added;
+SELECT category, event_type, topic FROM event_store.event_routes WHERE topic = 'rt';
 SELECT try($$SELECT event_store.unroute_events(NULL)$$);

@@ -36,7 +36,7 @@ SELECT event_store.outbox_ack(ARRAY(SELECT receipt FROM claim1 WHERE id = 2));
 SELECT event_store.outbox_ack(ARRAY['00000000-0000-0063-0000-000000000000'::uuid, NULL]);
 SELECT event_store.outbox_ack('{}'::uuid[]);
 -- Ack by id (the unfenced operator form), unknown ids not counted.
-SELECT event_store.outbox_ack(ARRAY[1, 4, 99999]::bigint[]);
+SELECT event_store.outbox_ack_ids(ARRAY[1, 4, 99999]);
 SELECT id FROM event_store.outbox ORDER BY id;
 
 -- Leases: an expired lease makes the message available again, with a new
@@ -113,9 +113,9 @@ SELECT event_store.outbox_redrive_topic('backoff');
 SELECT count(*) FROM event_store.outbox_dead_letters;
 -- Nack by id (the operator form); attempts count claims, not nacks: the
 -- message dies at the nack of its second claim.
-SELECT event_store.outbox_nack(ARRAY[:poison_id]::bigint[], '0 seconds', 'try again');
+SELECT event_store.outbox_nack_ids(ARRAY[:poison_id]::bigint[], '0 seconds', 'try again');
 SELECT attempts FROM event_store.outbox_claim('poison');
-SELECT event_store.outbox_nack(ARRAY[:poison_id]::bigint[], NULL, 'given up');
+SELECT event_store.outbox_nack_ids(ARRAY[:poison_id]::bigint[], NULL, 'given up');
 SELECT id = :poison_id AS dead, attempts, last_error FROM event_store.outbox_dead_letters WHERE topic = 'poison';
 -- Purge.
 SELECT event_store.outbox_purge_dead_letters(ARRAY[:poison_id, 424242]::bigint[]);
@@ -150,11 +150,11 @@ SELECT try($$SELECT * FROM event_store.outbox_claim('t', NULL)$$);
 SELECT try($$SELECT * FROM event_store.outbox_claim('t', 10, '0 seconds')$$);
 SELECT try($$SELECT * FROM event_store.outbox_claim('t', 10, '-5 seconds')$$);
 SELECT try($$SELECT event_store.outbox_ack(NULL::uuid[])$$);
-SELECT try($$SELECT event_store.outbox_ack(NULL::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_ack_ids(NULL)$$);
 SELECT try($$SELECT event_store.outbox_nack(NULL::uuid[])$$);
-SELECT try($$SELECT event_store.outbox_nack(NULL::bigint[])$$);
-SELECT try($$SELECT event_store.outbox_nack(ARRAY[1]::bigint[], '-1 second')$$);
-SELECT try(format($f$SELECT event_store.outbox_nack(ARRAY[1]::bigint[], NULL, '%s')$f$, repeat('e', 9000)));
+SELECT try($$SELECT event_store.outbox_nack_ids(NULL)$$);
+SELECT try($$SELECT event_store.outbox_nack_ids(ARRAY[1], '-1 second')$$);
+SELECT try(format($f$SELECT event_store.outbox_nack_ids(ARRAY[1], NULL, '%s')$f$, repeat('e', 9000)));
 SELECT try($$SELECT event_store.outbox_configure(NULL)$$);
 SELECT try($$SELECT event_store.outbox_configure('t', max_attempts => 0)$$);
 SELECT try($$SELECT event_store.outbox_configure('t', lease => '0 seconds')$$);

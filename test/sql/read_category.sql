@@ -54,6 +54,10 @@ SELECT head, last_position, held_back_events FROM event_store.feed_status;
 -- Bad input.
 SELECT try($$SELECT * FROM event_store.read_category(NULL)$$);
 SELECT try($$SELECT * FROM event_store.read_category(repeat('c', 1025))$$);
+-- A category no stream can be in: empty, or with a '-'.
+SELECT try($$SELECT * FROM event_store.read_category('')$$);
+SELECT try($$SELECT * FROM event_store.read_category('order-1')$$);
+SELECT try($$SELECT * FROM event_store.read_category('-')$$);
 SELECT try($$SELECT * FROM event_store.read_category('order', -1)$$);
 SELECT try($$SELECT * FROM event_store.read_category('order', 0, -1)$$);
 SELECT try($$SELECT * FROM event_store.read_category('order', 0, 10, 0, 0)$$);

@@ -18,6 +18,9 @@ SELECT version FROM event_store.read_stream('invoice-7', NULL, 4, true);
 SELECT version FROM event_store.read_stream('invoice-7', 2, 100, true);
 -- Backward from beyond the end starts at the end.
 SELECT version FROM event_store.read_stream('invoice-7', 1000, 2, true);
+-- Backward with the default from_version (NULL) starts at the end too.
+SELECT version FROM event_store.read_stream('invoice-7', backward => true, max_count => 3);
+SELECT version FROM event_store.read_stream('invoice-7', max_count => 2, backward => true);
 -- Forward with from_version NULL starts at version 0.
 SELECT version FROM event_store.read_stream('invoice-7', NULL, 2);
 -- max_count 0: nothing.
