@@ -76,6 +76,26 @@ CREATE INDEX events_category_position_idx
 REVOKE ALL ON event_store.events FROM PUBLIC;
 GRANT SELECT ON event_store.events TO event_store_reader;
 
+-- The durable high-water mark of positions (src/feed.c): no position above
+-- its value has ever been handed out, and the feed never hands out one at
+-- or below it again.  Raised ahead of use by the C functions, logged and
+-- flushed before the positions it covers are used, so it survives crashes,
+-- restarts, failover and pg_dump.  Not a source of positions itself.
+CREATE SEQUENCE event_store.position_high_water AS bigint
+	MINVALUE 0 START WITH 0 NO CYCLE;
+REVOKE ALL ON event_store.position_high_water FROM PUBLIC;
+
+-- Rows written into the log by a statement (pg_restore's COPY, an INSERT by
+-- an administrator), not by append: the feed reads its counter again.
+CREATE FUNCTION event_store.events_loaded()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'event_store_events_loaded'
+LANGUAGE C;
+
+CREATE TRIGGER events_loaded
+	AFTER INSERT ON event_store.events
+	FOR EACH STATEMENT EXECUTE FUNCTION event_store.events_loaded();
+
 CREATE FUNCTION event_store.append(
 	stream text,
 	events jsonb,
@@ -1044,6 +1064,24 @@ REVOKE ALL ON event_store.feed_status, event_store.streams, event_store.categori
 	FROM PUBLIC;
 GRANT SELECT ON event_store.feed_status, event_store.streams, event_store.categories
 	TO event_store_reader;
+
+--------------------------------------------------------------------------
+-- Backups.  pg_dump saves the rows of these tables and the values of these
+-- sequences (an extension's own tables are otherwise left out of a dump).
+-- Not saved: event_store.relay_parked, copies of messages already relayed
+-- that expire within event_store.relay_reference_ttl.  README.md, "Backup
+-- and restore", says what a restore brings back.
+--------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('event_store.events', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.position_high_water', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.subscription_checkpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_topics', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.event_routes', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.relay_routes', '');
 
 --------------------------------------------------------------------------
 -- Privileges.  Functions are executable by PUBLIC by default; take that

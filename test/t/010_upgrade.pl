@@ -118,6 +118,10 @@ foreach my $version (@released)
 		"$version: dead letters, topic settings and event routes are intact");
 
 	is($node->safe_psql($db,
+			q{SELECT last_value || ' ' || is_called FROM event_store.position_high_water}),
+		'30 t', "$version: the high-water mark of positions starts at the largest one used");
+
+	is($node->safe_psql($db,
 			q{SELECT event_store.append_event('order-1', 'Shipped', '{}', expected_version => 9)}),
 		'10', "$version: an append continues the stream's versions");
 	cmp_ok($node->safe_psql($db,
