@@ -36,7 +36,29 @@ CREATE TRIGGER events_loaded
 
 --------------------------------------------------------------------------
 -- Backups: pg_dump saves the extension's data (see the install script).
+-- Checkpoints lose their foreign key, which a parallel pg_restore cannot
+-- honour; a trigger removes a subscription's checkpoints with it.
 --------------------------------------------------------------------------
+ALTER TABLE event_store.subscription_checkpoints
+	DROP CONSTRAINT subscription_checkpoints_subscription_fkey;
+
+CREATE FUNCTION event_store.subscription_deleted()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = OLD.name;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION event_store.subscription_deleted() FROM PUBLIC;
+
+CREATE TRIGGER subscription_deleted
+	AFTER DELETE ON event_store.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION event_store.subscription_deleted();
+
 SELECT pg_catalog.pg_extension_config_dump('event_store.events', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.position_high_water', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.subscriptions', '');

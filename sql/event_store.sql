@@ -197,15 +197,33 @@ CREATE TABLE event_store.subscriptions (
 );
 
 -- One checkpoint per member of the subscription's consumer group: the
--- last position the member acknowledged (0: none yet).
+-- last position the member acknowledged (0: none yet).  No foreign key to
+-- subscriptions: a parallel pg_restore loads the two tables in any order
+-- (the subscription functions keep them consistent, and the trigger below
+-- removes a subscription's checkpoints with it).
 CREATE TABLE event_store.subscription_checkpoints (
-	subscription text COLLATE "C" NOT NULL
-		REFERENCES event_store.subscriptions (name) ON DELETE CASCADE,
+	subscription text COLLATE "C" NOT NULL,
 	member		integer NOT NULL,
 	position	bigint NOT NULL CHECK (position >= 0),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (subscription, member)
 );
+
+CREATE FUNCTION event_store.subscription_deleted()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = OLD.name;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER subscription_deleted
+	AFTER DELETE ON event_store.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION event_store.subscription_deleted();
 
 REVOKE ALL ON event_store.subscriptions, event_store.subscription_checkpoints
 	FROM PUBLIC;

@@ -119,7 +119,7 @@ foreach my $version (@released)
 
 	is($node->safe_psql($db,
 			q{SELECT last_value || ' ' || is_called FROM event_store.position_high_water}),
-		'30 t', "$version: the high-water mark of positions starts at the largest one used");
+		'30 true', "$version: the high-water mark of positions starts at the largest one used");
 
 	is($node->safe_psql($db,
 			q{SELECT event_store.append_event('order-1', 'Shipped', '{}', expected_version => 9)}),
