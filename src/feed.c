@@ -256,7 +256,7 @@ high_water_set(Oid relid, int64 value, bool flush)
 						Int64GetDatum(value), BoolGetDatum(true));
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (flush)
-		XLogFlush(GetXLogInsertRecPtr());
+		XLogFlush(XactLastRecEnd);
 }
 
 /* Find this database's feed entry; caller holds the feed lock. */
