@@ -1,7 +1,8 @@
 # Positions never go backwards: no position at or below a head the feed
 # ever showed is handed out again, across a clean restart after VACUUM
-# removed the rows of a rolled back tail, and across crashes (kill -9 of
-# the postmaster or of the WAL writer right after a rolled back append).
+# removed the rows of a rolled back tail, across crashes (kill -9 of the
+# postmaster or of the WAL writer right after a rolled back append) and
+# across the promotion of a standby.
 # With the library preloaded (shared counter) and without (fallback).
 use strict;
 use warnings;
@@ -111,6 +112,37 @@ is( $node->safe_psql('postgres', q{
 		WHERE stream LIKE 'crash-%' OR stream LIKE 'after-%'}),
 	'40', 'the committed events survived every crash');
 $node->stop;
+
+# Promotion of a standby: the head the primary showed, above a rolled back
+# tail that VACUUM removed, is below the promoted server's first position.
+my $primary = PostgreSQL::Test::Cluster->new('durable_positions_primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'event_store'");
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION event_store');
+$primary->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('durable_positions_standby');
+$standby->init_from_backup($primary, 'backup', has_streaming => 1);
+$standby->start;
+$primary->safe_psql('postgres', q{SELECT event_store.append_event('order-1', 'Placed', '{}')});
+$primary->safe_psql('postgres', q{
+	BEGIN;
+	SELECT event_store.append('order-2',
+		(SELECT jsonb_agg(jsonb_build_object('type', 'Gone', 'data', '{}'::jsonb))
+		 FROM generate_series(1, 1500)));
+	ROLLBACK;});
+my $primary_head = $primary->safe_psql('postgres', 'SELECT event_store.feed_head()');
+$primary->safe_psql('postgres', 'VACUUM event_store.events');
+$primary->wait_for_catchup($standby);
+$standby->promote;
+$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()')
+  or die "the standby was not promoted";
+$standby->safe_psql('postgres', q{SELECT event_store.append_event('order-3', 'Placed', '{}')});
+cmp_ok($standby->safe_psql('postgres',
+		q{SELECT position FROM event_store.events WHERE stream = 'order-3'}),
+	'>', $primary_head, "the promoted standby's first position is above the primary's head ($primary_head)");
+$standby->stop;
+$primary->stop;
 
 # The same without the library preloaded.
 my $plain = PostgreSQL::Test::Cluster->new('durable_positions_fallback');
