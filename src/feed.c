@@ -481,7 +481,6 @@ es_feed_reserve_positions(Relation events, int count)
 	{
 		LOCKTAG		tag;
 		int64		first;
-
 		Oid			high_water = es_relation_oid("position_high_water");
 
 		allocation_locktag(&tag);

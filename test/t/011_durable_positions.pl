@@ -58,6 +58,17 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION event_store');
 rolled_back_tail($node, 'preloaded');
 
+# Raising the high-water mark is invisible to the session: lastval() still
+# answers for the caller's own sequence.
+is( $node->safe_psql('postgres', q{
+		CREATE SEQUENCE my_ids START WITH 42;
+		SELECT nextval('my_ids') \g /dev/null
+		SELECT event_store.append('bulk-1',
+			(SELECT jsonb_agg(jsonb_build_object('type', 'T', 'data', '{}'::jsonb))
+			 FROM generate_series(1, 2500))) \g /dev/null
+		SELECT lastval();}),
+	'42', 'lastval() is not changed by appends that raise the high-water mark');
+
 # kill -9 right after a rolled back append, 20 times: the postmaster (the
 # test restarts it) or the WAL writer (the postmaster restarts everything).
 # The rolled back append takes a varying number of positions, so that the
