@@ -145,6 +145,26 @@ CREATE INDEX events_category_position_idx
 REVOKE ALL ON event_store.events FROM PUBLIC;
 GRANT SELECT ON event_store.events TO event_store_reader;
 
+-- The durable high-water mark of positions (src/feed.c): no position above
+-- its value has ever been handed out, and the feed never hands out one at
+-- or below it again.  Raised ahead of use by the C functions, logged and
+-- flushed before the positions it covers are used, so it survives crashes,
+-- restarts, failover and pg_dump.  Not a source of positions itself.
+CREATE SEQUENCE event_store.position_high_water AS bigint
+	MINVALUE 0 START WITH 0 NO CYCLE;
+REVOKE ALL ON event_store.position_high_water FROM PUBLIC;
+
+-- Rows written into the log by a statement (pg_restore's COPY, an INSERT by
+-- an administrator), not by append: the feed reads its counter again.
+CREATE FUNCTION event_store.events_loaded()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'event_store_events_loaded'
+LANGUAGE C;
+
+CREATE TRIGGER events_loaded
+	AFTER INSERT ON event_store.events
+	FOR EACH STATEMENT EXECUTE FUNCTION event_store.events_loaded();
+
 CREATE FUNCTION event_store.append(
 	stream text,
 	events jsonb,
@@ -256,16 +276,34 @@ CREATE TABLE event_store.subscriptions (
 -- One checkpoint per member of the subscription's consumer group: the
 -- last position the member acknowledged (0: none yet).  The fence is new
 -- at creation and at every reset: acknowledgements of what a session
--- fetched under another fence are not applied (src/subscription.c).
+-- fetched under another fence are not applied (src/subscription.c).  No
+-- foreign key to subscriptions: a parallel pg_restore loads the two tables
+-- in any order (the subscription functions keep them consistent, and the
+-- trigger below removes a subscription's checkpoints with it).
 CREATE TABLE event_store.subscription_checkpoints (
-	subscription text COLLATE "C" NOT NULL
-		REFERENCES event_store.subscriptions (name) ON DELETE CASCADE,
+	subscription text COLLATE "C" NOT NULL,
 	member		integer NOT NULL,
 	position	bigint NOT NULL CHECK (position >= 0),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	fence		uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
 	PRIMARY KEY (subscription, member)
 );
+
+CREATE FUNCTION event_store.subscription_deleted()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = OLD.name;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER subscription_deleted
+	AFTER DELETE ON event_store.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION event_store.subscription_deleted();
 
 REVOKE ALL ON event_store.subscriptions, event_store.subscription_checkpoints
 	FROM PUBLIC;
@@ -1328,6 +1366,24 @@ REVOKE ALL ON event_store.feed_status, event_store.streams, event_store.categori
 	FROM PUBLIC;
 GRANT SELECT ON event_store.feed_status, event_store.streams, event_store.categories
 	TO event_store_reader;
+
+--------------------------------------------------------------------------
+-- Backups.  pg_dump saves the rows of these tables and the values of these
+-- sequences (an extension's own tables are otherwise left out of a dump).
+-- Not saved: event_store.relay_parked, copies of messages already relayed
+-- that expire within event_store.relay_reference_ttl.  README.md, "Backup
+-- and restore", says what a restore brings back.
+--------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('event_store.events', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.position_high_water', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.subscription_checkpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_topics', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.event_routes', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.relay_routes', '');
 
 --------------------------------------------------------------------------
 -- Privileges.  Functions are executable by PUBLIC by default; take that

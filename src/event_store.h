@@ -78,6 +78,7 @@ enum
 #define ES_LOCK_CLASS_STREAM	0x4553	/* one stream's appenders */
 #define ES_LOCK_CLASS_FEED		0x4554	/* fallback position allocation */
 #define ES_LOCK_CLASS_IN_FLIGHT	0x4555	/* fallback: a running appender */
+#define ES_LOCK_CLASS_HIGH_WATER 0x4556	/* the feed's durable high-water mark */
 
 /* guc.c */
 extern int	es_max_event_size;
@@ -238,6 +239,8 @@ typedef struct EsFeedDatabase
 	Oid			dboid;			/* InvalidOid: free entry */
 	Oid			events_relid;	/* events table the counter belongs to */
 	int64		next_position;	/* next position to hand out */
+	int64		limit;			/* positions up to this one are covered by
+								 * the durable high-water mark (feed.c) */
 } EsFeedDatabase;
 
 typedef struct EsBackendSlot

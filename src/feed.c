@@ -42,6 +42,31 @@
  * PREPARE TRANSACTION of a transaction that appended is refused: the slot
  * belongs to the backend, which moves on to other transactions.
  *
+ * Durability.  A head the feed showed (to a reader, in a checkpoint, in a
+ * notification) may lie above every row that survives: the transactions
+ * that held the top positions rolled back, and VACUUM or a crash took their
+ * rows away.  Positions must still never be handed out again at or below
+ * it.  The sequence event_store.position_high_water is the durable bound:
+ * no position above its value was ever handed out.  The counter hands out
+ * positions up to a limit it keeps in shared memory; to go beyond, it
+ * raises the sequence a chunk ahead (setval, which is not transactional and
+ * is logged), flushes the log up to there, and only then uses the new
+ * range: one flush per chunk of positions.  A counter that starts (after a
+ * restart, a crash, a promotion, a restore) begins above both the table's
+ * largest position and the sequence, so it is above every head ever shown.
+ * The sequence is saved by pg_dump; rows loaded by a statement (a restore)
+ * make the counter start again from the table (trigger events_loaded).
+ * The fallback raises the sequence to each reservation's last position
+ * before inserting (logged with the rows, flushed at their commit) and its
+ * head is never below the sequence.
+ *
+ * Each database that uses the feed has an entry in shared memory.  Entries
+ * are only a cache of the sequence and the table: any entry without a
+ * transaction in flight can be dropped and set up again later at no risk.
+ * When none is free, entries of databases that no longer exist are
+ * reclaimed first, then idle ones; DROP EXTENSION leaves an entry that a
+ * later CREATE EXTENSION in the same database resets.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -54,14 +79,18 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_class.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/builtins.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "event_store.h"
 
@@ -75,6 +104,15 @@ static bool holds_allocation_lock = false;
 static bool announced_in_flight = false;
 
 static bool exit_callback_registered = false;
+
+/*
+ * How far ahead of the positions in use the high-water mark is raised:
+ * one log flush per this many positions.  A crash or restart skips at most
+ * this many.
+ */
+#define ES_HIGH_WATER_CHUNK 1000
+
+PG_FUNCTION_INFO_V1(event_store_events_loaded);
 
 static void feed_shmem_exit(int code, Datum arg);
 
@@ -150,6 +188,77 @@ largest_position_in_table(Relation events)
 	return largest;
 }
 
+/*
+ * The lock that serialises every change of this database's high-water mark
+ * and every setup of its shared entry.  A heavyweight lock, taken before
+ * any LWLock: raising the sequence locks it and writes the log.
+ */
+static void
+high_water_locktag(LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, ES_LOCK_CLASS_HIGH_WATER);
+}
+
+/*
+ * The high-water sequence is closed to everyone but its owner (the
+ * extension's owner): the counter reads and raises it under that identity,
+ * whoever appends.
+ */
+static void
+become_owner(Oid relid, Oid *save_userid, int *save_sec_context)
+{
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* The high-water mark: 0 when nothing was ever handed out. */
+static int64
+high_water_read(Oid relid)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+
+	become_owner(relid, &save_userid, &save_sec_context);
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(relid);
+	fcinfo->args[0].isnull = false;
+	result = pg_sequence_last_value(fcinfo);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	/* NULL: never set (a fresh install) */
+	return fcinfo->isnull ? 0 : DatumGetInt64(result);
+}
+
+/*
+ * Set the high-water mark.  setval is not transactional: the value stays
+ * even if the calling transaction aborts.  With flush, the log record is
+ * on disk when this returns (with everything inserted before it).
+ */
+static void
+high_water_set(Oid relid, int64 value, bool flush)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+
+	become_owner(relid, &save_userid, &save_sec_context);
+	DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(relid),
+						Int64GetDatum(value), BoolGetDatum(true));
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (flush)
+		XLogFlush(XactLastRecEnd);
+}
+
 /* Find this database's feed entry; caller holds the feed lock. */
 static EsFeedDatabase *
 find_feed_database(Oid events_relid)
@@ -165,55 +274,197 @@ find_feed_database(Oid events_relid)
 }
 
 /*
- * Set up (or reset, after the extension was recreated) this database's
- * counter from the table's largest position.
+ * Whether a database of the cluster still exists (pg_database is shared,
+ * so this works from any database).
+ */
+static bool
+database_exists(Oid dboid)
+{
+	return SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid));
+}
+
+/*
+ * Free one entry for this database: reclaim those of databases that were
+ * dropped; failing that, one of a database with no appending transaction
+ * in flight (it is set up again from its sequence when next used).  The
+ * catalog is read without the feed lock held.  Returns whether an entry
+ * was freed.
+ */
+static bool
+reclaim_feed_entry(void)
+{
+	int			n = es_shared->max_databases;
+	Oid		   *dboids = palloc(n * sizeof(Oid));
+	bool	   *gone = palloc0(n * sizeof(bool));
+	bool		freed = false;
+
+	LWLockAcquire(es_shared->feed_lock, LW_SHARED);
+	for (int i = 0; i < n; i++)
+		dboids[i] = es_feed_databases[i].dboid;
+	LWLockRelease(es_shared->feed_lock);
+
+	for (int i = 0; i < n; i++)
+		gone[i] = OidIsValid(dboids[i]) && dboids[i] != MyDatabaseId &&
+			!database_exists(dboids[i]);
+
+	LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		EsFeedDatabase *db = &es_feed_databases[i];
+
+		if (gone[i] && db->dboid == dboids[i])
+		{
+			db->dboid = InvalidOid;
+			freed = true;
+		}
+	}
+	for (int i = 0; i < n && !freed; i++)
+	{
+		EsFeedDatabase *db = &es_feed_databases[i];
+		bool		in_flight = false;
+
+		if (!OidIsValid(db->dboid) || db->dboid == MyDatabaseId)
+			continue;
+		for (int j = 0; j < es_shared->num_backend_slots && !in_flight; j++)
+			in_flight = es_backend_slots[j].min_position != 0 &&
+				es_backend_slots[j].dboid == db->dboid;
+		if (!in_flight)
+		{
+			db->dboid = InvalidOid;
+			freed = true;
+		}
+	}
+	LWLockRelease(es_shared->feed_lock);
+
+	pfree(dboids);
+	pfree(gone);
+	return freed;
+}
+
+/*
+ * Set up (or reset, after the extension was recreated or rows were loaded)
+ * this database's counter: above the table's largest position and above
+ * the high-water mark.  Under the high-water lock, so that the mark cannot
+ * be raised, nor the entry set up by another backend, in between.
  */
 static void
 init_feed_database(Relation events)
 {
 	Oid			relid = RelationGetRelid(events);
-	int64		largest;
-	EsFeedDatabase *db = NULL;
-	EsFeedDatabase *free_entry = NULL;
+	Oid			high_water = es_relation_oid("position_high_water");
+	LOCKTAG		tag;
+	int64		start;
+
+	high_water_locktag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	/*
-	 * Read outside the lock: until the entry exists nobody reserves positions
-	 * in this database, so the table's largest position cannot move.
+	 * Read outside the feed lock: positions are handed out only up to the
+	 * limit of an entry, which is at most the high-water mark, and the mark
+	 * cannot move while we hold its lock.
 	 */
-	largest = largest_position_in_table(events);
+	start = Max(largest_position_in_table(events), high_water_read(high_water)) + 1;
 
-	LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
-	for (int i = 0; i < es_shared->max_databases; i++)
+	for (;;)
 	{
-		if (es_feed_databases[i].dboid == MyDatabaseId)
+		EsFeedDatabase *db = NULL;
+		EsFeedDatabase *free_entry = NULL;
+
+		LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
+		for (int i = 0; i < es_shared->max_databases; i++)
 		{
-			db = &es_feed_databases[i];
+			if (es_feed_databases[i].dboid == MyDatabaseId)
+			{
+				db = &es_feed_databases[i];
+				break;
+			}
+			if (free_entry == NULL && es_feed_databases[i].dboid == InvalidOid)
+				free_entry = &es_feed_databases[i];
+		}
+		if (db == NULL && free_entry != NULL)
+		{
+			db = free_entry;
+			db->dboid = MyDatabaseId;
+			db->events_relid = InvalidOid;
+		}
+		if (db != NULL)
+		{
+			if (db->events_relid != relid)
+			{
+				db->events_relid = relid;
+				db->next_position = start;
+				db->limit = start - 1;
+			}
+			LWLockRelease(es_shared->feed_lock);
 			break;
 		}
-		if (free_entry == NULL && es_feed_databases[i].dboid == InvalidOid)
-			free_entry = &es_feed_databases[i];
-	}
-	if (db == NULL)
-	{
-		if (free_entry == NULL)
+		LWLockRelease(es_shared->feed_lock);
+
+		if (!reclaim_feed_entry())
 		{
-			LWLockRelease(es_shared->feed_lock);
+			LockRelease(&tag, ExclusiveLock, false);
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("too many databases use event_store"),
-					 errhint("Raise event_store.max_databases (now %d) and restart the server.",
-							 es_shared->max_databases)));
+					 errdetail("Every one of the %d entries belongs to a database with a transaction that is appending.",
+							   es_shared->max_databases),
+					 errhint("Raise event_store.max_databases and restart the server.")));
 		}
-		db = free_entry;
-		db->dboid = MyDatabaseId;
-		db->events_relid = InvalidOid;
 	}
-	if (db->events_relid != relid)
+	LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
+ * Let this database's counter hand out count more positions: raise the
+ * high-water mark a chunk beyond them and flush it, then extend the limit.
+ * Never called with the feed lock held.
+ */
+static void
+raise_feed_limit(Relation events, int count)
+{
+	Oid			relid = RelationGetRelid(events);
+	Oid			high_water = es_relation_oid("position_high_water");
+	LOCKTAG		tag;
+	EsFeedDatabase *db;
+	int64		next;
+	int64		mark;
+	int64		new_limit;
+
+	high_water_locktag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	LWLockAcquire(es_shared->feed_lock, LW_SHARED);
+	db = find_feed_database(relid);
+	next = db ? db->next_position : 0;
+	/* Gone (set up again by the caller), or raised while we waited. */
+	if (db == NULL || next + count - 1 <= db->limit)
 	{
-		db->events_relid = relid;
-		db->next_position = largest + 1;
+		LWLockRelease(es_shared->feed_lock);
+		LockRelease(&tag, ExclusiveLock, false);
+		return;
 	}
 	LWLockRelease(es_shared->feed_lock);
+
+	/*
+	 * The mark is normally our own limit; it is higher when it was set from
+	 * outside (a restore): then every position up to it may have been seen,
+	 * and the counter continues above it.
+	 */
+	mark = high_water_read(high_water);
+	next = Max(next, mark + 1);
+	new_limit = next + count - 1 + ES_HIGH_WATER_CHUNK;
+	high_water_set(high_water, new_limit, true);
+
+	LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
+	db = find_feed_database(relid);
+	if (db != NULL)
+	{
+		if (db->next_position <= mark)
+			db->next_position = mark + 1;
+		db->limit = new_limit;
+	}
+	LWLockRelease(es_shared->feed_lock);
+	LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*
@@ -230,11 +481,20 @@ es_feed_reserve_positions(Relation events, int count)
 	{
 		LOCKTAG		tag;
 		int64		first;
+		Oid			high_water = es_relation_oid("position_high_water");
 
 		allocation_locktag(&tag);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 		holds_allocation_lock = true;
-		first = largest_position_in_table(events) + 1;
+		first = Max(largest_position_in_table(events),
+					high_water_read(high_water)) + 1;
+
+		/*
+		 * Logged before the rows, so flushed with them at commit; only a head
+		 * shown above every committed row in the moments before a crash can
+		 * be lost (README.md, "Durability of positions").
+		 */
+		high_water_set(high_water, first + count - 1, false);
 		if (!announced_in_flight)
 		{
 			in_flight_locktag(&tag, first);
@@ -250,7 +510,7 @@ es_feed_reserve_positions(Relation events, int count)
 
 		LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
 		db = find_feed_database(relid);
-		if (db != NULL)
+		if (db != NULL && db->next_position + count - 1 <= db->limit)
 		{
 			EsBackendSlot *slot = es_my_backend_slot();
 			int64		first = db->next_position;
@@ -271,7 +531,10 @@ es_feed_reserve_positions(Relation events, int count)
 			return first;
 		}
 		LWLockRelease(es_shared->feed_lock);
-		init_feed_database(events);
+		if (db == NULL)
+			init_feed_database(events);
+		else
+			raise_feed_limit(events, count);
 	}
 }
 
@@ -315,7 +578,8 @@ es_feed_safe_head(Relation events)
 		/* Wait out reservations in progress, then read a stable state. */
 		allocation_locktag(&tag);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-		head = largest_position_in_table(events);
+		head = Max(largest_position_in_table(events),
+				   high_water_read(es_relation_oid("position_high_water")));
 		lowest = lowest_in_flight_position();
 		LockRelease(&tag, ExclusiveLock, false);
 		if (lowest != 0 && lowest - 1 < head)
@@ -459,4 +723,41 @@ void
 es_feed_init(void)
 {
 	RegisterXactCallback(feed_xact_callback, NULL);
+}
+
+/*
+ * Trigger events_loaded: rows entered the log through a statement, not
+ * through append (pg_restore's COPY, most often).  The counter of this
+ * database may be below them: drop its entry, so that the next reader or
+ * appender sets it up again above the table's largest position.  Under
+ * the high-water lock, so that no setup that read the table before these
+ * rows were inserted can install its result afterwards.
+ */
+Datum
+event_store_events_loaded(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	LOCKTAG		tag;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("events_loaded must be called as a trigger")));
+	if (!es_shmem_available())
+		return PointerGetDatum(NULL);
+
+	high_water_locktag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	LWLockAcquire(es_shared->feed_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_shared->max_databases; i++)
+	{
+		EsFeedDatabase *db = &es_feed_databases[i];
+
+		if (db->dboid == MyDatabaseId &&
+			db->events_relid == RelationGetRelid(trigdata->tg_relation))
+			db->events_relid = InvalidOid;
+	}
+	LWLockRelease(es_shared->feed_lock);
+	LockRelease(&tag, ExclusiveLock, false);
+	return PointerGetDatum(NULL);
 }

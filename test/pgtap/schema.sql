@@ -1,6 +1,6 @@
 -- Shape of the extension: schema, types, tables, functions.
 BEGIN;
-SELECT plan(29);
+SELECT plan(31);
 
 SELECT has_schema('event_store');
 SELECT has_type('event_store', 'event', 'composite type event_store.event');
@@ -34,6 +34,16 @@ SELECT has_view('event_store', 'feed_status', 'view event_store.feed_status');
 SELECT has_view('event_store', 'streams', 'view event_store.streams');
 SELECT has_view('event_store', 'categories', 'view event_store.categories');
 SELECT function_returns('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof event_store.event');
+
+SELECT has_sequence('event_store', 'position_high_water',
+	'sequence event_store.position_high_water, the durable high-water mark of positions');
+SELECT set_eq(
+	$$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS u(relid)
+	  JOIN pg_class c ON c.oid = u.relid WHERE e.extname = 'event_store'$$,
+	ARRAY['events', 'position_high_water', 'subscriptions', 'subscription_checkpoints',
+		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics',
+		  'event_routes', 'relay_routes'],
+	'pg_dump saves every table and sequence holding data (not relay_parked)');
 
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,
 	'the extension is not relocatable');

@@ -43,9 +43,10 @@ sub fill_0_1
 			md5(g::text)::uuid, '2026-01-01'::timestamptz + g * interval '1 s'
 		FROM generate_series(1, 30) g;
 		INSERT INTO event_store.subscriptions (name, category, group_size)
-			VALUES ('billing', 'order', 2), ('all', NULL, 1);
+			VALUES ('billing', 'order', 2), ('all', NULL, 1), ('ahead', NULL, 1);
+		-- 'ahead' checkpointed a head above the last event (rolled back tail)
 		INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
-			VALUES ('billing', 0, 12), ('billing', 1, 9), ('all', 0, 30);
+			VALUES ('billing', 0, 12), ('billing', 1, 9), ('all', 0, 30), ('ahead', 0, 33);
 		SELECT setval('event_store.outbox_id_seq', 5);
 		INSERT INTO event_store.outbox
 			(id, topic, key, payload, headers, attempts, created_at, available_at)
@@ -108,7 +109,7 @@ foreach my $version (@released)
 			SELECT string_agg(subscription || ':' || member || '=' || position, ','
 				ORDER BY subscription, member)
 			FROM event_store.subscription_checkpoints}),
-		'all:0=30,billing:0=12,billing:1=9',
+		'ahead:0=33,all:0=30,billing:0=12,billing:1=9',
 		"$version: the checkpoints are intact");
 	is( $node->safe_psql($db, q{
 			SELECT (SELECT string_agg(id || '/' || topic, ',') FROM event_store.outbox_dead_letters) || ' ' ||
@@ -118,14 +119,23 @@ foreach my $version (@released)
 		"$version: dead letters, topic settings and event routes are intact");
 
 	is($node->safe_psql($db,
+			q{SELECT last_value || ' ' || is_called FROM event_store.position_high_water}),
+		'33 true', "$version: the high-water mark of positions starts at the largest position or checkpoint");
+
+	is($node->safe_psql($db,
 			q{SELECT event_store.append_event('order-1', 'Shipped', '{}', expected_version => 9)}),
 		'10', "$version: an append continues the stream's versions");
 	cmp_ok($node->safe_psql($db,
 			q{SELECT max(position) FROM event_store.events WHERE stream = 'order-1'}),
-		'>', 30, "$version: a new position is above every position of $version");
+		'>', 33, "$version: a new position is above every position and checkpoint of $version");
 	is($node->safe_psql($db,
 			q{SELECT count(*) FROM event_store.read_all(0, 1000)}),
 		'31', "$version: the feed shows every event");
+
+	$node->safe_psql($db, q{SELECT event_store.subscription_drop('ahead')});
+	is($node->safe_psql($db,
+			q{SELECT count(*) FROM event_store.subscription_checkpoints WHERE subscription = 'ahead'}),
+		'0', "$version: dropping a subscription still removes its checkpoints");
 
 	my @got = wait_for_lines($listener, 2, 30, 'upg');
 	is(scalar(@got), 2, "$version: the relay delivers the messages that waited");
