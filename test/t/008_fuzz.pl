@@ -32,6 +32,7 @@ $node->append_conf(
 shared_preload_libraries = 'event_store'
 log_line_prefix = '%m [%p] %e '
 log_min_error_statement = error
+log_error_verbosity = verbose
 statement_timeout = '60s'
 });
 $node->start;
@@ -247,14 +248,29 @@ ok(!$node->log_contains(qr/terminated by signal|server process .* was terminated
 	'no backend crashed');
 
 # Internal errors in the log, from statements that involve the extension.
+# The verbose log gives each error's LOCATION.  A few core functions raise
+# an internal error whenever a superuser calls them, whatever the rest of
+# the statement does (sqlsmith finds them): those are not the extension's.
+my %core_internal_by_design = (
+	SetNextObjectId => 'pg_stop_making_pinned_objects() outside initdb',);
 my @log = split /\n/, slurp_file($node->logfile);
 my @internal;
+my $not_ours = 0;
 for my $i (0 .. $#log)
 {
 	next unless $log[$i] =~ / XX\d\d\d ERROR:/;
-	my ($statement) = grep { /STATEMENT:/ } @log[ $i + 1 .. ($i + 3 > $#log ? $#log : $i + 3) ];
-	push @internal, "$log[$i] / " . ($statement // '') if ($statement // '') =~ /event_store/;
+	my @next = @log[ $i + 1 .. ($i + 4 > $#log ? $#log : $i + 4) ];
+	my ($statement) = grep { /STATEMENT:/ } @next;
+	my ($function) = map { /LOCATION:\s+(\w+),/ ? $1 : () } @next;
+	next unless ($statement // '') =~ /event_store/;
+	if (defined $function && exists $core_internal_by_design{$function})
+	{
+		$not_ours++;
+		next;
+	}
+	push @internal, "$log[$i] / " . ($statement // '');
 }
+note "$not_ours internal errors of core functions called directly by sqlsmith";
 is(scalar(@internal), 0, 'no internal error in statements of the extension')
   or diag(join("\n", @internal[ 0 .. ($#internal < 9 ? $#internal : 9) ]));
 
