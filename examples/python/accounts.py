@@ -148,7 +148,7 @@ def commands():
     other = connect("accounts-other-teller")
     accounts = ["account-1", "account-2", "account-3"]
     for a in accounts:
-        execute(teller, a, deposit(100, owner=a))
+        execute(teller, a, deposit(100))
     # Another teller deposits between our read and our append, on the first
     # attempt of each withdrawal: the append conflicts and is retried on
     # the new state.
