@@ -35,7 +35,7 @@
 #define SUBSCRIPTION	"account_balances"
 #define NOTICES_TOPIC	"account_notices"
 #define RELAY_CHANNEL	"account_events"	/* the notify: sink of setup.sql */
-#define PAGE			500		/* events per read_stream / subscription_fetch */
+static int	PAGE = 500;			/* events per read_stream / fetch (ACCOUNTS_PAGE) */
 #define MAX_ATTEMPTS	10		/* of a command that keeps conflicting */
 #define WAIT_SECONDS	60		/* a consumer reads anyway after this long */
 
@@ -533,6 +533,8 @@ consume(void)
 int
 main(int argc, char **argv)
 {
+	if (getenv("ACCOUNTS_PAGE"))
+		PAGE = atoi(getenv("ACCOUNTS_PAGE"));
 	if (argc == 2 && strcmp(argv[1], "commands") == 0)
 		commands();
 	else if (argc == 2 && strcmp(argv[1], "work") == 0)

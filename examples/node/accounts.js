@@ -29,7 +29,7 @@ const pg = require('pg');
 const SUBSCRIPTION = 'account_balances';
 const NOTICES_TOPIC = 'account_notices';
 const RELAY_CHANNEL = 'account_events'; // the notify: sink of setup.sql
-const PAGE = 500; // events per read_stream / subscription_fetch
+const PAGE = Number(process.env.ACCOUNTS_PAGE || 500); // events per read_stream / fetch
 const MAX_ATTEMPTS = 10; // of a command that keeps conflicting
 const WAIT_MS = 60000; // a consumer reads anyway after this long
 

@@ -26,6 +26,7 @@ Usage: python3 accounts.py commands|work|consume
 """
 
 import json
+import os
 import select
 import sys
 import threading
@@ -38,7 +39,7 @@ from psycopg.types.json import Jsonb
 SUBSCRIPTION = "account_balances"
 NOTICES_TOPIC = "account_notices"
 RELAY_CHANNEL = "account_events"   # the notify: sink of examples/setup.sql
-PAGE = 500                         # events per read_stream / subscription_fetch
+PAGE = int(os.environ.get("ACCOUNTS_PAGE", "500"))  # events per read_stream / fetch
 MAX_ATTEMPTS = 10                  # of a command that keeps conflicting
 WAIT_SECONDS = 60                  # a consumer reads anyway after this long
 

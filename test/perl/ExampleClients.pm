@@ -42,7 +42,10 @@ sub example_env
 		PGHOST => $node->host,
 		PGPORT => $node->port,
 		PGDATABASE => 'bank',
-		PGUSER => 'example_service');
+		PGUSER => 'example_service',
+		# Small pages, so that reading a stream and fetching from the
+		# subscription take several rounds.
+		ACCOUNTS_PAGE => 2);
 }
 
 sub lines_of
