@@ -286,6 +286,19 @@ is(metric('event_store_relay_messages_relayed_total', datname => 'billing'), 0, 
 ok(metric('event_store_relay_last_batch_age_seconds', datname => 'shop') >= 0, 'shop: age of the last batch');
 ok(!grep({ /^event_store_.*datname=postgres/ } keys %m), 'nothing from the database without the extension');
 
+# Every metric that the alert rules and README.md name is one the file
+# gives.
+my %names = map { /^([^{]+)/ ? ($1 => 1) : () } keys %m;
+my $readme = slurp_file("$FindBin::RealBin/../../README.md");
+my ($monitoring) = $readme =~ /^## Monitoring\n(.*?)^## /ms;
+foreach my $source ([ 'monitoring/alerts.yml', slurp_file("$FindBin::RealBin/../../monitoring/alerts.yml") ],
+	[ 'README.md, Monitoring', $monitoring // '' ])
+{
+	my %used = map { $_ => 1 } $source->[1] =~ /\b((?:event_store_(?:feed|category|subscription|outbox|relay)_|pg_exporter_)[a-z_]+)/g;
+	ok(scalar keys %used >= 5, "$source->[0] names metrics");
+	is_deeply([ grep { !$names{$_} } sort keys %used ], [], "$source->[0] names only metrics the exporter gives");
+}
+
 # After the open transaction commits, the next scrape shows the feed
 # caught up.
 $open->query_safe('COMMIT');
