@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test suite of event_store on throwaway clusters:
-# pg_regress, isolation, TAP (crash and restart) and pgTAP.
+# pg_regress, isolation, TAP (crash and restart) and pgTAP, then the client
+# examples of examples/ (Python, Node.js, C) and the monitoring query file
+# under prometheus-postgres-exporter.
 #
 # Usage (as root, on Debian 12 with PostgreSQL 15):  bash scripts/test.sh
 #
@@ -17,9 +19,33 @@ log() { printf '\n=== %s\n' "$*"; }
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap \
     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
 
+# What the client examples and the monitoring test need.  Node.js may come
+# from elsewhere than Debian: install Debian's only if there is none.
+exporter_was_installed=$(dpkg-query -W -f='${Status}' prometheus-postgres-exporter 2>/dev/null || true)
+ensure_packages python3-psycopg libpq-dev prometheus-postgres-exporter
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+fi
+# The package starts its own exporter as a service (on port 9187, without a
+# database to read): the test runs one of its own, so stop the one this run
+# installed.  A service that was there before is left alone.
+case $exporter_was_installed in
+*"install ok installed"*) ;;
+*)
+    if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus-postgres-exporter.service >/dev/null 2>&1 || true
+    else
+        service prometheus-postgres-exporter stop >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
+
 work=$(mktemp -d /tmp/event_store_test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-rsync -a --exclude .git "$here"/ "$work"/
+rsync -a --exclude .git --exclude node_modules --exclude examples/c/accounts "$here"/ "$work"/
+# The Node.js example's dependencies, exactly as its lockfile pins them.
+(cd "$work/examples/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    echo "npm ci failed: the Node.js example's suite will fail"
 chown -R postgres: "$work"
 
 results=()
@@ -63,8 +89,24 @@ make -C "$work" -s install >/dev/null
 
 run_suite "regression (pg_regress)" make -C "$work" -s installcheck-regress
 run_suite "isolation (pg_isolation_regress)" make -C "$work" -s installcheck-isolation
-run_suite "TAP (PostgreSQL::Test::Cluster)" make -C "$work" -s installcheck-tap
+# The client examples and the exporter run as suites of their own, after
+# the rest of the TAP suite; each of them fails rather than skips when what
+# it needs is missing.
+client_tests=(
+    "client example: Python, psycopg 3|test/t/061_client_python.pl"
+    "client example: Node.js, pg|test/t/062_client_node.pl"
+    "client example: C, libpq|test/t/063_client_c.pl"
+    "monitoring: prometheus-postgres-exporter|test/t/064_prometheus_exporter.pl"
+)
+core_tap=$(cd "$work" && for t in test/t/*.pl; do
+    case " ${client_tests[*]} " in *"|$t "*) ;; *) printf '%s ' "$t" ;; esac
+done)
+run_suite "TAP (PostgreSQL::Test::Cluster)" make -C "$work" -s installcheck-tap PROVE_TESTS="$core_tap"
 run_suite "pgTAP (pg_prove)" "$work"/test/pgtap/run.sh
+for entry in "${client_tests[@]}"; do
+    run_suite "${entry%%|*}" env ES_REQUIRE_CLIENTS=1 \
+        make -C "$work" -s installcheck-tap PROVE_TESTS="${entry#*|}"
+done
 show_diffs
 
 log "summary"
