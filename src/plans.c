@@ -43,10 +43,16 @@
 /*
  * The plan of a statement, prepared on first use.  Call inside
  * SPI_connect/SPI_finish.
+ *
+ * It first makes sure the transaction holds the extension's lock (see
+ * schema.c), so that the statement never waits for one of the extension's
+ * tables behind a DROP or ALTER EXTENSION, and reports an extension dropped
+ * meanwhile as such.
  */
 SPIPlanPtr
 es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
+	(void) es_schema_oid();
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	prepared = SPI_prepare_cursor(sql, nargs, argtypes,
