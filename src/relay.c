@@ -122,6 +122,9 @@ static char *my_database_name = NULL;
 static Oid	my_extension_oid = InvalidOid;
 
 static TimestampTz last_parked_cleanup = 0;
+
+/* The earliest retry of a message that failed (0: none): wake up for it. */
+static TimestampTz retry_at = 0;
 static TimestampTz last_error_logged_at = 0;
 static char last_error_logged[256];
 
@@ -132,29 +135,41 @@ static int	saved_context;
 /*
  * Lock the first $3 eligible messages of topic $1 ($2 now) in id order.  A
  * keyed message is eligible when every earlier message of its key is
- * available now and in the batch: not delayed, backing off or leased, and
- * not locked by a claimer.  The first check comes before the limit, so
- * blocked messages never hide eligible ones behind them; the second one
- * drops what follows a message of its key that another transaction holds.
- * (It scans the (topic, id + 0) index: see plans.c.)
+ * available now and in the batch.  Before the limit, the first message of
+ * the key (one probe of the (topic, key, id) index) must be available: so
+ * messages blocked behind a delayed, backing-off or leased message of
+ * their key never hide eligible ones.  After it, the keys whose messages up
+ * to the last one taken are all in the batch (one count per key) keep them;
+ * for the others (a delayed message in the middle of the key, one locked by
+ * a claimer) each message is checked against the batch.  (It scans the
+ * (topic, id + 0) index: see plans.c.)
  */
 static const char *const select_sql =
 "WITH candidates AS ("
 "  SELECT o.id, o.key, o.payload, o.headers, o.created_at"
 "  FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
-"    AND (o.key IS NULL OR NOT EXISTS ("
-"      SELECT FROM event_store.outbox AS earlier"
-"      WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id"
-"        AND earlier.available_at > $2))"
+"    AND (o.key IS NULL OR ("
+"      SELECT head.available_at <= $2 FROM event_store.outbox AS head"
+"      WHERE head.topic = $1 AND head.key = o.key"
+"      ORDER BY head.topic, head.key, head.id LIMIT 1))"
 "  ORDER BY o.topic, o.id + 0 LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
-") SELECT c.id, c.key, c.payload, c.headers, c.created_at, (SELECT count(*) FROM candidates) AS locked"
+"), keys AS ("
+"  SELECT c.key, max(c.id) AS last, count(*) AS n FROM candidates AS c"
+"  WHERE c.key IS NOT NULL GROUP BY c.key"
+"), complete AS ("
+"  SELECT k.key FROM keys AS k"
+"  WHERE (SELECT count(*) FROM event_store.outbox AS e"
+"         WHERE e.topic = $1 AND e.key = k.key AND e.id <= k.last) = k.n"
+") SELECT c.id, c.key, c.payload, c.headers, c.created_at,"
+"    (SELECT count(*) FROM candidates) AS locked"
 "  FROM candidates AS c"
-"  WHERE c.key IS NULL OR NOT EXISTS ("
-"    SELECT FROM event_store.outbox AS earlier"
-"    WHERE earlier.topic = $1 AND earlier.key = c.key AND earlier.id < c.id"
-"      AND earlier.id NOT IN (SELECT id FROM candidates))"
+"  WHERE c.key IS NULL OR c.key IN (SELECT m.key FROM complete AS m)"
+"    OR NOT EXISTS ("
+"      SELECT FROM event_store.outbox AS earlier"
+"      WHERE earlier.topic = $1 AND earlier.key = c.key AND earlier.id < c.id"
+"        AND earlier.id NOT IN (SELECT d.id FROM candidates AS d))"
 "  ORDER BY c.id";
 
 static const char *const delete_sql =
@@ -162,7 +177,8 @@ static const char *const delete_sql =
 
 /*
  * Messages $1 failed with errors $2 ($3 now): back to the queue after the
- * topic's backoff, or to the dead letters after its last attempt.
+ * topic's backoff, or to the dead letters after its last attempt.  Returns
+ * how many, and when the first retry comes due.
  */
 static const char *const fail_sql =
 "WITH failed AS ("
@@ -187,8 +203,9 @@ static const char *const fail_sql =
 "  UPDATE event_store.outbox AS o"
 "  SET attempts = o.attempts + 1, available_at = $3 + p.backoff, last_error = p.error"
 "  FROM policy AS p WHERE o.id = p.id AND NOT p.exhausted"
-"  RETURNING 1"
-") SELECT (SELECT count(*) FROM buried) + (SELECT count(*) FROM retried)";
+"  RETURNING o.available_at"
+") SELECT (SELECT count(*) FROM buried) + (SELECT count(*) FROM retried),"
+"    (SELECT min(r.available_at) FROM retried AS r)";
 
 static const char *const routes_sql =
 "SELECT topic, sink FROM event_store.relay_routes WHERE NOT paused ORDER BY topic";
@@ -592,6 +609,14 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 		if (SPI_execute_plan(es_prepared_plan(&fail_plan, fail_sql, 3, types),
 							 args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "relay failure statement failed");
+		{
+			bool		isnull;
+			Datum		first = SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull);
+
+			if (!isnull && (retry_at == 0 || DatumGetTimestampTz(first) < retry_at))
+				retry_at = DatumGetTimestampTz(first);
+		}
 		*failed = nfailed;
 		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 		for (int i = 0; i < count; i++)
@@ -1116,6 +1141,20 @@ es_relay_main(Datum main_arg)
 		timeout = es_relay_naptime;
 		if (es_relay_idle_timeout * 1000L < timeout)
 			timeout = Max(es_relay_idle_timeout * 1000L, 10);
+		if (retry_at != 0)
+		{
+			/* A failed message comes due: look then. */
+			long		secs;
+			int			usecs;
+
+			if (retry_at <= now)
+			{
+				retry_at = 0;
+				continue;
+			}
+			TimestampDifference(now, retry_at, &secs, &usecs);
+			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
+		}
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

@@ -24,6 +24,7 @@ $node->append_conf(
 shared_preload_libraries = 'event_store'
 event_store.relay_naptime = '60s'
 event_store.restart_time = 1
+event_store.max_message_size = '256MB'
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION event_store');
