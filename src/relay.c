@@ -389,8 +389,8 @@ begin_step(const char *activity)
 	{
 		/* Wait here, holding nothing, if DROP or ALTER EXTENSION runs. */
 		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
-		if (get_extension_oid(ES_EXTENSION_NAME, true) != extoid)
-			extoid = InvalidOid;
+		/* Dropped meanwhile (InvalidOid), or dropped and created again. */
+		extoid = get_extension_oid(ES_EXTENSION_NAME, true);
 	}
 	if (!OidIsValid(extoid) || extoid != my_extension_oid)
 	{
@@ -567,6 +567,16 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	sink->publish(state, messages, count);
 	sink->confirm(state, messages, count, SINK_CONFIRM_TIMEOUT_MS);
 	sink->close(state);
+
+	/*
+	 * Messages left pending behind a failed one of their key may be eligible
+	 * now (it went to the dead letters): look again at once.
+	 */
+	for (int i = 0; i < count; i++)
+	{
+		if (messages[i].status == ES_SINK_PENDING && count > 1)
+			*full = true;
+	}
 
 	done_ids = palloc(sizeof(Datum) * count);
 	failed_ids = palloc(sizeof(Datum) * count);
@@ -764,6 +774,10 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	TimestampTz now;
 
 	*more = false;
+
+	/* Retries due by now are this cycle's; it notes the next ones. */
+	if (retry_at != 0 && retry_at <= GetCurrentTimestamp())
+		retry_at = 0;
 
 	/* Commits from now on set it again: none is missed. */
 	pg_atomic_write_u32(&my_db->pending, 0);
@@ -1009,9 +1023,19 @@ attach(void)
 	LWLockRelease(es_shared->relay_lock);
 }
 
+/* Every message the worker logs names its database. */
+static void
+relay_error_context(void *arg)
+{
+	if (my_database_name != NULL)
+		errcontext("event_store relay worker for database \"%s\"", my_database_name);
+}
+
 void
 es_relay_main(Datum main_arg)
 {
+	ErrorContextCallback context;
+
 	uint32		generation;
 	MemoryContext cycle_context;
 	TimestampTz attached_at;
@@ -1079,6 +1103,10 @@ es_relay_main(Datum main_arg)
 	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	attach();
+	context.callback = relay_error_context;
+	context.arg = NULL;
+	context.previous = NULL;
+	error_context_stack = &context;
 
 	cycle_context = AllocSetContextCreate(TopMemoryContext, "event_store relay cycle",
 										  ALLOCSET_DEFAULT_SIZES);

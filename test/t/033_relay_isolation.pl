@@ -172,7 +172,7 @@ my $small = PostgreSQL::Test::Cluster->new('no_slots');
 $small->init;
 $small->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'event_store'
-max_worker_processes = 1
+max_worker_processes = 2
 });
 $small->start;
 $small->safe_psql('postgres', 'CREATE EXTENSION event_store');
