@@ -127,7 +127,11 @@ is($grp[-1][1], "$head $member", 'the payload is the head and the members with n
 # --- DROP and CREATE EXTENSION at once: announcements start afresh.
 $node->safe_psql('postgres', q{SELECT count(event_store.append_event('s-' || n, 'E', '{}')) FROM generate_series(1, 50) AS n});
 wait_for_lines($listener, 1, 10, 'event_store_feed');
-$node->safe_psql('postgres', 'DROP EXTENSION event_store CASCADE; CREATE EXTENSION event_store;');
+$node->safe_psql('postgres', q{
+	DROP EXTENSION event_store CASCADE;
+	CREATE EXTENSION event_store;
+	SELECT event_store.subscription_create('again', NULL);
+});
 my $before = scalar(listener_lines($listener));
 $node->safe_psql('postgres', q{SELECT event_store.append_event('fresh-1', 'E', '{}')});
 $t0 = time;
