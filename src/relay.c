@@ -779,7 +779,8 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	bool		has_subscriptions = true;
 	bool		feed_done = false;
 	int64		new_head = 0;
-	TimestampTz now;
+	TimestampTz now = GetCurrentTimestamp();
+	volatile bool routes_read = false;
 
 	*more = false;
 
@@ -795,29 +796,42 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	LWLockRelease(es_shared->relay_lock);
 
 	/* The routes. */
-	if (!begin_step("event_store relay: routes"))
-		return false;
-	now = GetCurrentTimestamp();
-	if (SPI_execute_plan(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
-						 NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "relay routes statement failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	PG_TRY();
 	{
-		RelayRoute *route;
-		MemoryContext old = MemoryContextSwitchTo(cycle_context);
+		if (begin_step("event_store relay: routes"))
+		{
+			now = GetCurrentTimestamp();
+			if (SPI_execute_plan(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
+								 NULL, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "relay routes statement failed");
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				RelayRoute *route;
+				MemoryContext old = MemoryContextSwitchTo(cycle_context);
 
-		route = palloc(sizeof(RelayRoute));
-		route->topic = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		route->sink = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		routes = lappend(routes, route);
-		MemoryContextSwitchTo(old);
+				route = palloc(sizeof(RelayRoute));
+				route->topic = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+				route->sink = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+				routes = lappend(routes, route);
+				MemoryContextSwitchTo(old);
+			}
+			if (TimestampDifferenceExceeds(last_parked_cleanup, now,
+										   PARKED_CLEANUP_INTERVAL_MS))
+			{
+				cleanup_parked(now);
+				last_parked_cleanup = now;
+			}
+			end_step();
+			routes_read = true;
+		}
 	}
-	if (TimestampDifferenceExceeds(last_parked_cleanup, now, PARKED_CLEANUP_INTERVAL_MS))
+	PG_CATCH();
 	{
-		cleanup_parked(now);
-		last_parked_cleanup = now;
+		step_failed(cycle_context, "relay routes");
 	}
-	end_step();
+	PG_END_TRY();
+	if (!routes_read)
+		return false;
 
 	/* Each topic in its own transaction: a failure stops nothing else. */
 	foreach(lc, routes)
@@ -1241,7 +1255,11 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 	db = es_relay_database(dboid);
 	if (db == NULL)
+	{
 		db = es_relay_database_add(dboid);
+		/* A database the launcher may not know yet: it reads pg_database. */
+		es_shared->rescan_requested = true;
+	}
 	if (db != NULL)
 	{
 		if (changed)
