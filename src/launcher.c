@@ -373,8 +373,10 @@ launcher_pass(bool rescan)
 		known = hash_search(known_databases, &db->dboid, HASH_FIND, NULL);
 		if (known != NULL)
 			known->checked = true;
+		/* (An entry with work pending may be newer than the read.) */
 		if (rescan && (known == NULL || !known->listed) &&
-			db->worker < 0 && !db->stop_requested)
+			db->worker < 0 && !db->stop_requested &&
+			pg_atomic_read_u32(&db->pending) == 0)
 			db->dboid = InvalidOid;
 	}
 
@@ -415,8 +417,7 @@ launcher_pass(bool rescan)
 			}
 			if (db->waiting_since == 0)
 				db->waiting_since = now;
-			if (db->state[0] == '\0' || strcmp(db->state, "starting") != 0)
-				strlcpy(db->state, "waiting for a worker", sizeof(db->state));
+			strlcpy(db->state, "waiting for a worker", sizeof(db->state));
 			if (oldest == NULL || db->waiting_since < oldest->waiting_since)
 				oldest = db;
 		}
