@@ -28,6 +28,7 @@ OBJS = \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
+	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
 	src/writer.o
@@ -87,7 +88,7 @@ tools/%: tools/%.c tools/tools_common.h
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/event_store.h
+$(OBJS): src/event_store.h src/sink.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

@@ -42,26 +42,41 @@ SELECT event_store.outbox_ack(array_agg(receipt)) AS acknowledged FROM claimed;
 SELECT count(*) AS left_in_outbox FROM event_store.outbox_claim('billing', 10);
 
 \echo '== 9. Relay: route the topic to a NOTIFY channel; this session listens on it'
--- (the launcher started this database's relay worker at CREATE EXTENSION;
---  on a slow machine, give it a moment)
-DO $$ BEGIN
-	FOR i IN 1..100 LOOP
-		EXIT WHEN EXISTS (SELECT FROM event_store.relay_workers WHERE kind = 'relay' AND pid IS NOT NULL);
-		PERFORM pg_sleep(0.1);
+-- Waiting without leasing anything away from the relay: a condition,
+-- checked every 50 ms for up to 30 s.
+CREATE FUNCTION pg_temp.wait_until(condition text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXECUTE 'SELECT ' || condition INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
 	END LOOP;
-END $$;
+	RETURN false;
+END
+$$;
 SELECT event_store.relay_route('billing', 'notify:billing_events');
 LISTEN billing_events;
 SELECT event_store.outbox_send('billing', '{"order": 43, "event": "refunded"}', key => 'order-43') AS message_id;
-\echo '   (the relay worker publishes it the moment the send commits; psql shows the notification:)'
-SELECT pg_sleep(0.5);
-SELECT count(*) AS left_in_outbox FROM event_store.outbox_claim('billing', 10);
+\echo '   (the relay worker publishes it the moment the send commits; once it has,'
+\echo '    psql shows the notification:)'
+SELECT pg_temp.wait_until($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'billing')$$) AS published;
+SELECT count(*) AS left_in_outbox FROM event_store.outbox WHERE topic = 'billing';
 
 \echo '== 10. A subscription, woken by a notification when its events commit'
 SELECT event_store.subscription_create('order_projection', 'order');
 LISTEN event_store_sub_order_projection;
+SELECT coalesce(feed_notifications, 0) AS notified_before
+FROM event_store.relay_workers WHERE kind = 'relay' \gset
 SELECT event_store.append_event('order-42', 'OrderShipped', '{"carrier": "post"}') AS new_version;
-SELECT pg_sleep(0.5);
+\echo '   (psql shows the notification once the relay has sent it:)'
+SELECT pg_temp.wait_until(format(
+	'(SELECT coalesce(feed_notifications, 0) FROM event_store.relay_workers WHERE kind = %L) > %s',
+	'relay', :notified_before)) AS notified;
 SELECT position, stream, version, type FROM event_store.subscription_fetch('order_projection');
 
 \echo '== 11. The workers'

@@ -1161,6 +1161,9 @@ GRANT SELECT, INSERT, DELETE ON event_store.relay_parked TO event_store_relay;
 GRANT SELECT ON event_store.relay_routes, event_store.subscriptions,
 	event_store.events TO event_store_relay;
 GRANT EXECUTE ON FUNCTION event_store.category(text) TO event_store_relay;
+-- Failed messages go through their topic's backoff to the dead letters.
+GRANT SELECT ON event_store.outbox_topics TO event_store_relay;
+GRANT INSERT ON event_store.outbox_dead_letters TO event_store_relay;
 
 CREATE FUNCTION event_store.relay_available()
 RETURNS boolean
@@ -1175,6 +1178,13 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION event_store.relay_wake()
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_wake'
+LANGUAGE C VOLATILE;
+
+-- Warn when no relay worker can serve this database now (library not
+-- preloaded, launcher not running, no background worker slot free).
+CREATE FUNCTION event_store.relay_check()
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_relay_check'
 LANGUAGE C VOLATILE;
 
 -- Route a topic to a sink: notify:<channel> (LISTEN/NOTIFY).  Replaces the
@@ -1225,12 +1235,7 @@ BEGIN
 	ON CONFLICT ON CONSTRAINT relay_routes_pkey
 	DO UPDATE SET sink = excluded.sink;
 	PERFORM event_store.relay_wake();
-
-	IF NOT event_store.relay_available() THEN
-		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = 'event_store is not in shared_preload_libraries: messages of this topic stay in the outbox.',
-				  HINT = 'Add event_store to shared_preload_libraries and restart the server.';
-	END IF;
+	PERFORM event_store.relay_check();
 END
 $$;
 
@@ -1310,7 +1315,9 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'event_store_relay_worker_status'
 LANGUAGE C VOLATILE;
 
--- The launcher and one row per database with a relay worker.
+-- The launcher, and this database's relay: its worker (if one runs now),
+-- its state (running, idle, no worker, waiting for a worker, starting,
+-- error, failed, stopping) and counters.  Other databases are not shown.
 CREATE VIEW event_store.relay_workers AS
 SELECT * FROM event_store.relay_worker_status();
 
@@ -1440,6 +1447,10 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_pause(text),
 	event_store.relay_resume(text)
 TO event_store_admin;
+
+-- The relay wakes consumer group members for their own streams.
+GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer)
+	TO event_store_relay;
 
 -- The launcher starts this database's relay worker once the extension is
 -- committed.

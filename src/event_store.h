@@ -18,6 +18,7 @@
 #include "access/sdir.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
@@ -92,6 +93,7 @@ extern char *es_relay_role;
 extern int	es_max_relay_workers;
 extern int	es_restart_time;
 extern int	es_relay_reference_ttl;
+extern int	es_relay_idle_timeout;
 extern void es_define_gucs(void);
 
 /* args.c: checks of SQL arguments shared by several functions */
@@ -251,32 +253,63 @@ typedef struct EsBackendSlot
 } EsBackendSlot;
 
 /*
- * The relay worker of one database, and what the launcher knows of it.
- * Protected by relay_lock.
+ * A database the relay serves: one that has the extension (databases
+ * without it have no entry: the launcher remembers them in its own memory).
+ * Everything here belongs to one instance of the extension (extension_oid):
+ * DROP and CREATE EXTENSION start it afresh.  Protected by relay_lock,
+ * except "pending", which committing transactions set without the lock.
  */
-typedef struct EsRelaySlot
+typedef struct EsRelayDatabase
 {
-	Oid			dboid;			/* InvalidOid: free slot */
-	pid_t		pid;			/* running worker, 0 when none */
-	int			procno;			/* its PGPROC, for the latch; -1 when none */
-	bool		stop_requested; /* the database is being dropped or renamed */
-	bool		extension_missing;	/* the worker found no extension */
-	bool		clean_exit;		/* the last worker exited on purpose */
-	bool		has_routes;		/* at its last cycle, the database had relay
+	Oid			dboid;			/* InvalidOid: free entry */
+	Oid			extension_oid;	/* instance the state belongs to, or
+								 * InvalidOid before a worker saw it */
+	pg_atomic_uint32 pending;	/* work committed since the worker's last
+								 * look: 1 */
+	int			worker;			/* index of the worker serving it, or -1 */
+	bool		stop_requested; /* the database is being dropped, renamed,
+								 * moved or copied */
+	bool		has_routes;		/* at the last look, the database had relay
 								 * routes ... */
-	bool		has_subscriptions;	/* ... and subscriptions: commits wake the
-									 * worker only when there is work */
-	TimestampTz exited_at;		/* when the last worker exited */
+	bool		has_subscriptions;	/* ... and subscriptions: only then do
+									 * sends and appends wake the relay */
+	uint32		config_generation;	/* bumped by route and subscription
+									 * changes, so that a cycle that read them
+									 * before a change does not clear the
+									 * flags above */
+	bool		announced_known;	/* announced_head is this instance's */
+	int64		announced_head; /* last feed head announced */
+	bool		failed;			/* the last worker failed: wait restart_time */
+	TimestampTz waiting_since;	/* pending with no worker since */
+	TimestampTz next_due;		/* a delayed message comes due: start a
+								 * worker then (0: none) */
+	TimestampTz exited_at;
 	TimestampTz started_at;
 	TimestampTz last_batch_at;
 	int			last_batch_size;
 	uint64		messages_relayed;
+	uint64		messages_failed;
 	uint64		batches;
 	uint64		feed_notifications;
 	TimestampTz last_error_at;
 	char		state[32];
 	char		last_error[256];
-} EsRelaySlot;
+} EsRelayDatabase;
+
+/*
+ * A relay worker process, started by the launcher for one database.
+ * Protected by relay_lock.
+ */
+typedef struct EsRelayWorker
+{
+	Oid			dboid;			/* InvalidOid: free */
+	uint32		generation;		/* tells a late start of an old worker */
+	pid_t		pid;			/* 0 until it runs */
+	int			procno;			/* its PGPROC, for the latch; -1 */
+	bool		no_extension;	/* it found no extension in the database */
+	bool		exited;			/* gone: the launcher frees the slot */
+	TimestampTz started_at;
+} EsRelayWorker;
 
 typedef struct EsShared
 {
@@ -285,6 +318,13 @@ typedef struct EsShared
 	int			max_databases;
 	int			num_backend_slots;
 	int			max_relay_workers;
+	int			max_relay_databases;
+	int			databases_waiting;	/* with pending work and no worker: busy
+									 * workers give way */
+	uint32		worker_generation;
+	bool		rescan_requested;	/* the launcher reads pg_database again */
+	TimestampTz start_failed_at;	/* last time no background worker slot
+									 * was free */
 	pid_t		launcher_pid;
 	int			launcher_procno;
 	TimestampTz launcher_started_at;
@@ -293,7 +333,8 @@ typedef struct EsShared
 extern EsShared *es_shared;
 extern EsFeedDatabase *es_feed_databases;
 extern EsBackendSlot *es_backend_slots;
-extern EsRelaySlot *es_relay_slots;
+extern EsRelayDatabase *es_relay_databases;
+extern EsRelayWorker *es_relay_workers;
 
 extern bool es_shmem_available(void);
 extern void es_shmem_init_hooks(void);
@@ -303,13 +344,13 @@ extern EsBackendSlot *es_my_backend_slot(void);
 extern void es_launcher_register(void);
 extern void es_utility_hook_init(void);
 extern void es_wake_launcher(void);
-extern void es_launcher_at_transaction_end(bool committed);
 extern bool es_database_is_listed(const char *datname);
 extern PGDLLEXPORT void es_launcher_main(Datum main_arg);
 
 /* relay.c: the relay worker of one database */
 extern PGDLLEXPORT void es_relay_main(Datum main_arg);
-extern void es_relay_wake(Oid dboid);
+extern EsRelayDatabase *es_relay_database(Oid dboid);
+extern EsRelayDatabase *es_relay_database_add(Oid dboid);
 extern void es_at_transaction_end(bool committed, bool appended);
 
 #endif							/* EVENT_STORE_H */

@@ -42,6 +42,9 @@ int			es_restart_time = 5;
 /* Seconds an oversized relayed message stays available to listeners. */
 int			es_relay_reference_ttl = 3600;
 
+/* Seconds a relay worker with nothing to do stays before it exits. */
+int			es_relay_idle_timeout = 10;
+
 /* Databases whose feed counters shared memory has room for. */
 int			es_max_databases = 64;
 
@@ -120,6 +123,14 @@ es_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_store.relay_idle_timeout",
+							"How long a relay worker with nothing to do stays before it exits.",
+							"A commit that sends a message or appends an event for a subscription starts a worker again.",
+							&es_relay_idle_timeout,
+							10, 0, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	/*
 	 * Settings of shared memory can only exist when the library is preloaded
 	 * (defining them later is an error); unpreloaded, they keep defaults.
@@ -127,15 +138,15 @@ es_define_gucs(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		DefineCustomIntVariable("event_store.max_databases",
-								"Number of databases whose feed state fits in shared memory.",
+								"Number of databases with the extension whose feed and relay state fits in shared memory.",
 								NULL,
 								&es_max_databases,
 								64, 1, 10000,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 		DefineCustomIntVariable("event_store.max_relay_workers",
-								"Most databases served by a relay worker at once.",
-								"Each worker is a background worker: max_worker_processes must leave room for them and the launcher.",
+								"Most relay workers running at once.",
+								"Workers start on demand for databases with work and exit when idle; each is a background worker: max_worker_processes must leave room for them and the launcher.",
 								&es_max_relay_workers,
 								8, 1, 1000,
 								PGC_POSTMASTER, 0,

@@ -6,21 +6,33 @@
  *
  * The launcher is a background worker started by the postmaster (the
  * library must be in shared_preload_libraries).  It connects to no
- * database, so it reads only shared catalogs: every ten seconds, or when
- * woken, it lists the databases of pg_database (those named in
- * event_store.databases, when set) and starts a relay worker (relay.c) for
- * each that has none.  Workers are BGW_NEVER_RESTART dynamic workers: the
- * launcher restarts them itself, at once when they exit on purpose, after
- * event_store.restart_time when they fail.  A worker that finds no
- * extension in its database exits and is not started again until CREATE
- * EXTENSION wakes the launcher for that database.
+ * database, so it reads only shared catalogs.  Workers run on demand: at
+ * most event_store.max_relay_workers at once, each a BGW_NEVER_RESTART
+ * dynamic worker of one database (relay.c), started when that database has
+ * work pending (a commit that sent a message to a routed topic, appended
+ * an event for a subscription, changed a route, or a delayed message that
+ * came due) and leaving when it has had nothing to do for
+ * event_store.relay_idle_timeout, or as soon as it is idle while other
+ * databases wait for a worker.  Databases that wait are served oldest
+ * first.
+ *
+ * Which databases have the extension is learnt once: the launcher starts a
+ * worker for every database it has not seen; a worker that finds no
+ * extension exits, and the launcher remembers the database in its own
+ * memory and never starts a worker there again, until CREATE EXTENSION
+ * (relay_start, at commit) gives the database its shared entry.
  *
  * PostgreSQL 15's DROP DATABASE (without FORCE) fails while another
  * session is connected, and background workers count.  So the utility hook
- * asks the worker of the database to stop, waits for it, and keeps the
- * launcher from restarting it until the command is done.  The same holds
- * for ALTER DATABASE RENAME and SET TABLESPACE and for CREATE DATABASE with
- * the database as its template.
+ * asks the worker of the database to leave (through its latch: it exits
+ * quietly between two steps of its cycle), keeps the launcher from
+ * starting one while the command runs, and afterwards either forgets the
+ * database (dropped) or has a worker started again at once (renamed,
+ * moved, copied).  The same holds for ALTER DATABASE RENAME and SET
+ * TABLESPACE and for CREATE DATABASE with the database as its template.
+ * ALTER EXTENSION event_store UPDATE takes the extension's lock before it
+ * runs, as DROP EXTENSION does, so that the relay and the callers, which
+ * take that lock first, wait for it instead of deadlocking with it.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +47,8 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
@@ -44,10 +58,12 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -56,18 +72,32 @@
 
 #include "event_store.h"
 
-PG_FUNCTION_INFO_V1(event_store_relay_start);
+/* How often the launcher reads pg_database without being asked to. */
+#define LAUNCHER_RESCAN_MS 10000
 
-/* How often the launcher looks at pg_database without being woken. */
-#define LAUNCHER_NAPTIME_MS 10000
+/* How long a registered worker may take to start before its slot is reused. */
+#define WORKER_START_TIMEOUT_MS 60000
 
 /* How long the utility hook waits for a worker to leave its database. */
 #define STOP_WAIT_MS 10000
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* This transaction ran relay_start(): wake the launcher at commit. */
-static bool wake_launcher_at_commit = false;
+/*
+ * The launcher's own memory: databases it has seen (those without the
+ * extension among them), and the handles of the workers it started.
+ */
+typedef struct KnownDatabase
+{
+	Oid			dboid;			/* hash key */
+	bool		seen;			/* in the last read of pg_database */
+	bool		listed;			/* connectable and in event_store.databases */
+	bool		checked;		/* a worker looked (or it has an entry) */
+	char		name[NAMEDATALEN];
+} KnownDatabase;
+
+static HTAB *known_databases = NULL;
+static BackgroundWorkerHandle **worker_handles = NULL;
 
 /*
  * Register the launcher; called from _PG_init while preloading.
@@ -89,8 +119,7 @@ es_launcher_register(void)
 }
 
 /*
- * Wake the launcher (after CREATE EXTENSION, or when a worker should be
- * started again).
+ * Wake the launcher: a database has work and no worker, or a worker left.
  */
 void
 es_wake_launcher(void)
@@ -133,23 +162,22 @@ es_database_is_listed(const char *datname)
 	return listed;
 }
 
-typedef struct DatabaseToServe
-{
-	Oid			oid;
-	char		name[NAMEDATALEN];
-} DatabaseToServe;
-
 /*
- * The databases that should have a relay worker, allocated in
- * result_context (the transaction's memory is gone after commit).
+ * Read pg_database into known_databases: which databases exist, and which
+ * may be served.
  */
-static List *
-databases_to_serve(MemoryContext result_context)
+static void
+read_databases(void)
 {
-	List	   *result = NIL;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
+	HASH_SEQ_STATUS status;
+	KnownDatabase *known;
+
+	hash_seq_init(&status, known_databases);
+	while ((known = hash_seq_search(&status)) != NULL)
+		known->seen = false;
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -158,60 +186,75 @@ databases_to_serve(MemoryContext result_context)
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
-		DatabaseToServe *entry;
-		MemoryContext old;
+		bool		found;
 
-		if (!db->datallowconn || db->datistemplate ||
-			!es_database_is_listed(NameStr(db->datname)))
-			continue;
-		old = MemoryContextSwitchTo(result_context);
-		entry = palloc(sizeof(DatabaseToServe));
-		entry->oid = db->oid;
-		strlcpy(entry->name, NameStr(db->datname), NAMEDATALEN);
-		result = lappend(result, entry);
-		MemoryContextSwitchTo(old);
+		known = hash_search(known_databases, &db->oid, HASH_ENTER, &found);
+		if (!found)
+			known->checked = false;
+		known->seen = true;
+		known->listed = db->datallowconn && !db->datistemplate &&
+			es_database_is_listed(NameStr(db->datname));
+		strlcpy(known->name, NameStr(db->datname), NAMEDATALEN);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	return result;
+
+	/* Forget databases that are gone. */
+	hash_seq_init(&status, known_databases);
+	while ((known = hash_seq_search(&status)) != NULL)
+	{
+		if (!known->seen)
+			(void) hash_search(known_databases, &known->dboid, HASH_REMOVE, NULL);
+	}
 }
 
-static void
-reset_slot(EsRelaySlot *slot, Oid dboid)
+static const char *
+database_name(Oid dboid)
 {
-	memset(slot, 0, sizeof(EsRelaySlot));
-	slot->dboid = dboid;
-	slot->procno = -1;
-	slot->clean_exit = true;
+	KnownDatabase *known = hash_search(known_databases, &dboid, HASH_FIND, NULL);
+	static char buf[32];
+
+	if (known != NULL)
+		return known->name;
+	snprintf(buf, sizeof(buf), "with OID %u", dboid);
+	return buf;
 }
 
 /*
- * The slot of a database, or a free one taken for it, or NULL when all are
- * in use.  Caller holds relay_lock exclusively.
+ * Start a worker for a database in a free worker slot.  Caller holds
+ * relay_lock exclusively; it is released and taken again around the
+ * registration.  Returns the worker's index, or -1 when no slot or no
+ * background worker is free.
  */
-static EsRelaySlot *
-slot_for_database(Oid dboid)
-{
-	EsRelaySlot *free_slot = NULL;
-
-	for (int i = 0; i < es_shared->max_relay_workers; i++)
-	{
-		if (es_relay_slots[i].dboid == dboid)
-			return &es_relay_slots[i];
-		if (free_slot == NULL && es_relay_slots[i].dboid == InvalidOid)
-			free_slot = &es_relay_slots[i];
-	}
-	if (free_slot != NULL)
-		reset_slot(free_slot, dboid);
-	return free_slot;
-}
-
-static bool
-start_relay_worker(Oid dboid)
+static int
+start_worker(Oid dboid)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
+	EsRelayWorker *slot = NULL;
+	int			index;
+	uint32		generation;
+	bool		registered;
+
+	for (index = 0; index < es_shared->max_relay_workers; index++)
+	{
+		if (es_relay_workers[index].dboid == InvalidOid)
+		{
+			slot = &es_relay_workers[index];
+			break;
+		}
+	}
+	if (slot == NULL)
+		return -1;
+
+	generation = ++es_shared->worker_generation;
+	memset(slot, 0, sizeof(EsRelayWorker));
+	slot->dboid = dboid;
+	slot->generation = generation;
+	slot->procno = -1;
+	slot->started_at = GetCurrentTimestamp();
+	LWLockRelease(es_shared->relay_lock);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -219,89 +262,220 @@ start_relay_worker(Oid dboid)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "event_store");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_relay_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "event_store relay for database %u", dboid);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "event_store relay for database \"%s\"",
+			 database_name(dboid));
 	snprintf(worker.bgw_type, BGW_MAXLEN, "event_store relay");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_main_arg = Int32GetDatum(index);
+	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	registered = RegisterDynamicBackgroundWorker(&worker, &handle);
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	if (!registered)
 	{
+		slot->dboid = InvalidOid;
+		if (!TimestampDifferenceExceeds(es_shared->start_failed_at,
+										GetCurrentTimestamp(), 60000))
+		{
+			es_shared->start_failed_at = GetCurrentTimestamp();
+			return -1;
+		}
+		es_shared->start_failed_at = GetCurrentTimestamp();
+		LWLockRelease(es_shared->relay_lock);
 		ereport(LOG,
-				(errmsg("event_store could not start a relay worker for database %u", dboid),
-				 errhint("Raise max_worker_processes.")));
-		return false;
+				(errmsg("event_store could not start a relay worker for database \"%s\": no background worker slot is free",
+						database_name(dboid)),
+				 errhint("Raise max_worker_processes to at least event_store.max_relay_workers plus one for the launcher, plus what other extensions and parallel queries need.")));
+		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+		return -1;
 	}
-	pfree(handle);
-	return true;
+	if (worker_handles[index] != NULL)
+		pfree(worker_handles[index]);
+	worker_handles[index] = handle;
+	return index;
 }
 
 /*
- * One pass of the launcher: free the slots of databases that are gone or no
- * longer listed, start the workers that are missing.
+ * Free the slots of workers that are gone: learn whether they found the
+ * extension.  Caller holds relay_lock exclusively.
  */
 static void
-launch_missing_workers(MemoryContext pass_context)
+reap_workers(TimestampTz now)
 {
-	List	   *databases = databases_to_serve(pass_context);
-	TimestampTz now = GetCurrentTimestamp();
-	ListCell   *lc;
-
-	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-
-	/* Forget databases we no longer serve (their workers exit by themselves). */
 	for (int i = 0; i < es_shared->max_relay_workers; i++)
 	{
-		EsRelaySlot *slot = &es_relay_slots[i];
-		bool		wanted = false;
+		EsRelayWorker *slot = &es_relay_workers[i];
+		bool		gone = false;
+		pid_t		pid;
 
-		if (slot->dboid == InvalidOid || slot->pid != 0 || slot->stop_requested)
+		if (slot->dboid == InvalidOid)
 			continue;
-		foreach(lc, databases)
-		{
-			if (((DatabaseToServe *) lfirst(lc))->oid == slot->dboid)
-				wanted = true;
-		}
-		if (!wanted)
-			reset_slot(slot, InvalidOid);
-	}
+		if (slot->exited)
+			gone = true;
+		else if (worker_handles[i] != NULL &&
+				 GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)
+			gone = true;
+		else if (worker_handles[i] == NULL && slot->pid == 0 &&
+				 TimestampDifferenceExceeds(slot->started_at, now, WORKER_START_TIMEOUT_MS))
+			gone = true;	/* started by an earlier launcher, never ran */
+		if (!gone)
+			continue;
 
-	foreach(lc, databases)
+		{
+			KnownDatabase *known = hash_search(known_databases, &slot->dboid,
+											   HASH_FIND, NULL);
+			EsRelayDatabase *db = es_relay_database(slot->dboid);
+
+			if (known != NULL)
+				known->checked = true;
+			if (db != NULL && db->worker == i)
+			{
+				/* It died before it could say so itself. */
+				db->worker = -1;
+				db->failed = true;
+				db->exited_at = now;
+				strlcpy(db->state, "failed", sizeof(db->state));
+			}
+		}
+		slot->dboid = InvalidOid;
+		slot->pid = 0;
+		slot->procno = -1;
+	}
+}
+
+/*
+ * One pass: forget databases that are gone, start workers for databases
+ * with work (oldest waiting first) and for databases never looked at.
+ * Returns how long to sleep, in ms.
+ */
+static long
+launcher_pass(bool rescan)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = LAUNCHER_RESCAN_MS;
+	int			waiting = 0;
+	HASH_SEQ_STATUS status;
+	KnownDatabase *known;
+
+	if (rescan)
+		read_databases();
+
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	reap_workers(now);
+
+	/* Entries of databases that are gone, or no longer to be served. */
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
 	{
-		DatabaseToServe *db = lfirst(lc);
-		EsRelaySlot *slot = slot_for_database(db->oid);
+		EsRelayDatabase *db = &es_relay_databases[i];
 
-		if (slot == NULL)
-		{
-			ereport(LOG,
-					(errmsg("event_store has no relay slot left for database \"%s\"", db->name),
-					 errhint("Raise event_store.max_relay_workers.")));
+		if (db->dboid == InvalidOid)
 			continue;
-		}
-
-		/* Running, starting, or waiting for a reason to run. */
-		if (slot->pid != 0 || slot->stop_requested || slot->extension_missing)
-			continue;
-		if (strcmp(slot->state, "starting") == 0 &&
-			!TimestampDifferenceExceeds(slot->started_at, now, 60 * 1000))
-			continue;
-		if (!slot->clean_exit &&
-			!TimestampDifferenceExceeds(slot->exited_at, now, es_restart_time * 1000))
-			continue;
-
-		slot->started_at = now;
-		strlcpy(slot->state, "starting", sizeof(slot->state));
-		LWLockRelease(es_shared->relay_lock);
-		if (!start_relay_worker(db->oid))
-		{
-			LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-			slot->clean_exit = false;
-			slot->exited_at = now;
-			strlcpy(slot->state, "could not start", sizeof(slot->state));
-			continue;
-		}
-		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+		known = hash_search(known_databases, &db->dboid, HASH_FIND, NULL);
+		if (known != NULL)
+			known->checked = true;
+		/* (An entry with work pending may be newer than the read.) */
+		if (rescan && (known == NULL || !known->listed) &&
+			db->worker < 0 && !db->stop_requested &&
+			pg_atomic_read_u32(&db->pending) == 0)
+			db->dboid = InvalidOid;
 	}
+
+	/*
+	 * Databases with work, oldest first.  A worker that failed is started
+	 * again after event_store.restart_time.
+	 */
+	for (;;)
+	{
+		EsRelayDatabase *oldest = NULL;
+
+		for (int i = 0; i < es_shared->max_relay_databases; i++)
+		{
+			EsRelayDatabase *db = &es_relay_databases[i];
+
+			if (db->dboid == InvalidOid || db->worker >= 0 || db->stop_requested)
+				continue;
+			known = hash_search(known_databases, &db->dboid, HASH_FIND, NULL);
+			if (known != NULL && !known->listed)
+				continue;
+			if (db->next_due != 0 && db->next_due <= now)
+				pg_atomic_write_u32(&db->pending, 1);
+			else if (db->next_due != 0)
+			{
+				long		secs;
+				int			usecs;
+
+				TimestampDifference(now, db->next_due, &secs, &usecs);
+				sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
+			}
+			if (pg_atomic_read_u32(&db->pending) == 0)
+				continue;
+			if (db->failed &&
+				!TimestampDifferenceExceeds(db->exited_at, now, es_restart_time * 1000))
+			{
+				sleep_ms = Min(sleep_ms, 200);
+				continue;
+			}
+			if (db->waiting_since == 0)
+				db->waiting_since = now;
+			strlcpy(db->state, "waiting for a worker", sizeof(db->state));
+			if (oldest == NULL || db->waiting_since < oldest->waiting_since)
+				oldest = db;
+		}
+		if (oldest == NULL)
+			break;
+		{
+			Oid			dboid = oldest->dboid;
+			int			index = start_worker(dboid);
+			EsRelayDatabase *db;
+
+			if (index < 0)
+				break;
+			/* start_worker released the lock for a moment: look again. */
+			db = es_relay_database(dboid);
+			if (db != NULL && db->worker < 0)
+			{
+				db->worker = index;
+				db->next_due = 0;
+				db->waiting_since = 0;
+				strlcpy(db->state, "starting", sizeof(db->state));
+			}
+		}
+	}
+
+	/* Databases never looked at: does the extension live there? */
+	hash_seq_init(&status, known_databases);
+	while ((known = hash_seq_search(&status)) != NULL)
+	{
+		bool		running = false;
+
+		if (known->checked || !known->listed)
+			continue;
+		for (int i = 0; i < es_shared->max_relay_workers; i++)
+		{
+			if (es_relay_workers[i].dboid == known->dboid)
+				running = true;
+		}
+		if (running || es_relay_database(known->dboid) != NULL)
+			continue;
+		if (start_worker(known->dboid) < 0)
+			waiting++;
+	}
+
+	/* What still waits: busy workers give way as soon as they are idle. */
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		EsRelayDatabase *db = &es_relay_databases[i];
+
+		if (db->dboid != InvalidOid && db->worker < 0 && !db->stop_requested &&
+			pg_atomic_read_u32(&db->pending) != 0)
+			waiting++;
+	}
+	es_shared->databases_waiting = waiting;
 	LWLockRelease(es_shared->relay_lock);
+
+	if (waiting > 0)
+		sleep_ms = Min(sleep_ms, 1000);
+	return sleep_ms;
 }
 
 static void
@@ -310,13 +484,15 @@ launcher_shmem_exit(int code, Datum arg)
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 	es_shared->launcher_pid = 0;
 	es_shared->launcher_procno = -1;
+	es_shared->databases_waiting = 0;
 	LWLockRelease(es_shared->relay_lock);
 }
 
 void
 es_launcher_main(Datum main_arg)
 {
-	MemoryContext pass_context;
+	HASHCTL		ctl;
+	TimestampTz last_scan = 0;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -324,6 +500,15 @@ es_launcher_main(Datum main_arg)
 
 	/* No database: the launcher reads shared catalogs only. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(KnownDatabase);
+	known_databases = hash_create("event_store known databases", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	worker_handles = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(BackgroundWorkerHandle *) *
+											es_shared->max_relay_workers);
 
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 	es_shared->launcher_pid = MyProcPid;
@@ -337,126 +522,135 @@ es_launcher_main(Datum main_arg)
 	on_shmem_exit(launcher_shmem_exit, 0);
 
 	pgstat_report_activity(STATE_IDLE, NULL);
-	pass_context = AllocSetContextCreate(TopMemoryContext, "event_store launcher pass",
-										 ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
+		bool		rescan;
+		long		sleep_ms;
+
 		CHECK_FOR_INTERRUPTS();
+		rescan = (last_scan == 0 ||
+				  TimestampDifferenceExceeds(last_scan, GetCurrentTimestamp(),
+											 LAUNCHER_RESCAN_MS));
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			rescan = true;
 		}
+		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+		if (es_shared->rescan_requested)
+			rescan = true;
+		es_shared->rescan_requested = false;
+		LWLockRelease(es_shared->relay_lock);
+		if (rescan)
+			last_scan = GetCurrentTimestamp();
 
-		launch_missing_workers(pass_context);
-		MemoryContextReset(pass_context);
+		sleep_ms = launcher_pass(rescan);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
 
 /*
- * relay_start(): called at the end of CREATE EXTENSION.  At commit, the
- * launcher starts the worker of this database (it stopped looking after a
- * worker found no extension here).
+ * Ask the relay worker of a database to leave it, and keep workers away
+ * until allow_database_relay() (end of the utility command).  The worker
+ * leaves between two steps of its cycle; it is terminated only if it has
+ * not left after STOP_WAIT_MS.  Returns whether the database's entry was
+ * made for the command (the database had none).
  */
-Datum
-event_store_relay_start(PG_FUNCTION_ARGS)
-{
-	if (es_shmem_available())
-		wake_launcher_at_commit = true;
-	PG_RETURN_VOID();
-}
-
-/*
- * Commit or abort of a transaction: the pending launcher wake-up.
- */
-void
-es_launcher_at_transaction_end(bool committed)
-{
-	if (!wake_launcher_at_commit)
-		return;
-	wake_launcher_at_commit = false;
-	if (!committed)
-		return;
-
-	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	for (int i = 0; i < es_shared->max_relay_workers; i++)
-	{
-		if (es_relay_slots[i].dboid == MyDatabaseId)
-			es_relay_slots[i].extension_missing = false;
-	}
-	LWLockRelease(es_shared->relay_lock);
-	es_wake_launcher();
-}
-
-/*
- * Ask the relay worker of a database to leave it, and keep it away until
- * allow_database_relay() (end of the utility command).  Waits up to
- * STOP_WAIT_MS for it to exit.
- */
-static void
+static bool
 stop_database_relay(Oid dboid)
 {
-	EsRelaySlot *slot = NULL;
+	EsRelayDatabase *db;
+	bool		made = false;
 	TimestampTz start = GetCurrentTimestamp();
+	bool		terminated = false;
 
-	/*
-	 * Take a slot even when the database has no worker, so that the
-	 * launcher does not start one while the command runs.
-	 */
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	slot = slot_for_database(dboid);
-	if (slot == NULL)
+	db = es_relay_database(dboid);
+	if (db == NULL)
 	{
-		/* No slot left: the launcher cannot start a worker for it either. */
-		LWLockRelease(es_shared->relay_lock);
-		return;
+		db = es_relay_database_add(dboid);
+		made = (db != NULL);
 	}
-	slot->stop_requested = true;
-	if (slot->pid != 0)
-		kill(slot->pid, SIGTERM);
+	if (db != NULL)
+		db->stop_requested = true;
 	LWLockRelease(es_shared->relay_lock);
 
 	for (;;)
 	{
-		pid_t		pid;
+		pid_t		pid = 0;
+		bool		present = false;
 
 		LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-		pid = slot->dboid == dboid ? slot->pid : 0;
+		for (int i = 0; i < es_shared->max_relay_workers; i++)
+		{
+			EsRelayWorker *w = &es_relay_workers[i];
+
+			if (w->dboid != dboid || w->exited)
+				continue;
+			/* registered long ago and never ran: not in the way */
+			if (w->pid == 0 &&
+				TimestampDifferenceExceeds(w->started_at, GetCurrentTimestamp(),
+										   WORKER_START_TIMEOUT_MS))
+				continue;
+			present = true;
+			pid = w->pid;
+			if (w->procno >= 0)
+				SetLatch(&GetPGProcByNumber(w->procno)->procLatch);
+		}
 		LWLockRelease(es_shared->relay_lock);
-		if (pid == 0 ||
-			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STOP_WAIT_MS))
+		if (!present)
 			break;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STOP_WAIT_MS))
+		{
+			if (pid == 0 || terminated)
+				break;
+			kill(pid, SIGTERM);
+			terminated = true;
+			start = GetCurrentTimestamp();
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	return made;
 }
 
 /*
- * The command is done: the launcher may start the worker again at its next
- * pass (if the database still exists).  Not woken now: a DROP DATABASE
- * commits after this, and a worker started before would only fail.
+ * The command is done.  A dropped database is forgotten; otherwise workers
+ * may come back, and one is started at once when the database has the
+ * extension (a renamed database is served again within a second).
  */
 static void
-allow_database_relay(Oid dboid)
+allow_database_relay(Oid dboid, bool entry_made, bool dropped)
 {
+	EsRelayDatabase *db;
+	bool		wake = false;
+
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	for (int i = 0; i < es_shared->max_relay_workers; i++)
+	db = es_relay_database(dboid);
+	if (db != NULL)
 	{
-		if (es_relay_slots[i].dboid == dboid)
+		db->stop_requested = false;
+		if (dropped || entry_made)
+			db->dboid = InvalidOid;
+		else
 		{
-			es_relay_slots[i].stop_requested = false;
-			es_relay_slots[i].clean_exit = true;
+			db->failed = false;
+			pg_atomic_write_u32(&db->pending, 1);
+			wake = true;
 		}
 	}
+	es_shared->rescan_requested = true;
 	LWLockRelease(es_shared->relay_lock);
+	if (wake)
+		es_wake_launcher();
 }
 
 /*
@@ -464,15 +658,17 @@ allow_database_relay(Oid dboid)
  * connected), or InvalidOid.
  */
 static Oid
-database_needed_alone(Node *parsetree)
+database_needed_alone(Node *parsetree, bool *drop)
 {
 	const char *name = NULL;
 	ListCell   *lc;
 
+	*drop = false;
 	switch (nodeTag(parsetree))
 	{
 		case T_DropdbStmt:
 			name = ((DropdbStmt *) parsetree)->dbname;
+			*drop = true;
 			break;
 		case T_RenameStmt:
 			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
@@ -500,6 +696,23 @@ database_needed_alone(Node *parsetree)
 	return name ? get_database_oid(name, true) : InvalidOid;
 }
 
+/*
+ * ALTER EXTENSION event_store UPDATE: take the extension's lock first, as
+ * DROP EXTENSION does, before the update script locks the tables.
+ */
+static void
+lock_extension_for_update(Node *parsetree)
+{
+	Oid			extoid;
+
+	if (!IsA(parsetree, AlterExtensionStmt) ||
+		strcmp(((AlterExtensionStmt *) parsetree)->extname, ES_EXTENSION_NAME) != 0)
+		return;
+	extoid = get_extension_oid(ES_EXTENSION_NAME, true);
+	if (OidIsValid(extoid))
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessExclusiveLock);
+}
+
 static void
 es_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
@@ -509,9 +722,12 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	ProcessUtility_hook_type next = prev_ProcessUtility ? prev_ProcessUtility
 		: standard_ProcessUtility;
 	Oid			dboid = InvalidOid;
+	bool		drop = false;
+	bool		entry_made;
 
+	lock_extension_for_update(pstmt->utilityStmt);
 	if (es_shmem_available())
-		dboid = database_needed_alone(pstmt->utilityStmt);
+		dboid = database_needed_alone(pstmt->utilityStmt, &drop);
 
 	if (!OidIsValid(dboid))
 	{
@@ -519,16 +735,18 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	stop_database_relay(dboid);
+	entry_made = stop_database_relay(dboid);
 	PG_TRY();
 	{
 		next(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		allow_database_relay(dboid);
+		allow_database_relay(dboid, entry_made, false);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	allow_database_relay(dboid, entry_made, drop);
 }
 
 void

@@ -134,6 +134,11 @@ qualified_sql(const char *sql)
 /*
  * The plan of a statement, prepared on first use.  Call inside
  * SPI_connect/SPI_finish.  plan is the caller's static variable.
+ *
+ * It first makes sure the transaction holds the extension's lock (through
+ * es_schema_oid, see schema.c), so that the statement never waits for one
+ * of the extension's tables behind a DROP or ALTER EXTENSION, and reports
+ * an extension dropped meanwhile as such.
  */
 SPIPlanPtr
 es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)

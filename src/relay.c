@@ -2,31 +2,49 @@
  *
  * relay.c
  *	  The relay worker of one database: it publishes outbox messages to
- *	  their sinks, and tells LISTENers when the feed moves.
+ *	  their sinks, and tells LISTENers when the feed moves.  Also the
+ *	  commit-time wake-ups, and the relay's SQL-callable functions.
  *
- * A cycle is one transaction, run with the privileges of
- * event_store.relay_role:
- *	- for each route (event_store.relay_routes) that is not paused, lock a
- *	  batch of available messages of the topic in id order (SKIP LOCKED, so
- *	  consumers and other claimers are never blocked), keep per-key order
- *	  (a keyed message goes only with every earlier message of its key), and
- *	  delete them while pg_notify'ing each to the route's channel.  NOTIFY is
- *	  delivered at commit, so a crash never half-publishes a batch: it is all
- *	  sent and acknowledged, or neither and sent again later.  A message too
- *	  large for NOTIFY is parked in event_store.relay_parked and announced by
- *	  a reference that relay_fetch() resolves;
+ * A worker is started by the launcher (launcher.c) when its database has
+ * work, and leaves when it has had none for event_store.relay_idle_timeout
+ * (sooner when other databases wait for a worker).  A cycle runs, with the
+ * privileges of event_store.relay_role, one transaction per step, so that
+ * a step that fails (logged with the database's name, recorded in
+ * relay_workers) stops nothing else:
+ *	- for each route (event_store.relay_routes) that is not paused, a batch
+ *	  of the topic: lock (SKIP LOCKED) the first event_store.relay_batch_size
+ *	  messages that are eligible now, in id order; a keyed message is
+ *	  eligible when no earlier message of its key is left in the outbox, and
+ *	  the check comes before the limit, so blocked messages never hide
+ *	  eligible ones.  The batch goes to the route's sink (sink.h); what the
+ *	  sink confirmed is deleted, what failed goes through the topic's
+ *	  backoff, and after its max_attempts to the dead letters with its
+ *	  error;
  *	- when the safe head of the feed moved, NOTIFY event_store_feed, and
- *	  event_store_sub_<name> for each subscription with new events.
+ *	  event_store_sub_<name> for each subscription with new events (for a
+ *	  consumer group, the payload names the members that have them).  The
+ *	  head is computed first and the subscriptions are looked up with a
+ *	  snapshot taken after it, so no event at or below an announced head is
+ *	  left without its wake-up.
  * Relay transactions commit asynchronously: after a crash, a batch whose
  * commit was not yet flushed is sent again (at-least-once).
  *
- * Committing transactions that sent messages (when the database has relay
- * routes) or appended events (when it has subscriptions) set the worker's
- * latch (es_at_transaction_end), so it runs at once; otherwise it polls
- * every event_store.relay_naptime.  A worker that has nothing to publish is
- * not woken by every commit.  Appending transactions never
- * NOTIFY themselves: NOTIFY serialises committing transactions on a global
- * lock.
+ * Every transaction of the worker first takes the extension's lock (the
+ * one DROP EXTENSION, and ALTER EXTENSION through the utility hook, take
+ * before anything else), then checks the extension is still the one it
+ * serves: so the worker never holds a table that DROP or ALTER EXTENSION
+ * wants while waiting for another.  What the worker keeps in shared memory
+ * (the announced head, counters) belongs to one instance of the extension
+ * and starts afresh after DROP and CREATE EXTENSION.
+ *
+ * Wake-ups are never lost: committing transactions that sent messages (when
+ * the database has relay routes), appended events (when it has
+ * subscriptions), or changed routes and subscriptions (always) set the
+ * database's pending flag, then the worker's latch, or the launcher's when
+ * the database has no worker.  The worker clears the flag before each
+ * cycle, and leaves only if it is still clear, under the lock the
+ * committers read the worker under.  Appending transactions never NOTIFY
+ * themselves: NOTIFY serialises committing transactions on a global lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,8 +52,10 @@
 
 #include <signal.h>
 
+#include "access/detoast.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
@@ -49,167 +69,608 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "event_store.h"
+#include "sink.h"
 
 PG_FUNCTION_INFO_V1(event_store_relay_worker_status);
 PG_FUNCTION_INFO_V1(event_store_relay_available);
 PG_FUNCTION_INFO_V1(event_store_relay_wake);
+PG_FUNCTION_INFO_V1(event_store_relay_start);
+PG_FUNCTION_INFO_V1(event_store_relay_check);
 
-/* This transaction asked the relay to look again: wake it at commit. */
+/* This transaction changed routes or subscriptions: wake the relay at commit. */
 static bool wake_relay_at_commit = false;
-
-/* Longest NOTIFY payload, one less than PostgreSQL's limit (it counts the NUL). */
-#define NOTIFY_PAYLOAD_LIMIT 7999
 
 /* How often oversized messages past their time to live are removed. */
 #define PARKED_CLEANUP_INTERVAL_MS 60000
 
+/* How long a busy worker keeps its database while others wait. */
+#define RELAY_SLICE_MS 1000
+
+/*
+ * Above this many new positions, every subscription (every member) is
+ * woken rather than looking up which have events: bounded work per cycle.
+ */
+#define MAX_WAKE_LOOKUP_RANGE 10000
+
+/* How long a sink may take to confirm a batch. */
+#define SINK_CONFIRM_TIMEOUT_MS 30000
+
 #define FEED_CHANNEL "event_store_feed"
 #define SUBSCRIPTION_CHANNEL_PREFIX "event_store_sub_"
 
-/* This worker's slot in shared memory. */
-static EsRelaySlot *my_slot = NULL;
-
-/* This worker's database. */
+/* This worker: its slot, its database's entry, the extension it serves. */
+static int	my_index = -1;
+static EsRelayWorker *my_worker = NULL;
+static EsRelayDatabase *my_db = NULL;
+static Oid	my_dboid = InvalidOid;
 static char *my_database_name = NULL;
-
-/* Last feed head this worker announced. */
-static int64 announced_head = 0;
+static Oid	my_extension_oid = InvalidOid;
 
 static TimestampTz last_parked_cleanup = 0;
 
+/* The earliest retry of a message that failed (0: none): wake up for it. */
+static TimestampTz retry_at = 0;
 static TimestampTz last_error_logged_at = 0;
+static char last_error_logged[256];
+
+/* Role and security context saved by begin_step. */
+static Oid	saved_user;
+static int	saved_context;
 
 /*
- * Lock a batch of topic $1 ($2 now, $3 batch size), keep the keyed messages
- * whose earlier messages of the same key are all in the batch, delete them,
- * park those too large for NOTIFY ($4 largest payload), and return each
- * with the text to NOTIFY, in id order.  (It scans the (topic, id + 0)
- * index and deletes the locked rows by ctid: see plans.c.)
+ * Lock the first $3 eligible messages of topic $1 ($2 now) in id order.  A
+ * keyed message is eligible when every earlier message of its key is
+ * available now and in the batch.  Before the limit, the first message of
+ * the key (one probe of the (topic, key, id) index) must be available: so
+ * messages blocked behind a delayed, backing-off or leased message of
+ * their key never hide eligible ones.  After it, the keys whose messages up
+ * to the last one taken are all in the batch (one count per key) keep them;
+ * for the others (a delayed message in the middle of the key, one locked by
+ * a claimer) each message is checked against the batch.  The probes of the
+ * (topic, key, id) index start at the topic's first message: the entries
+ * of messages relayed before and not yet vacuumed lie below it and are
+ * never walked again.  (It scans the (topic, id + 0) index: see plans.c.)
  */
-static const char *const relay_sql =
-"WITH locked AS ("
-"  SELECT o.ctid AS row_id, o.id, o.key FROM event_store.outbox AS o"
+static const char *const select_sql =
+"WITH first AS MATERIALIZED ("
+"  SELECT f.id FROM event_store.outbox AS f WHERE f.topic = $1"
+"  ORDER BY f.topic, f.id + 0 LIMIT 1"
+"), candidates AS ("
+"  SELECT o.id, o.key, o.payload, o.headers, o.created_at"
+"  FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
+"    AND (o.key IS NULL OR ("
+"      SELECT head.available_at <= $2 FROM event_store.outbox AS head"
+"      WHERE head.topic = $1 AND head.key = o.key"
+"        AND head.id >= (SELECT first.id FROM first)"
+"      ORDER BY head.topic, head.key, head.id LIMIT 1))"
 "  ORDER BY o.topic, o.id + 0 LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
-"), eligible AS ("
-"  SELECT l.row_id FROM locked AS l"
-"  WHERE l.key IS NULL OR NOT EXISTS ("
-"    SELECT FROM event_store.outbox AS earlier"
-"    WHERE earlier.topic = $1 AND earlier.key = l.key AND earlier.id < l.id"
-"      AND earlier.id NOT IN (SELECT id FROM locked))"
-"), relayed AS ("
-"  DELETE FROM event_store.outbox AS o WHERE o.ctid = ANY (ARRAY(SELECT e.row_id FROM eligible AS e))"
-"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.created_at,"
-"    jsonb_build_object('id', o.id, 'topic', o.topic, 'key', o.key,"
-"                       'payload', o.payload, 'headers', o.headers)::text AS message"
-"), parked AS ("
-"  INSERT INTO event_store.relay_parked (id, topic, key, payload, headers, created_at, parked_at)"
-"  SELECT id, topic, key, payload, headers, created_at, $2 FROM relayed"
-"  WHERE octet_length(message) > $4"
-") SELECT CASE WHEN octet_length(message) > $4"
-"         THEN jsonb_build_object('id', id, 'topic', topic, 'key', key, 'reference', true)::text"
-"         ELSE message END"
-"  FROM relayed ORDER BY id";
+"), keys AS ("
+"  SELECT c.key, max(c.id) AS last, count(*) AS n FROM candidates AS c"
+"  WHERE c.key IS NOT NULL GROUP BY c.key"
+"), complete AS ("
+"  SELECT k.key FROM keys AS k"
+"  WHERE (SELECT count(*) FROM event_store.outbox AS e"
+"         WHERE e.topic = $1 AND e.key = k.key"
+"           AND e.id >= (SELECT first.id FROM first) AND e.id <= k.last) = k.n"
+") SELECT c.id, c.key, c.payload, c.headers, c.created_at,"
+"    (SELECT count(*) FROM candidates) AS locked"
+"  FROM candidates AS c"
+"  WHERE c.key IS NULL OR c.key IN (SELECT m.key FROM complete AS m)"
+"    OR NOT EXISTS ("
+"      SELECT FROM event_store.outbox AS earlier"
+"      WHERE earlier.topic = $1 AND earlier.key = c.key AND earlier.id < c.id"
+"        AND earlier.id >= (SELECT first.id FROM first)"
+"        AND earlier.id NOT IN (SELECT d.id FROM candidates AS d))"
+"  ORDER BY c.id";
+
+static const char *const delete_sql =
+"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)";
+
+/*
+ * Messages $1 failed with errors $2 ($3 now): back to the queue after the
+ * topic's backoff, or to the dead letters after its last attempt.  Returns
+ * how many, and when the first retry comes due.
+ */
+static const char *const fail_sql =
+"WITH failed AS ("
+"  SELECT f.id, f.error FROM unnest($1::bigint[], $2::text[]) AS f(id, error)"
+"), policy AS ("
+"  SELECT o.id, f.error, o.attempts + 1 >= coalesce(s.max_attempts, 10) AS exhausted,"
+"         least(coalesce(s.backoff_max, interval '1 hour'),"
+"               coalesce(s.backoff_base, interval '1 second')"
+"               * power(2, least(o.attempts, 40))) AS backoff"
+"  FROM failed AS f JOIN event_store.outbox AS o ON o.id = f.id"
+"  LEFT JOIN event_store.outbox_topics AS s ON s.topic = o.topic"
+"), exhausted AS ("
+"  DELETE FROM event_store.outbox AS o USING policy AS p"
+"  WHERE o.id = p.id AND p.exhausted"
+"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, p.error"
+"), buried AS ("
+"  INSERT INTO event_store.outbox_dead_letters"
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
+"  SELECT id, topic, key, payload, headers, attempts + 1, created_at, error, $3"
+"  FROM exhausted RETURNING 1"
+"), retried AS ("
+"  UPDATE event_store.outbox AS o"
+"  SET attempts = o.attempts + 1, available_at = $3 + p.backoff, last_error = p.error"
+"  FROM policy AS p WHERE o.id = p.id AND NOT p.exhausted"
+"  RETURNING o.available_at"
+") SELECT (SELECT count(*) FROM buried) + (SELECT count(*) FROM retried),"
+"    (SELECT min(r.available_at) FROM retried AS r)";
 
 static const char *const routes_sql =
 "SELECT topic, sink FROM event_store.relay_routes WHERE NOT paused ORDER BY topic";
 
+static const char *const has_subscriptions_sql =
+"SELECT EXISTS (SELECT FROM event_store.subscriptions)";
+
+static const char *const all_subscriptions_sql =
+"SELECT s.name, 1, NULL::text FROM event_store.subscriptions AS s";
+
+/*
+ * Subscriptions with events in ($1, $2], and for consumer groups the
+ * members whose streams they are.
+ */
 static const char *const subscriptions_sql =
-"SELECT s.name FROM event_store.subscriptions AS s"
+"SELECT s.name, s.group_size,"
+"  CASE WHEN s.group_size > 1 THEN ("
+"    SELECT string_agg(g.m::text, ',' ORDER BY g.m) FROM ("
+"      SELECT DISTINCT event_store.consumer_group_member(e.stream, s.group_size) AS m"
+"      FROM event_store.events AS e"
+"      WHERE e.position > $1 AND e.position <= $2"
+"        AND (s.category IS NULL OR event_store.category(e.stream) = s.category)) AS g)"
+"  END"
+" FROM event_store.subscriptions AS s"
 " WHERE s.category IS NULL OR EXISTS ("
 "   SELECT FROM event_store.events AS e"
 "   WHERE event_store.category(e.stream) = s.category"
 "     AND e.position > $1 AND e.position <= $2)";
 
-static const char *const has_subscriptions_sql =
-"SELECT EXISTS (SELECT FROM event_store.subscriptions)";
-
 static const char *const parked_cleanup_sql =
 "DELETE FROM event_store.relay_parked WHERE parked_at < $1";
 
-/* Leave the worker on purpose: the launcher may start another at once. */
-static void
-exit_cleanly(const char *why, bool extension_missing)
-{
-	ereport(LOG, (errmsg("event_store relay worker exiting: %s", why)));
-	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	my_slot->clean_exit = true;
-	my_slot->extension_missing = extension_missing;
-	LWLockRelease(es_shared->relay_lock);
-	proc_exit(0);
-}
+/* When the next delayed or backed-off message of a routed topic comes due. */
+static const char *const next_due_sql =
+"SELECT min(o.available_at) FROM event_store.outbox AS o"
+" JOIN event_store.relay_routes AS r ON r.topic = o.topic AND NOT r.paused"
+" WHERE o.available_at > $1";
 
-static void
-relay_shmem_exit(int code, Datum arg)
+/*
+ * The entry of a database, or NULL.  Caller holds relay_lock.
+ */
+EsRelayDatabase *
+es_relay_database(Oid dboid)
 {
-	if (my_slot == NULL)
-		return;
-	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	my_slot->pid = 0;
-	my_slot->procno = -1;
-	my_slot->exited_at = GetCurrentTimestamp();
-	if (code != 0)
-		my_slot->clean_exit = false;
-	strlcpy(my_slot->state, my_slot->clean_exit ? "stopped" : "failed",
-			sizeof(my_slot->state));
-	LWLockRelease(es_shared->relay_lock);
-	/* The launcher decides whether to start another one. */
-	es_wake_launcher();
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		if (es_relay_databases[i].dboid == dboid)
+			return &es_relay_databases[i];
+	}
+	return NULL;
 }
 
 /*
- * Relay one batch of a topic to a NOTIFY channel.  Returns how many
- * messages were relayed.
+ * A new entry for a database, or NULL when none is free.  Caller holds
+ * relay_lock exclusively.  Until a worker has looked, the database is
+ * assumed to have routes and subscriptions.
+ */
+EsRelayDatabase *
+es_relay_database_add(Oid dboid)
+{
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		EsRelayDatabase *db = &es_relay_databases[i];
+
+		if (db->dboid != InvalidOid)
+			continue;
+		memset((char *) db + offsetof(EsRelayDatabase, worker), 0,
+			   sizeof(EsRelayDatabase) - offsetof(EsRelayDatabase, worker));
+		db->dboid = dboid;
+		db->extension_oid = InvalidOid;
+		db->worker = -1;
+		db->has_routes = true;
+		db->has_subscriptions = true;
+		pg_atomic_write_u32(&db->pending, 0);
+		return db;
+	}
+	return NULL;
+}
+
+/* A new instance of the extension: forget what the last one had. */
+static void
+reset_instance(EsRelayDatabase *db, Oid extension_oid)
+{
+	db->extension_oid = extension_oid;
+	db->announced_known = false;
+	db->announced_head = 0;
+	db->has_routes = true;
+	db->has_subscriptions = true;
+	db->last_batch_at = 0;
+	db->last_batch_size = 0;
+	db->messages_relayed = 0;
+	db->messages_failed = 0;
+	db->batches = 0;
+	db->feed_notifications = 0;
+	db->last_error_at = 0;
+	db->last_error[0] = '\0';
+}
+
+static void
+relay_worker_exit(int code, Datum arg)
+{
+	if (my_worker == NULL)
+		return;
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	if (my_db != NULL && my_db->dboid == my_dboid && my_db->worker == my_index)
+	{
+		my_db->worker = -1;
+		my_db->exited_at = GetCurrentTimestamp();
+		my_db->failed = (code != 0);
+		strlcpy(my_db->state, code != 0 ? "failed" : "stopped", sizeof(my_db->state));
+	}
+	my_worker->pid = 0;
+	my_worker->procno = -1;
+	my_worker->exited = true;
+	LWLockRelease(es_shared->relay_lock);
+	/* The launcher frees the slot and starts whatever waits. */
+	es_wake_launcher();
+}
+
+/* Leave on purpose, quietly or with a LOG line naming the database. */
+static void
+leave(const char *why, bool log)
+{
+	if (log)
+		ereport(LOG,
+				(errmsg("event_store relay worker for database \"%s\" exiting: %s",
+						my_database_name ? my_database_name : "?", why)));
+	else
+		ereport(DEBUG1,
+				(errmsg("event_store relay worker for database \"%s\" exiting: %s",
+						my_database_name ? my_database_name : "?", why)));
+	proc_exit(0);
+}
+
+/* The database is being dropped, renamed, moved or copied. */
+static bool
+stop_requested(void)
+{
+	bool		stop;
+
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	stop = (my_db == NULL || my_db->stop_requested || my_db->dboid != my_dboid ||
+			my_db->worker != my_index);
+	LWLockRelease(es_shared->relay_lock);
+	return stop;
+}
+
+/* The extension was dropped: its entry goes with it, and the worker. */
+static void
+leave_without_extension(void)
+{
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	if (my_db != NULL && my_db->dboid == my_dboid && my_db->worker == my_index)
+	{
+		my_db->dboid = InvalidOid;
+		my_db->worker = -1;
+	}
+	my_db = NULL;
+	my_worker->no_extension = true;
+	LWLockRelease(es_shared->relay_lock);
+	leave("extension event_store is not installed", false);
+}
+
+/*
+ * Start a transaction of the worker: the extension's lock first, then a
+ * snapshot, SPI and the relay role.  Returns false (transaction ended)
+ * when the extension is gone or is another instance than the one served.
+ */
+static bool
+begin_step(const char *activity)
+{
+	Oid			extoid;
+	Oid			role;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	extoid = get_extension_oid(ES_EXTENSION_NAME, true);
+	if (OidIsValid(extoid))
+	{
+		/* Wait here, holding nothing, if DROP or ALTER EXTENSION runs. */
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+		/* Dropped meanwhile (InvalidOid), or dropped and created again. */
+		extoid = get_extension_oid(ES_EXTENSION_NAME, true);
+	}
+	if (!OidIsValid(extoid) || extoid != my_extension_oid)
+	{
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		my_extension_oid = extoid;
+		return false;
+	}
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	role = get_role_oid(es_relay_role, true);
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("event_store.relay_role \"%s\" does not exist", es_relay_role)));
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	return true;
+}
+
+static void
+end_step(void)
+{
+	SetUserIdAndSecContext(saved_user, saved_context);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * A step failed: roll it back, log it (the same error at most once a
+ * minute) and record it.  what names the step (a topic, the feed).
+ */
+static void
+step_failed(MemoryContext context, const char *what)
+{
+	ErrorData  *edata;
+	char		message[256];
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	snprintf(message, sizeof(message), "%s: %s", what, edata->message);
+	if (strcmp(last_error_logged, message) != 0 ||
+		TimestampDifferenceExceeds(last_error_logged_at, GetCurrentTimestamp(), 60000))
+	{
+		ereport(LOG,
+				(errmsg("event_store relay worker for database \"%s\" failed at %s: %s",
+						my_database_name, what, edata->message)));
+		strlcpy(last_error_logged, message, sizeof(last_error_logged));
+		last_error_logged_at = GetCurrentTimestamp();
+	}
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	if (my_db != NULL)
+	{
+		strlcpy(my_db->last_error, message, sizeof(my_db->last_error));
+		my_db->last_error_at = GetCurrentTimestamp();
+		strlcpy(my_db->state, "error", sizeof(my_db->state));
+	}
+	LWLockRelease(es_shared->relay_lock);
+	FreeErrorData(edata);
+}
+
+/* A datum as JSON text, or NULL. */
+static const char *
+jsonb_text(Datum value, Size size)
+{
+	Jsonb	   *jsonb = DatumGetJsonbP(value);
+
+	return JsonbToCString(NULL, &jsonb->root, size);
+}
+
+/*
+ * Relay one batch of a topic to its sink.  Returns how many messages left
+ * the outbox (published, or dead); *full when more may be waiting;
+ * *failed counts the failures.
  */
 static int
-relay_to_notify(const char *topic, const char *channel, TimestampTz now)
+relay_topic(const char *topic, const char *uri, TimestampTz now,
+			bool *full, int *failed)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, INT4OID, INT4OID};
-	Datum		values[4];
-	int			rc;
+	static SPIPlanPtr select_plan = NULL;
+	static SPIPlanPtr delete_plan = NULL;
+	static SPIPlanPtr fail_plan = NULL;
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[3];
+	const EsSinkMethods *sink;
+	const char *target;
+	SPITupleTable *tuptable;
+	uint64		nrows;
+	EsSinkMessage *messages;
+	int			count = 0;
+	Size		budget = ES_RELAY_BATCH_BYTES;
+	void	   *state;
+	Datum	   *done_ids;
+	Datum	   *failed_ids;
+	Datum	   *failed_errors;
+	int			ndone = 0;
+	int			nfailed = 0;
+	int			left = 0;
 
-	es_prepared_plan(&plan, relay_sql, 4, argtypes);
+	*full = false;
+	*failed = 0;
+	sink = es_sink_lookup(uri, &target);
+	if (sink == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("no sink for route \"%s\"", uri)));
+
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = TimestampTzGetDatum(now);
 	values[2] = Int32GetDatum(es_relay_batch_size);
-	values[3] = Int32GetDatum(NOTIFY_PAYLOAD_LIMIT);
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "relay statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_execute_plan(es_prepared_plan(&select_plan, select_sql, 3, argtypes),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "relay statement failed");
+	tuptable = SPI_tuptable;
+	nrows = SPI_processed;
+	if (nrows == 0)
+		return 0;
+	{
+		bool		isnull;
 
-	for (uint64 i = 0; i < SPI_processed; i++)
-		Async_Notify(channel, SPI_getvalue(SPI_tuptable->vals[i],
-										   SPI_tuptable->tupdesc, 1));
-	return (int) SPI_processed;
+		*full = DatumGetInt64(SPI_getbinval(tuptable->vals[0], tuptable->tupdesc,
+											6, &isnull)) >= es_relay_batch_size;
+	}
+
+	/*
+	 * Load the messages' text within the budget; a message over it ends the
+	 * batch there (the rest wait for the next one, in order).
+	 */
+	messages = palloc0(sizeof(EsSinkMessage) * nrows);
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		HeapTuple	tuple = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		EsSinkMessage *m = &messages[count];
+		bool		isnull;
+		bool		headers_null;
+		Datum		payload;
+		Datum		headers;
+		Size		size;
+
+		payload = SPI_getbinval(tuple, desc, 3, &isnull);
+		headers = SPI_getbinval(tuple, desc, 4, &headers_null);
+		size = toast_raw_datum_size(payload) +
+			(headers_null ? 0 : toast_raw_datum_size(headers));
+		if (size <= sink->max_inline_bytes)
+		{
+			if (size > budget)
+			{
+				*full = true;
+				break;
+			}
+			budget -= size;
+			m->payload = jsonb_text(payload, size);
+			m->headers = headers_null ? NULL : jsonb_text(headers, size);
+		}
+		m->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		m->key = SPI_getvalue(tuple, desc, 2);
+		m->topic = topic;
+		m->size = size;
+		m->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 5, &isnull));
+		m->status = ES_SINK_PENDING;
+		count++;
+	}
+
+	state = sink->open(target);
+	sink->publish(state, messages, count);
+	sink->confirm(state, messages, count, SINK_CONFIRM_TIMEOUT_MS);
+	sink->close(state);
+
+	/*
+	 * Messages left pending behind a failed one of their key may be eligible
+	 * now (it went to the dead letters): look again at once.
+	 */
+	for (int i = 0; i < count; i++)
+	{
+		if (messages[i].status == ES_SINK_PENDING && count > 1)
+			*full = true;
+	}
+
+	done_ids = palloc(sizeof(Datum) * count);
+	failed_ids = palloc(sizeof(Datum) * count);
+	failed_errors = palloc(sizeof(Datum) * count);
+	for (int i = 0; i < count; i++)
+	{
+		if (messages[i].status == ES_SINK_CONFIRMED)
+			done_ids[ndone++] = Int64GetDatum(messages[i].id);
+		else if (messages[i].status == ES_SINK_FAILED)
+		{
+			failed_ids[nfailed] = Int64GetDatum(messages[i].id);
+			failed_errors[nfailed] = CStringGetTextDatum(messages[i].error ?
+														 messages[i].error :
+														 "the sink failed");
+			nfailed++;
+		}
+	}
+	if (ndone > 0)
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+		Datum		args[1];
+
+		args[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(es_prepared_plan(&delete_plan, delete_sql, 1, types),
+							 args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "relay acknowledgement failed");
+		left += (int) SPI_processed;
+	}
+	if (nfailed > 0)
+	{
+		Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID};
+		Datum		args[3];
+
+		args[0] = PointerGetDatum(construct_array(failed_ids, nfailed, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(failed_errors, nfailed, TEXTOID, -1,
+												  false, TYPALIGN_INT));
+		args[2] = TimestampTzGetDatum(now);
+		if (SPI_execute_plan(es_prepared_plan(&fail_plan, fail_sql, 3, types),
+							 args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "relay failure statement failed");
+		{
+			bool		isnull;
+			Datum		first = SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull);
+
+			if (!isnull && (retry_at == 0 || DatumGetTimestampTz(first) < retry_at))
+				retry_at = DatumGetTimestampTz(first);
+		}
+		*failed = nfailed;
+		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+		for (int i = 0; i < count; i++)
+		{
+			if (messages[i].status == ES_SINK_FAILED)
+			{
+				snprintf(my_db->last_error, sizeof(my_db->last_error),
+						 "message " INT64_FORMAT " of topic \"%s\": %s",
+						 messages[i].id, topic, messages[i].error);
+				break;
+			}
+		}
+		my_db->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(es_shared->relay_lock);
+	}
+	return left;
 }
 
 /*
  * Announce a new feed head: on the feed's channel, and on the channel of
- * every subscription with events in (announced_head, head].
+ * every subscription with events in (announced head, head].  Returns how
+ * many notifications were sent; *new_head is what to remember once this
+ * transaction has committed.
  */
 static int
-notify_feed(bool *has_subscriptions)
+notify_feed(bool *has_subscriptions, int64 *new_head)
 {
-	static SPIPlanPtr plan = NULL;
 	static SPIPlanPtr exists_plan = NULL;
+	static SPIPlanPtr subscriptions_plan = NULL;
+	static SPIPlanPtr all_plan = NULL;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 	Relation	events;
 	int64		head;
+	int64		announced;
+	bool		known;
 	char		payload[32];
 	int			notified = 0;
 	bool		isnull;
@@ -220,31 +681,64 @@ notify_feed(bool *has_subscriptions)
 	*has_subscriptions = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	known = my_db->announced_known;
+	announced = my_db->announced_head;
+	LWLockRelease(es_shared->relay_lock);
+
+	/*
+	 * The head first; the subscriptions below are read with a snapshot taken
+	 * after it, which sees every event at or below it.
+	 */
 	events = es_open_relation("events", AccessShareLock);
 	head = es_feed_safe_head(events);
 	table_close(events, AccessShareLock);
-	if (head <= announced_head)
+	*new_head = head;
+	if (known && head <= announced)
+		return 0;
+	if (!known && head == 0)
 		return 0;
 
 	snprintf(payload, sizeof(payload), INT64_FORMAT, head);
 	Async_Notify(FEED_CHANNEL, payload);
 	notified++;
+	if (!*has_subscriptions)
+		return notified;
 
-	es_prepared_plan(&plan, subscriptions_sql, 2, argtypes);
-	values[0] = Int64GetDatum(announced_head);
+	values[0] = Int64GetDatum(known ? announced : 0);
 	values[1] = Int64GetDatum(head);
-	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (!known || head - announced > MAX_WAKE_LOOKUP_RANGE)
+	{
+		/* Every subscription, every member: bounded work. */
+		if (SPI_execute_plan(es_prepared_plan(&all_plan, all_subscriptions_sql, 0, NULL),
+							 NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "subscription statement failed");
+	}
+	else if (SPI_execute_plan(es_prepared_plan(&subscriptions_plan, subscriptions_sql,
+											   2, argtypes),
+							  values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "subscription statement failed");
+
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char		channel[NAMEDATALEN];
+		int32		group_size = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
+		char	   *members = SPI_getvalue(tuple, desc, 3);
 
 		snprintf(channel, sizeof(channel), "%s%s", SUBSCRIPTION_CHANNEL_PREFIX,
-				 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		Async_Notify(channel, payload);
+				 SPI_getvalue(tuple, desc, 1));
+		if (group_size > 1)
+		{
+			if (members == NULL)
+				continue;		/* only events of other categories, or none */
+			Async_Notify(channel, psprintf("%s %s", payload, members));
+		}
+		else
+			Async_Notify(channel, payload);
 		notified++;
 	}
-	announced_head = head;
 	return notified;
 }
 
@@ -255,188 +749,362 @@ cleanup_parked(TimestampTz now)
 	Oid			argtypes[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
 
-	if (!TimestampDifferenceExceeds(last_parked_cleanup, now, PARKED_CLEANUP_INTERVAL_MS))
-		return;
 	es_prepared_plan(&plan, parked_cleanup_sql, 1, argtypes);
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
 																-(int64) es_relay_reference_ttl * 1000));
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "relay cleanup failed");
-	last_parked_cleanup = now;
 }
 
+typedef struct RelayRoute
+{
+	char	   *topic;
+	char	   *sink;
+} RelayRoute;
+
 /*
- * One cycle.  Returns true when a batch was full (more may be waiting).
+ * One cycle.  Returns whether it did anything; *more when a batch was full
+ * (more may be waiting).
  */
 static bool
-relay_cycle(void)
+relay_cycle(MemoryContext cycle_context, bool *more)
 {
 	static SPIPlanPtr routes_plan = NULL;
-	Oid			role;
-	Oid			saved_user;
-	int			saved_context;
-	TimestampTz now;
+	List	   *routes = NIL;
+	ListCell   *lc;
+	uint32		generation;
 	int			moved = 0;
-	int			notified;
-	bool		full = false;
-	bool		has_subscriptions;
-	SPITupleTable *routes;
-	uint64		nroutes;
+	int			failed = 0;
+	int			notified = 0;
+	bool		has_subscriptions = true;
+	bool		feed_done = false;
+	int64		new_head = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	volatile bool routes_read = false;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "event_store relay cycle");
+	*more = false;
 
-	if (!OidIsValid(get_extension_oid("event_store", true)))
+	/* Retries due by now are this cycle's; it notes the next ones. */
+	if (retry_at != 0 && retry_at <= GetCurrentTimestamp())
+		retry_at = 0;
+
+	/* Commits from now on set it again: none is missed. */
+	pg_atomic_write_u32(&my_db->pending, 0);
+	pg_memory_barrier();
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	generation = my_db->config_generation;
+	LWLockRelease(es_shared->relay_lock);
+
+	/* The routes. */
+	PG_TRY();
 	{
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		exit_cleanly("extension event_store is not installed in this database", true);
+		if (begin_step("event_store relay: routes"))
+		{
+			now = GetCurrentTimestamp();
+			if (SPI_execute_plan(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
+								 NULL, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "relay routes statement failed");
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				RelayRoute *route;
+				MemoryContext old = MemoryContextSwitchTo(cycle_context);
+
+				route = palloc(sizeof(RelayRoute));
+				route->topic = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+				route->sink = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+				routes = lappend(routes, route);
+				MemoryContextSwitchTo(old);
+			}
+			if (TimestampDifferenceExceeds(last_parked_cleanup, now,
+										   PARKED_CLEANUP_INTERVAL_MS))
+			{
+				cleanup_parked(now);
+				last_parked_cleanup = now;
+			}
+			end_step();
+			routes_read = true;
+		}
+	}
+	PG_CATCH();
+	{
+		step_failed(cycle_context, "relay routes");
+	}
+	PG_END_TRY();
+	if (!routes_read)
+		return false;
+
+	/* Each topic in its own transaction: a failure stops nothing else. */
+	foreach(lc, routes)
+	{
+		RelayRoute *route = lfirst(lc);
+
+		if (stop_requested())
+			return false;
+		PG_TRY();
+		{
+			bool		full;
+			int			n = 0;
+			int			nfailed = 0;
+
+			if (begin_step("event_store relay: publishing"))
+			{
+				n = relay_topic(route->topic, route->sink, GetCurrentTimestamp(),
+								&full, &nfailed);
+				end_step();
+				if (full)
+					*more = true;
+			}
+			moved += n;
+			failed += nfailed;
+		}
+		PG_CATCH();
+		{
+			step_failed(cycle_context, psprintf("topic \"%s\"", route->topic));
+		}
+		PG_END_TRY();
 	}
 
-	role = get_role_oid(es_relay_role, true);
-	if (!OidIsValid(role))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("event_store.relay_role \"%s\" does not exist", es_relay_role)));
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	now = GetCurrentTimestamp();
-
-	es_prepared_plan(&routes_plan, routes_sql, 0, NULL);
-	if (SPI_execute_plan(routes_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "relay routes statement failed");
-	routes = SPI_tuptable;
-	nroutes = SPI_processed;
-	for (uint64 i = 0; i < nroutes; i++)
+	/* The feed. */
+	PG_TRY();
 	{
-		char	   *topic = SPI_getvalue(routes->vals[i], routes->tupdesc, 1);
-		char	   *sink = SPI_getvalue(routes->vals[i], routes->tupdesc, 2);
-		int			n;
-
-		/* relay_route accepts only notify: sinks for now. */
-		if (strncmp(sink, "notify:", 7) != 0)
-			continue;
-		n = relay_to_notify(topic, sink + 7, now);
-		moved += n;
-		if (n >= es_relay_batch_size)
-			full = true;
+		if (begin_step("event_store relay: feed"))
+		{
+			notified = notify_feed(&has_subscriptions, &new_head);
+			end_step();
+			feed_done = true;
+		}
 	}
-
-	notified = notify_feed(&has_subscriptions);
-	cleanup_parked(now);
-
-	SetUserIdAndSecContext(saved_user, saved_context);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	PG_CATCH();
+	{
+		step_failed(cycle_context, "feed notifications");
+	}
+	PG_END_TRY();
 
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 	if (moved > 0)
 	{
-		my_slot->last_batch_at = now;
-		my_slot->last_batch_size = moved;
-		my_slot->messages_relayed += moved;
-		my_slot->batches++;
+		my_db->last_batch_at = now;
+		my_db->last_batch_size = moved;
+		my_db->messages_relayed += moved;
+		my_db->batches++;
 	}
-	my_slot->feed_notifications += notified;
-	my_slot->has_routes = (nroutes > 0);
-	my_slot->has_subscriptions = has_subscriptions;
-	strlcpy(my_slot->state, "idle", sizeof(my_slot->state));
+	my_db->messages_failed += failed;
+	my_db->feed_notifications += notified;
+	if (feed_done && (!my_db->announced_known || new_head > my_db->announced_head))
+	{
+		my_db->announced_head = new_head;
+		my_db->announced_known = true;
+	}
+	/* What this cycle saw, unless routes or subscriptions changed since. */
+	if (my_db->config_generation == generation)
+	{
+		my_db->has_routes = (routes != NIL);
+		my_db->has_subscriptions = has_subscriptions;
+	}
+	if (strcmp(my_db->state, "error") != 0 || moved > 0 || notified > 0)
+		strlcpy(my_db->state, "running", sizeof(my_db->state));
 	LWLockRelease(es_shared->relay_lock);
-	return full;
+
+	return moved > 0 || failed > 0 || notified > 0;
 }
 
 /*
- * Run a cycle; an error is logged, recorded in the slot and rolled back,
- * and the worker carries on.
+ * When the next delayed message of a routed topic comes due, or 0.
  */
-static bool
-relay_cycle_guarded(MemoryContext cycle_context)
+static TimestampTz
+next_due(void)
 {
-	volatile bool full = false;
+	static SPIPlanPtr plan = NULL;
+	TimestampTz due = 0;
+	volatile bool ok = false;
 
 	PG_TRY();
 	{
-		full = relay_cycle();
+		if (begin_step("event_store relay: next due"))
+		{
+			Oid			argtypes[1] = {TIMESTAMPTZOID};
+			Datum		values[1];
+			bool		isnull;
+			Datum		value;
+
+			values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+			if (SPI_execute_plan(es_prepared_plan(&plan, next_due_sql, 1, argtypes),
+								 values, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "relay statement failed");
+			value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				due = DatumGetTimestampTz(value);
+			end_step();
+			ok = true;
+		}
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cycle_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
-
-		/* The same error every naptime: log it once a minute. */
-		if (strcmp(my_slot->last_error, edata->message) != 0 ||
-			TimestampDifferenceExceeds(last_error_logged_at, GetCurrentTimestamp(), 60000))
-		{
-			ereport(LOG,
-					(errmsg("event_store relay cycle failed: %s", edata->message)));
-			last_error_logged_at = GetCurrentTimestamp();
-		}
-		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-		strlcpy(my_slot->last_error, edata->message, sizeof(my_slot->last_error));
-		my_slot->last_error_at = GetCurrentTimestamp();
-		strlcpy(my_slot->state, "error", sizeof(my_slot->state));
-		LWLockRelease(es_shared->relay_lock);
-		FreeErrorData(edata);
-		full = false;
+		step_failed(CurrentMemoryContext, "next due message");
 	}
 	PG_END_TRY();
-	return full;
+	/* Could not tell: look again after the naptime. */
+	if (!ok)
+		due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), es_relay_naptime);
+	return due;
+}
+
+/*
+ * Leave the database if no commit asked for the worker since its last
+ * cycle (under the lock committers read the worker under: a commit either
+ * sees the worker still here and sets its latch, or sees none and wakes
+ * the launcher).  Returns only if it stays.
+ */
+static void
+leave_if_idle(const char *why)
+{
+	TimestampTz due = 0;
+	bool		has_routes;
+
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	has_routes = my_db->has_routes;
+	LWLockRelease(es_shared->relay_lock);
+	if (has_routes)
+		due = next_due();
+
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&my_db->pending) != 0 && !my_db->stop_requested)
+	{
+		LWLockRelease(es_shared->relay_lock);
+		return;
+	}
+	my_db->worker = -1;
+	my_db->next_due = due;
+	my_db->exited_at = GetCurrentTimestamp();
+	my_db->failed = false;
+	strlcpy(my_db->state, "idle, no worker", sizeof(my_db->state));
+	my_db = NULL;
+	LWLockRelease(es_shared->relay_lock);
+	leave(why, false);
+}
+
+/*
+ * Attach to the database's entry after connecting: make it when the
+ * launcher discovered the database, start afresh for a new instance of the
+ * extension.  Leaves when the database is not to be served.
+ */
+static void
+attach(void)
+{
+	Oid			extoid;
+
+	StartTransactionCommand();
+	my_database_name = MemoryContextStrdup(TopMemoryContext,
+										   get_database_name(MyDatabaseId));
+	extoid = get_extension_oid(ES_EXTENSION_NAME, true);
+	CommitTransactionCommand();
+
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	my_db = es_relay_database(my_dboid);
+	if (my_db != NULL && my_db->stop_requested)
+	{
+		my_db = NULL;
+		LWLockRelease(es_shared->relay_lock);
+		leave("the database is being dropped, renamed or copied", false);
+	}
+	if (!OidIsValid(extoid))
+	{
+		if (my_db != NULL && (my_db->worker < 0 || my_db->worker == my_index))
+			my_db->dboid = InvalidOid;
+		my_db = NULL;
+		my_worker->no_extension = true;
+		LWLockRelease(es_shared->relay_lock);
+		leave("extension event_store is not installed", false);
+	}
+	if (my_db == NULL)
+		my_db = es_relay_database_add(my_dboid);
+	if (my_db == NULL)
+	{
+		LWLockRelease(es_shared->relay_lock);
+		ereport(LOG,
+				(errmsg("event_store has no room for the relay of database \"%s\"",
+						my_database_name),
+				 errhint("Raise event_store.max_databases (now %d) and restart the server.",
+						 es_shared->max_relay_databases)));
+		proc_exit(0);
+	}
+	if (my_db->worker >= 0 && my_db->worker != my_index)
+	{
+		my_db = NULL;
+		LWLockRelease(es_shared->relay_lock);
+		leave("another worker serves the database", false);
+	}
+	my_db->worker = my_index;
+	my_db->started_at = GetCurrentTimestamp();
+	my_db->waiting_since = 0;
+	my_db->next_due = 0;
+	if (my_db->extension_oid != extoid)
+		reset_instance(my_db, extoid);
+	strlcpy(my_db->state, "running", sizeof(my_db->state));
+	my_extension_oid = extoid;
+	LWLockRelease(es_shared->relay_lock);
+}
+
+/* Every message the worker logs names its database. */
+static void
+relay_error_context(void *arg)
+{
+	if (my_database_name != NULL)
+		errcontext("event_store relay worker for database \"%s\"", my_database_name);
 }
 
 void
 es_relay_main(Datum main_arg)
 {
-	Oid			dboid = DatumGetObjectId(main_arg);
+	ErrorContextCallback context;
+
+	uint32		generation;
 	MemoryContext cycle_context;
+	TimestampTz attached_at;
+	TimestampTz last_work;
+
+	my_index = DatumGetInt32(main_arg);
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	/*
-	 * Connect as the bootstrap superuser (PostgreSQL 15 lets no background
-	 * worker log in as a NOLOGIN role); each cycle then runs as relay_role.
-	 */
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	for (int i = 0; i < es_shared->max_relay_workers; i++)
+	my_worker = &es_relay_workers[my_index];
+	if (my_worker->generation != generation || my_worker->dboid == InvalidOid ||
+		my_worker->pid != 0 || my_worker->exited)
 	{
-		if (es_relay_slots[i].dboid == dboid)
-			my_slot = &es_relay_slots[i];
-	}
-	if (my_slot == NULL || my_slot->pid != 0 || my_slot->stop_requested)
-	{
-		/* Not wanted, or another worker serves this database already. */
+		/* A late start of a worker the launcher gave up on. */
 		LWLockRelease(es_shared->relay_lock);
-		my_slot = NULL;
+		my_worker = NULL;
 		proc_exit(0);
 	}
-	my_slot->pid = MyProcPid;
+	my_dboid = my_worker->dboid;
+	my_db = es_relay_database(my_dboid);
+	if (my_db != NULL && my_db->stop_requested)
+	{
+		/* Do not even connect: the database is being dropped. */
+		my_worker->exited = true;
+		my_worker = NULL;
+		LWLockRelease(es_shared->relay_lock);
+		es_wake_launcher();
+		proc_exit(0);
+	}
+	my_worker->pid = MyProcPid;
 #if PG_VERSION_NUM >= 170000
-	my_slot->procno = MyProcNumber;
+	my_worker->procno = MyProcNumber;
 #else
-	my_slot->procno = MyProc->pgprocno;
+	my_worker->procno = MyProc->pgprocno;
 #endif
-	my_slot->started_at = GetCurrentTimestamp();
-	my_slot->clean_exit = false;
-	my_slot->extension_missing = false;
-	strlcpy(my_slot->state, "idle", sizeof(my_slot->state));
 	LWLockRelease(es_shared->relay_lock);
-	on_shmem_exit(relay_shmem_exit, 0);
+	on_shmem_exit(relay_worker_exit, 0);
+
+	/*
+	 * Connect as the bootstrap superuser (PostgreSQL 15 lets no background
+	 * worker log in as a NOLOGIN role); each step then runs as relay_role.
+	 */
+	BackgroundWorkerInitializeConnectionByOid(my_dboid, InvalidOid, 0);
 
 	/*
 	 * At-least-once: a relay commit lost in a crash only means its batch is
@@ -445,6 +1113,7 @@ es_relay_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	/*
 	 * Short statements with one plan each for the worker's lifetime (see
 	 * plans.c): no JIT, and no sequential or bitmap scan of a queue whose
@@ -455,19 +1124,26 @@ es_relay_main(Datum main_arg)
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
-	StartTransactionCommand();
-	my_database_name = MemoryContextStrdup(TopMemoryContext,
-										   get_database_name(MyDatabaseId));
-	CommitTransactionCommand();
+	attach();
+	context.callback = relay_error_context;
+	context.arg = NULL;
+	context.previous = NULL;
+	error_context_stack = &context;
 
 	cycle_context = AllocSetContextCreate(TopMemoryContext, "event_store relay cycle",
 										  ALLOCSET_DEFAULT_SIZES);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	ereport(LOG, (errmsg("event_store relay worker started")));
+	ereport(DEBUG1,
+			(errmsg("event_store relay worker for database \"%s\" started",
+					my_database_name)));
+	attached_at = last_work = GetCurrentTimestamp();
 
 	for (;;)
 	{
 		bool		more;
+		bool		worked;
+		TimestampTz now;
+		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -475,79 +1151,172 @@ es_relay_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			if (!es_database_is_listed(my_database_name))
-				exit_cleanly("database no longer listed in event_store.databases", false);
+				leave("database no longer listed in event_store.databases", true);
 		}
+		if (stop_requested())
+			leave("the database is being dropped, renamed or copied", false);
 
 		MemoryContextSwitchTo(cycle_context);
-		more = relay_cycle_guarded(cycle_context);
+		worked = relay_cycle(cycle_context, &more);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cycle_context);
+
+		if (!OidIsValid(my_extension_oid))
+			leave_without_extension();
+		if (my_extension_oid != my_db->extension_oid)
+		{
+			/* DROP and CREATE EXTENSION between two cycles: start afresh. */
+			LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+			reset_instance(my_db, my_extension_oid);
+			LWLockRelease(es_shared->relay_lock);
+			continue;
+		}
+
+		now = GetCurrentTimestamp();
+		if (worked)
+			last_work = now;
+
+		/* Others wait for a worker: give way after a slice, or when idle. */
+		if (es_shared->databases_waiting > 0 &&
+			(!more || TimestampDifferenceExceeds(attached_at, now, RELAY_SLICE_MS)))
+			leave_if_idle("other databases wait for a worker");
 
 		/* A full batch: go on at once, there is more. */
 		if (more)
 			continue;
 
+		if (TimestampDifferenceExceeds(last_work, now, es_relay_idle_timeout * 1000))
+			leave_if_idle("idle");
+
+		timeout = es_relay_naptime;
+		if (es_relay_idle_timeout * 1000L < timeout)
+			timeout = Max(es_relay_idle_timeout * 1000L, 10);
+		if (retry_at != 0)
+		{
+			/* A failed message comes due: look then. */
+			long		secs;
+			int			usecs;
+
+			if (retry_at <= now)
+			{
+				retry_at = 0;
+				continue;
+			}
+			TimestampDifference(now, retry_at, &secs, &usecs);
+			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
+		}
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 es_relay_naptime, PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
 
 /*
- * Wake the relay worker of a database, if it has something to do: appended
- * events matter when the database has subscriptions, sent messages when it
- * has relay routes.  "always" wakes it regardless (to look at its routes
- * and subscriptions again).
+ * A commit that matters to the relay of this database: set its pending
+ * flag, then wake its worker, or the launcher when it has none.  changed:
+ * routes or subscriptions changed (or the extension was created), so the
+ * relay must look whatever it saw last.
  */
 static void
-wake_relay(Oid dboid, bool appended, bool sent, bool always)
+wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 {
-	if (!es_shmem_available())
-		return;
-	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-	for (int i = 0; i < es_shared->max_relay_workers; i++)
-	{
-		EsRelaySlot *slot = &es_relay_slots[i];
+	EsRelayDatabase *db;
+	int			procno = -1;
+	bool		launcher = false;
 
-		if (slot->dboid != dboid || slot->procno < 0)
-			continue;
-		if (always || (appended && slot->has_subscriptions) ||
-			(sent && slot->has_routes))
-			SetLatch(&GetPGProcByNumber(slot->procno)->procLatch);
+	if (!changed)
+	{
+		LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+		db = es_relay_database(dboid);
+		if (db != NULL)
+		{
+			if (!((appended && db->has_subscriptions) || (sent && db->has_routes)))
+			{
+				LWLockRelease(es_shared->relay_lock);
+				return;
+			}
+			pg_atomic_write_u32(&db->pending, 1);
+			pg_memory_barrier();
+			if (db->worker >= 0)
+				procno = es_relay_workers[db->worker].procno;
+			else
+				launcher = true;
+			if (procno >= 0)
+				SetLatch(&GetPGProcByNumber(procno)->procLatch);
+			LWLockRelease(es_shared->relay_lock);
+			if (launcher)
+				es_wake_launcher();
+			return;
+		}
+		LWLockRelease(es_shared->relay_lock);
+	}
+
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	db = es_relay_database(dboid);
+	if (db == NULL)
+	{
+		db = es_relay_database_add(dboid);
+		/* A database the launcher may not know yet: it reads pg_database. */
+		es_shared->rescan_requested = true;
+	}
+	if (db != NULL)
+	{
+		if (changed)
+		{
+			db->config_generation++;
+			db->has_routes = true;
+			db->has_subscriptions = true;
+			db->failed = false;
+		}
+		pg_atomic_write_u32(&db->pending, 1);
+		if (db->worker >= 0)
+			procno = es_relay_workers[db->worker].procno;
+		else
+			launcher = true;
+		if (procno >= 0)
+			SetLatch(&GetPGProcByNumber(procno)->procLatch);
 	}
 	LWLockRelease(es_shared->relay_lock);
-}
-
-void
-es_relay_wake(Oid dboid)
-{
-	wake_relay(dboid, false, false, true);
+	if (launcher)
+		es_wake_launcher();
 }
 
 /*
  * End of a transaction (called from feed.c's transaction callback, after
  * the commit is visible and the feed reservation is released): a commit
- * that appended events or sent messages wakes the relay.
+ * that appended events, sent messages or changed what the relay serves
+ * wakes the relay.
  */
 void
 es_at_transaction_end(bool committed, bool appended)
 {
 	bool		sent = es_outbox_take_sent_flag();
-	bool		asked = wake_relay_at_commit;
+	bool		changed = wake_relay_at_commit;
 
 	wake_relay_at_commit = false;
-	if (committed && (appended || sent || asked))
-		wake_relay(MyDatabaseId, appended, sent, asked);
-	es_launcher_at_transaction_end(committed);
+	if (committed && (appended || sent || changed) && es_shmem_available())
+		wake_relay(MyDatabaseId, appended, sent, changed);
 }
 
 /*
- * relay_wake(): the relay of this database looks at its routes again when
- * this transaction commits (relay_route, relay_resume).
+ * relay_wake(): the relay of this database looks at its routes and
+ * subscriptions again when this transaction commits (relay_route,
+ * relay_resume, subscription_create).
  */
 Datum
 event_store_relay_wake(PG_FUNCTION_ARGS)
+{
+	wake_relay_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * relay_start(): called at the end of CREATE EXTENSION.  At commit the
+ * database gets its entry and a worker.
+ */
+Datum
+event_store_relay_start(PG_FUNCTION_ARGS)
 {
 	wake_relay_at_commit = true;
 	PG_RETURN_VOID();
@@ -564,80 +1333,145 @@ event_store_relay_available(PG_FUNCTION_ARGS)
 }
 
 /*
- * relay_worker_status(): the launcher and the relay workers, as the
- * relay_workers view shows them.
+ * relay_check(): warn when no relay worker can serve this database now.
+ */
+Datum
+event_store_relay_check(PG_FUNCTION_ARGS)
+{
+	pid_t		launcher_pid;
+	bool		start_failed;
+	bool		no_room;
+	int			busy = 0;
+
+	if (!es_shmem_available())
+	{
+		ereport(WARNING,
+				(errmsg("the relay workers are not running"),
+				 errdetail("event_store is not in shared_preload_libraries: messages of this topic stay in the outbox."),
+				 errhint("Add event_store to shared_preload_libraries and restart the server.")));
+		PG_RETURN_VOID();
+	}
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	launcher_pid = es_shared->launcher_pid;
+	start_failed = es_shared->start_failed_at != 0 &&
+		!TimestampDifferenceExceeds(es_shared->start_failed_at, GetCurrentTimestamp(), 60000);
+	no_room = (es_relay_database(MyDatabaseId) == NULL);
+	if (no_room)
+	{
+		for (int i = 0; i < es_shared->max_relay_databases; i++)
+		{
+			if (es_relay_databases[i].dboid != InvalidOid)
+				busy++;
+		}
+		no_room = (busy >= es_shared->max_relay_databases);
+	}
+	LWLockRelease(es_shared->relay_lock);
+
+	if (launcher_pid == 0)
+		ereport(WARNING,
+				(errmsg("the event_store launcher is not running"),
+				 errdetail("No relay worker can start until it runs again; messages of this topic wait in the outbox."),
+				 errhint("See the server log.")));
+	else if (no_room)
+		ereport(WARNING,
+				(errmsg("no relay worker can serve database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("Shared memory has room for %d databases with the extension, and all are taken.",
+						   es_shared->max_relay_databases),
+				 errhint("Raise event_store.max_databases and restart the server.")));
+	else if (start_failed)
+		ereport(WARNING,
+				(errmsg("relay workers could not start in the last minute: no background worker slot was free"),
+				 errdetail("Messages of this topic wait in the outbox until a worker can start."),
+				 errhint("Raise max_worker_processes to at least event_store.max_relay_workers plus one for the launcher, plus what other extensions and parallel queries need.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * relay_worker_status(): the launcher, and this database's relay, as the
+ * relay_workers view shows them.  Other databases are not shown.
  */
 Datum
 event_store_relay_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	EsRelaySlot *copies;
-	int			nslots;
+	EsRelayDatabase copy;
+	bool		found = false;
 	pid_t		launcher_pid;
+	pid_t		worker_pid = 0;
 	TimestampTz launcher_started_at;
+	Datum		values[12];
+	bool		nulls[12];
 
 	InitMaterializedSRF(fcinfo, 0);
+	memset(nulls, true, sizeof(nulls));
+	values[0] = CStringGetTextDatum("launcher");
+	nulls[0] = false;
 	if (!es_shmem_available())
+	{
+		values[3] = CStringGetTextDatum("library not loaded");
+		nulls[3] = false;
+		values[10] = CStringGetTextDatum("event_store is not in shared_preload_libraries: no relay worker runs");
+		nulls[10] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		return (Datum) 0;
+	}
 
-	nslots = es_shared->max_relay_workers;
-	copies = palloc(sizeof(EsRelaySlot) * nslots);
 	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-	memcpy(copies, es_relay_slots, sizeof(EsRelaySlot) * nslots);
 	launcher_pid = es_shared->launcher_pid;
 	launcher_started_at = es_shared->launcher_started_at;
+	{
+		EsRelayDatabase *db = es_relay_database(MyDatabaseId);
+
+		if (db != NULL)
+		{
+			memcpy(&copy, db, sizeof(copy));
+			found = true;
+			if (db->worker >= 0)
+				worker_pid = es_relay_workers[db->worker].pid;
+		}
+	}
 	LWLockRelease(es_shared->relay_lock);
 
+	if (launcher_pid != 0)
 	{
-		Datum		values[12];
-		bool		nulls[12];
+		values[2] = Int32GetDatum(launcher_pid);
+		nulls[2] = false;
+		values[4] = TimestampTzGetDatum(launcher_started_at);
+		nulls[4] = false;
+	}
+	values[3] = CStringGetTextDatum(launcher_pid != 0 ? "running" : "stopped");
+	nulls[3] = false;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
+	memset(nulls, false, sizeof(nulls));
+	values[0] = CStringGetTextDatum("relay");
+	values[1] = CStringGetTextDatum(get_database_name(MyDatabaseId));
+	if (!found)
+	{
+		/* Not looked at yet (the launcher discovers it within seconds). */
 		memset(nulls, true, sizeof(nulls));
-		values[0] = CStringGetTextDatum("launcher");
-		nulls[0] = false;
-		if (launcher_pid != 0)
-		{
-			values[2] = Int32GetDatum(launcher_pid);
-			nulls[2] = false;
-			values[4] = TimestampTzGetDatum(launcher_started_at);
-			nulls[4] = false;
-		}
-		values[3] = CStringGetTextDatum(launcher_pid != 0 ? "running" : "stopped");
-		nulls[3] = false;
+		nulls[0] = nulls[1] = nulls[3] = false;
+		values[3] = CStringGetTextDatum("no worker");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		return (Datum) 0;
 	}
-
-	for (int i = 0; i < nslots; i++)
-	{
-		EsRelaySlot *slot = &copies[i];
-		Datum		values[12];
-		bool		nulls[12];
-		char	   *datname;
-
-		if (slot->dboid == InvalidOid)
-			continue;
-		memset(nulls, false, sizeof(nulls));
-		values[0] = CStringGetTextDatum("relay");
-		datname = get_database_name(slot->dboid);
-		values[1] = datname ? CStringGetTextDatum(datname) : (Datum) 0;
-		nulls[1] = (datname == NULL);
-		values[2] = Int32GetDatum(slot->pid);
-		nulls[2] = (slot->pid == 0);
-		values[3] = CStringGetTextDatum(slot->extension_missing ? "no extension" :
-										slot->stop_requested ? "stopping" : slot->state);
-		values[4] = TimestampTzGetDatum(slot->started_at);
-		nulls[4] = (slot->started_at == 0);
-		values[5] = TimestampTzGetDatum(slot->last_batch_at);
-		nulls[5] = (slot->last_batch_at == 0);
-		values[6] = Int32GetDatum(slot->last_batch_size);
-		values[7] = Int64GetDatum((int64) slot->messages_relayed);
-		values[8] = Int64GetDatum((int64) slot->batches);
-		values[9] = Int64GetDatum((int64) slot->feed_notifications);
-		values[10] = CStringGetTextDatum(slot->last_error);
-		nulls[10] = (slot->last_error[0] == '\0');
-		values[11] = TimestampTzGetDatum(slot->last_error_at);
-		nulls[11] = (slot->last_error_at == 0);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	values[2] = Int32GetDatum(worker_pid);
+	nulls[2] = (worker_pid == 0);
+	values[3] = CStringGetTextDatum(copy.stop_requested ? "stopping" :
+									copy.state[0] ? copy.state : "no worker");
+	values[4] = TimestampTzGetDatum(copy.started_at);
+	nulls[4] = (copy.started_at == 0);
+	values[5] = TimestampTzGetDatum(copy.last_batch_at);
+	nulls[5] = (copy.last_batch_at == 0);
+	values[6] = Int32GetDatum(copy.last_batch_size);
+	values[7] = Int64GetDatum((int64) copy.messages_relayed);
+	values[8] = Int64GetDatum((int64) copy.batches);
+	values[9] = Int64GetDatum((int64) copy.feed_notifications);
+	values[10] = CStringGetTextDatum(copy.last_error);
+	nulls[10] = (copy.last_error[0] == '\0');
+	values[11] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[11] = (copy.last_error_at == 0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

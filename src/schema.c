@@ -27,6 +27,8 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -37,6 +39,10 @@
 /* What the last successful lookup found. */
 static Oid	cached_namespace = InvalidOid;
 static Oid	cached_events_relid = InvalidOid;
+static Oid	cached_extension_oid = InvalidOid;
+
+/* The transaction that holds the extension's lock. */
+static LocalTransactionId locked_in = InvalidLocalTransactionId;
 
 static void
 report_not_installed(void)
@@ -53,7 +59,7 @@ report_not_installed(void)
  * Returns false when the extension is not installed.
  */
 static bool
-read_extension_row(Oid *namespace, char **version)
+read_extension_row(Oid *extoid, Oid *namespace, char **version)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -72,6 +78,7 @@ read_extension_row(Oid *namespace, char **version)
 		bool		isnull;
 		Datum		datum;
 
+		*extoid = form->oid;
 		*namespace = form->extnamespace;
 		datum = heap_getattr(tuple, Anum_pg_extension_extversion,
 							 RelationGetDescr(rel), &isnull);
@@ -96,13 +103,40 @@ es_schema_oid(void)
 	Oid			namespace;
 	char	   *version;
 	Oid			events_relid;
+	Oid			extoid;
 
-	if (OidIsValid(cached_events_relid) &&
-		get_relname_relid("events", cached_namespace) == cached_events_relid)
-		return cached_namespace;
+	if (OidIsValid(cached_events_relid))
+	{
+		if (locked_in != MyProc->lxid)
+		{
+			/* Wait for a DROP or ALTER EXTENSION in progress. */
+			LockDatabaseObject(ExtensionRelationId, cached_extension_oid, 0,
+							   AccessShareLock);
+			locked_in = MyProc->lxid;
+		}
+		if (get_relname_relid("events", cached_namespace) == cached_events_relid)
+			return cached_namespace;
+	}
 
-	if (!read_extension_row(&namespace, &version))
+	if (!read_extension_row(&extoid, &namespace, &version))
 		report_not_installed();
+	if (locked_in != MyProc->lxid || extoid != cached_extension_oid)
+	{
+		/*
+		 * Wait for a DROP or ALTER EXTENSION in progress, then look again:
+		 * the extension may be gone or changed.
+		 */
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+		locked_in = MyProc->lxid;
+		cached_extension_oid = extoid;
+		if (!read_extension_row(&extoid, &namespace, &version) ||
+			extoid != cached_extension_oid)
+		{
+			cached_events_relid = InvalidOid;
+			cached_extension_oid = InvalidOid;
+			report_not_installed();
+		}
+	}
 	if (strcmp(version, ES_EXTENSION_VERSION) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

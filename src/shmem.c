@@ -8,7 +8,9 @@
  *	- per database, the next global position of the feed;
  *	- per backend, the first position its running transaction reserved,
  *	  which is what makes the feed gap-safe (see feed.c);
- *	- per database, its relay worker: pid, latch, counters, state (relay.c),
+ *	- per database that has the extension, its relay state: whether work
+ *	  is pending, the worker serving it, counters (relay.c);
+ *	- the relay worker processes, at most event_store.max_relay_workers,
  *	  and the launcher's pid and latch (launcher.c).
  * Feed and relay state each have their LWLock, held for a few instructions.
  *
@@ -28,7 +30,8 @@
 EsShared   *es_shared = NULL;
 EsFeedDatabase *es_feed_databases = NULL;
 EsBackendSlot *es_backend_slots = NULL;
-EsRelaySlot *es_relay_slots = NULL;
+EsRelayDatabase *es_relay_databases = NULL;
+EsRelayWorker *es_relay_workers = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -49,7 +52,9 @@ es_shmem_size(void)
 											sizeof(EsFeedDatabase))));
 	size = add_size(size, MAXALIGN(mul_size(es_num_backend_slots(),
 											sizeof(EsBackendSlot))));
-	size = add_size(size, mul_size(es_max_relay_workers, sizeof(EsRelaySlot)));
+	size = add_size(size, MAXALIGN(mul_size(es_max_databases,
+											sizeof(EsRelayDatabase))));
+	size = add_size(size, mul_size(es_max_relay_workers, sizeof(EsRelayWorker)));
 	return size;
 }
 
@@ -78,9 +83,12 @@ es_shmem_startup(void)
 	es_backend_slots = (EsBackendSlot *)
 		((char *) es_feed_databases +
 		 MAXALIGN(mul_size(es_max_databases, sizeof(EsFeedDatabase))));
-	es_relay_slots = (EsRelaySlot *)
+	es_relay_databases = (EsRelayDatabase *)
 		((char *) es_backend_slots +
 		 MAXALIGN(mul_size(es_num_backend_slots(), sizeof(EsBackendSlot))));
+	es_relay_workers = (EsRelayWorker *)
+		((char *) es_relay_databases +
+		 MAXALIGN(mul_size(es_max_databases, sizeof(EsRelayDatabase))));
 	if (!found)
 	{
 		LWLockPadded *locks = GetNamedLWLockTranche("event_store");
@@ -91,9 +99,15 @@ es_shmem_startup(void)
 		es_shared->max_databases = es_max_databases;
 		es_shared->num_backend_slots = es_num_backend_slots();
 		es_shared->max_relay_workers = es_max_relay_workers;
+		es_shared->max_relay_databases = es_max_databases;
 		es_shared->launcher_procno = -1;
+		for (int i = 0; i < es_max_databases; i++)
+		{
+			es_relay_databases[i].worker = -1;
+			pg_atomic_init_u32(&es_relay_databases[i].pending, 0);
+		}
 		for (int i = 0; i < es_max_relay_workers; i++)
-			es_relay_slots[i].procno = -1;
+			es_relay_workers[i].procno = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

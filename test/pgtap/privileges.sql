@@ -18,14 +18,15 @@ SELECT set_eq(
 	  WHERE c.relnamespace = 'event_store'::regnamespace$$,
 	ARRAY['outbox:SELECT', 'outbox:UPDATE', 'outbox:DELETE',
 		  'relay_parked:SELECT', 'relay_parked:INSERT', 'relay_parked:DELETE',
-		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT'],
+		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT',
+		  'outbox_topics:SELECT', 'outbox_dead_letters:INSERT'],
 	'the relay role has exactly the table privileges relaying needs');
 SELECT set_eq(
 	$$SELECT oid::regprocedure::text FROM pg_proc
 	  WHERE pronamespace = 'event_store'::regnamespace
 	    AND has_function_privilege('event_store_relay', oid, 'EXECUTE')$$,
-	ARRAY['event_store.category(text)'],
-	'the relay role can execute exactly the function its statements use');
+	ARRAY['event_store.category(text)', 'event_store.consumer_group_member(text,integer)'],
+	'the relay role can execute exactly the functions its statements use');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 

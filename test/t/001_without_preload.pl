@@ -99,5 +99,13 @@ like($stderr, qr/cannot PREPARE a transaction that appended events/,
 ok(other_database_does_not_hold_back($node),
 	'an open appender in another database does not hold the feed back');
 
+# The relay: relay_workers says why there is no worker; relay_route warns.
+is( $node->safe_psql('postgres',
+		q{SELECT kind || ' ' || state || ': ' || last_error FROM event_store.relay_workers}),
+	'launcher library not loaded: event_store is not in shared_preload_libraries: no relay worker runs',
+	'relay_workers says the library is not loaded');
+($ret, $stdout, $stderr) = $node->psql('postgres', q{SELECT event_store.relay_route('t', 'notify:t')});
+like($stderr, qr/WARNING:  the relay workers are not running/, 'relay_route warns');
+
 $node->stop;
 done_testing();

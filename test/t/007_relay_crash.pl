@@ -1,4 +1,4 @@
-# Crash safety of the relay.  A relay batch is one transaction (claim,
+# Crash safety of the relay.  A relay batch is one transaction (lock,
 # NOTIFY, acknowledge), so a crash never loses or half-publishes one.
 #  1. kill -9 the relay worker in the middle of a batch (it deleted the
 #     messages and queued their NOTIFYs, uncommitted): the server restarts,
@@ -47,15 +47,17 @@ sub received_ids
 	return \%ids;
 }
 
-# 1. Catch the relay in the middle of a batch: it relays the routed topics,
-# then announces the feed (a subscription query).  A session holding an
-# exclusive lock on the subscriptions makes it wait there, inside the
-# transaction in which it already deleted a batch and queued its NOTIFYs.
+# 1. Catch the relay in the middle of a batch: the 1,000th message is too
+# large for NOTIFY, so the relay copies it to relay_parked after queueing
+# the NOTIFYs of the 999 before it.  A session holding an exclusive lock on
+# relay_parked makes it wait there, inside the batch's transaction.
 my $blocker = $node->background_psql('postgres');
-$blocker->query_safe(q{BEGIN; LOCK TABLE event_store.subscriptions IN ACCESS EXCLUSIVE MODE});
+$blocker->query_safe(q{BEGIN; LOCK TABLE event_store.relay_parked IN ACCESS EXCLUSIVE MODE});
 $node->safe_psql('postgres', q{
-	SELECT count(event_store.outbox_send('jobs', jsonb_build_object('n', n))) FROM generate_series(1, 5000) AS n;
-	SELECT event_store.append_event('feed-1', 'Moved', '{}');
+	SELECT count(event_store.outbox_send('jobs',
+		CASE WHEN n = 1000 THEN jsonb_build_object('n', n, 'big', repeat('x', 10000))
+			 ELSE jsonb_build_object('n', n) END))
+	FROM generate_series(1, 5000) AS n;
 });
 my $sent = 5000;
 ok( $node->poll_query_until(
