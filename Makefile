@@ -33,7 +33,7 @@ OBJS = \
 	src/subscription.o \
 	src/writer.o
 
-# The install script of the current version is built from sql/$(EXTENSION).sql;
+# The install script of the current version is built from sql/install/;
 # released versions' scripts are frozen, upgrade scripts chain them.
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -58,8 +58,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
-	cp $< $@
+# The install script of the current version: the files of sql/install/ in
+# the order of their names, one concern each.
+INSTALL_SOURCES = $(sort $(wildcard sql/install/*.sql))
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES)
+	awk 'FNR == 1 && NR > 1 { print "" } { print }' $(INSTALL_SOURCES) > $@
 
 # One target per suite, so scripts/test.sh can report them separately.
 PROVE_TESTS = test/t/*.pl

@@ -1,0 +1,463 @@
+--------------------------------------------------------------------------
+-- Outbox
+--------------------------------------------------------------------------
+
+-- What outbox_claim returns.
+CREATE TYPE event_store.outbox_message AS (
+	id			bigint,
+	topic		text,
+	key			text,
+	payload		jsonb,
+	headers		jsonb,
+	attempts	integer,
+	created_at	timestamptz,
+	receipt		uuid
+);
+
+-- Ids are handed out in send order, one at a time (no per-session cache,
+-- which would let a later send get a lower id than an earlier one).
+CREATE SEQUENCE event_store.outbox_id_seq AS bigint NO CYCLE;
+
+-- The queue.  A message is available when available_at has passed; a claim
+-- sets receipt and pushes available_at to the end of the lease; ack deletes
+-- the row.  The columns a claim changes are not indexed, so claims are HOT
+-- updates, and the free space left by fillfactor keeps them on the page.
+-- Autovacuum is told to clean it often: it is a queue, its dead rows are
+-- its whole churn.
+CREATE TABLE event_store.outbox (
+	id			bigint PRIMARY KEY,
+	topic		text COLLATE "C" NOT NULL,
+	key			text COLLATE "C",
+	payload		jsonb NOT NULL,
+	headers		jsonb,
+	attempts	integer NOT NULL DEFAULT 0,
+	created_at	timestamptz NOT NULL,
+	available_at timestamptz NOT NULL,
+	receipt		uuid,
+	last_error	text
+) WITH (fillfactor = 70,
+		autovacuum_vacuum_scale_factor = 0,
+		autovacuum_vacuum_threshold = 1000,
+		autovacuum_vacuum_insert_scale_factor = 0,
+		autovacuum_vacuum_insert_threshold = 1000,
+		autovacuum_vacuum_cost_delay = 0);
+-- Claims scan a topic in id order.  The second column is id + 0, not id,
+-- so that this index serves claims only and every lookup by id takes the
+-- primary key: planned on the statistics of a mostly empty queue (many
+-- pages, few rows), a lookup could otherwise scan this whole index.
+CREATE INDEX outbox_topic_id_idx ON event_store.outbox (topic, (id + 0));
+-- Per-key order: is there an earlier message with the same key?
+CREATE INDEX outbox_topic_key_id_idx ON event_store.outbox (topic, key, id)
+	WHERE key IS NOT NULL;
+
+-- Messages that used up their attempts.
+CREATE TABLE event_store.outbox_dead_letters (
+	id			bigint PRIMARY KEY,
+	topic		text COLLATE "C" NOT NULL,
+	key			text COLLATE "C",
+	payload		jsonb NOT NULL,
+	headers		jsonb,
+	attempts	integer NOT NULL,
+	created_at	timestamptz NOT NULL,
+	last_error	text,
+	died_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX outbox_dead_letters_topic_idx
+	ON event_store.outbox_dead_letters (topic, id);
+
+-- Per-topic settings; a topic without a row uses the defaults, which
+-- outbox_topic_settings below holds.
+CREATE TABLE event_store.outbox_topics (
+	topic		text COLLATE "C" PRIMARY KEY,
+	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+	backoff_base interval NOT NULL CHECK (backoff_base > '0'::interval),
+	backoff_max	interval NOT NULL CHECK (backoff_max > '0'::interval),
+	lease		interval NOT NULL CHECK (lease > '0'::interval)
+);
+
+-- The settings in effect for a topic: its row, or the defaults.  The one
+-- place the defaults are written: outbox_configure, claims and nacks all
+-- read them here.  (A single SELECT in SQL, so the planner inlines it into
+-- the statements that use it.)
+CREATE FUNCTION event_store.outbox_topic_settings(topic text)
+RETURNS SETOF event_store.outbox_topics
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
+	UNION ALL
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds'
+	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
+$$;
+
+-- Routes from the event log to the outbox: append enqueues a message to
+-- topic for each event whose category (NULL: any) and type (NULL: any)
+-- match.  Cached by every backend; the trigger below tells them to reload.
+CREATE TABLE event_store.event_routes (
+	category	text COLLATE "C",
+	event_type	text COLLATE "C",
+	topic		text COLLATE "C" NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX event_routes_key
+	ON event_store.event_routes (coalesce(category, ''), coalesce(event_type, ''), topic);
+
+CREATE FUNCTION event_store.event_routes_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'event_store_event_routes_changed'
+LANGUAGE C;
+
+CREATE TRIGGER event_routes_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON event_store.event_routes
+	FOR EACH STATEMENT EXECUTE FUNCTION event_store.event_routes_changed();
+
+REVOKE ALL ON event_store.outbox, event_store.outbox_dead_letters,
+	event_store.outbox_topics, event_store.event_routes,
+	event_store.outbox_id_seq FROM PUBLIC;
+GRANT SELECT ON event_store.outbox_dead_letters, event_store.outbox_topics,
+	event_store.event_routes TO event_store_admin;
+
+-- A fresh claim receipt for a message id (used by outbox_claim).
+CREATE FUNCTION event_store.outbox_new_receipt(id bigint)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'event_store_outbox_new_receipt'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION event_store.outbox_send(
+	topic text,
+	payload jsonb,
+	key text DEFAULT NULL,
+	headers jsonb DEFAULT NULL,
+	delay interval DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_outbox_send'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The consumer functions read and change the outbox as the extension's
+-- owner: consumers need no privilege on the tables.  Their statements keep
+-- one plan per session (src/plans.c), which must not depend on the
+-- outbox's statistics: a queue has few live rows and many dead ones, and a
+-- plan made while it looked empty would scan it whole on every call, or
+-- read a whole topic through a bitmap and sort it to claim ten messages, so
+-- sequential and bitmap scans are off.  JIT is off too: the statements are
+-- short, and a plan's cost estimate could make it compile them on every call.
+--
+-- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
+-- see src/outbox.c.
+CREATE FUNCTION event_store.outbox_claim(
+	topic text,
+	max_count integer DEFAULT 100,
+	lease interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+
+-- Acknowledgement by receipt, the consumers' form.  The receipts come as
+-- uuid[], as text[] (a driver's list of strings), or as text: an array
+-- literal, which is also what an untyped literal, an untyped parameter and
+-- NULL resolve to (a string type wins over arrays), so every driver finds
+-- exactly one function.
+CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack(receipts text[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_ack(receipts text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Negative acknowledgement by receipt, in the same three forms as
+-- outbox_ack.
+CREATE FUNCTION event_store.outbox_nack(
+	receipts uuid[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+CREATE FUNCTION event_store.outbox_nack(
+	receipts text,
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Negative acknowledgement by message id, unfenced: for operators.
+CREATE FUNCTION event_store.outbox_nack_ids(
+	ids bigint[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- Raise the contract's error for a bad topic name.
+CREATE FUNCTION event_store.check_topic(topic text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF topic IS NULL THEN
+		RAISE EXCEPTION 'topic must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF topic = '' THEN
+		RAISE EXCEPTION 'topic must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(topic) > 255 THEN
+		RAISE EXCEPTION 'topic "%..." is too long', left(topic, 32)
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = format('Topics are at most 255 bytes; this one has %s.', octet_length(topic));
+	END IF;
+END
+$$;
+
+-- Per-topic settings; NULL keeps the current value (or the default).
+CREATE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+
+-- Put dead letters back in the queue, with their attempts reset.  They keep
+-- their ids, so they come before later messages of the same key.
+CREATE FUNCTION event_store.outbox_redrive(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	moved integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	WITH revived AS (
+		DELETE FROM event_store.outbox_dead_letters AS d WHERE d.id = ANY (ids)
+		RETURNING d.*)
+	INSERT INTO event_store.outbox (id, topic, key, payload, headers, attempts,
+									created_at, available_at, last_error)
+	SELECT r.id, r.topic, r.key, r.payload, r.headers, 0, r.created_at,
+		   clock_timestamp(), r.last_error
+	FROM revived AS r;
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	RETURN moved;
+END
+$$;
+
+CREATE FUNCTION event_store.outbox_redrive_topic(topic text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	RETURN event_store.outbox_redrive(ARRAY(
+		SELECT d.id FROM event_store.outbox_dead_letters AS d
+		WHERE d.topic = outbox_redrive_topic.topic));
+END
+$$;
+
+CREATE FUNCTION event_store.outbox_purge_dead_letters(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	purged integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM event_store.outbox_dead_letters AS d WHERE d.id = ANY (ids);
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
+END
+$$;
+
+-- Raise the contract's error for a category that no stream can be in: an
+-- empty one, or one with a '-' (a category is the part of a stream name
+-- before its first '-').  NULL passes: it stands for every category.
+CREATE FUNCTION event_store.check_category(category text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF category = '' THEN
+		RAISE EXCEPTION 'category must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL category stands for every category.';
+	END IF;
+	IF strpos(category, '-') > 0 THEN
+		RAISE EXCEPTION 'category "%" contains "-"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION event_store.route_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
+		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	PERFORM event_store.check_category(category);
+	IF event_type = '' THEN
+		RAISE EXCEPTION 'event type must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A NULL event type stands for every type.';
+	END IF;
+	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
+	VALUES (category, event_type, topic)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION event_store.unroute_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	DELETE FROM event_store.event_routes AS r
+	WHERE r.topic = unroute_events.topic
+	  AND r.category IS NOT DISTINCT FROM unroute_events.category
+	  AND r.event_type IS NOT DISTINCT FROM unroute_events.event_type;
+	RETURN FOUND;
+END
+$$;
+
+-- Depth of the outbox per topic: available (claimable now), blocked
+-- (available, but behind an earlier message of the same key), leased,
+-- delayed (by send or by a retry), dead.
+CREATE VIEW event_store.outbox_depth AS
+WITH messages AS (
+	SELECT o.topic, o.available_at, o.created_at,
+		   o.available_at <= now() AS due,
+		   o.receipt IS NOT NULL AS leased,
+		   o.key IS NOT NULL AND EXISTS (
+			   SELECT FROM event_store.outbox AS earlier
+			   WHERE earlier.topic = o.topic AND earlier.key = o.key AND earlier.id < o.id) AS blocked
+	FROM event_store.outbox AS o
+), topics AS (
+	SELECT topic FROM messages
+	UNION
+	SELECT topic FROM event_store.outbox_dead_letters
+)
+SELECT t.topic,
+	   count(m.topic) FILTER (WHERE m.due AND NOT m.blocked) AS available,
+	   count(m.topic) FILTER (WHERE m.due AND m.blocked) AS blocked,
+	   count(m.topic) FILTER (WHERE NOT m.due AND m.leased) AS leased,
+	   count(m.topic) FILTER (WHERE NOT m.due AND NOT m.leased) AS delayed,
+	   (SELECT count(*) FROM event_store.outbox_dead_letters AS d WHERE d.topic = t.topic) AS dead,
+	   now() - min(m.available_at) FILTER (WHERE m.due AND NOT m.blocked) AS oldest_available_age,
+	   now() - min(m.created_at) AS oldest_message_age
+FROM topics AS t
+LEFT JOIN messages AS m ON m.topic = t.topic
+GROUP BY t.topic;
+
+REVOKE ALL ON event_store.outbox_depth FROM PUBLIC;
+GRANT SELECT ON event_store.outbox_depth TO event_store_reader;
