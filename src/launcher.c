@@ -561,8 +561,11 @@ es_launcher_main(Datum main_arg)
  * leaves between two steps of its cycle; it is terminated only if it has
  * not left after STOP_WAIT_MS.  Returns whether the database's entry was
  * made for the command (the database had none).
+ *
+ * Not inlined: its locals would then live in the caller's frame across
+ * PG_TRY's setjmp, where the compiler cannot vouch for them.
  */
-static bool
+static pg_noinline bool
 stop_database_relay(Oid dboid)
 {
 	EsRelayDatabase *db;
@@ -722,12 +725,14 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	ProcessUtility_hook_type next = prev_ProcessUtility ? prev_ProcessUtility
 		: standard_ProcessUtility;
 	Oid			dboid = InvalidOid;
-	bool		drop = false;
+	bool		dropping = false;
+	volatile bool drop;			/* read after PG_TRY */
 	bool		entry_made;
 
 	lock_extension_for_update(pstmt->utilityStmt);
 	if (es_shmem_available())
-		dboid = database_needed_alone(pstmt->utilityStmt, &drop);
+		dboid = database_needed_alone(pstmt->utilityStmt, &dropping);
+	drop = dropping;
 
 	if (!OidIsValid(dboid))
 	{

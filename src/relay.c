@@ -773,12 +773,13 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	List	   *routes = NIL;
 	ListCell   *lc;
 	uint32		generation;
-	int			moved = 0;
-	int			failed = 0;
-	int			notified = 0;
-	bool		has_subscriptions = true;
-	bool		feed_done = false;
-	int64		new_head = 0;
+	/* What the steps found: set inside PG_TRY, read after it. */
+	volatile int moved = 0;
+	volatile int failed = 0;
+	volatile int notified = 0;
+	volatile bool has_subscriptions = true;
+	volatile bool feed_done = false;
+	volatile int64 new_head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	volatile bool routes_read = false;
 
@@ -869,7 +870,12 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	{
 		if (begin_step("event_store relay: feed"))
 		{
-			notified = notify_feed(&has_subscriptions, &new_head);
+			bool		subscriptions = true;
+			int64		head = 0;
+
+			notified = notify_feed(&subscriptions, &head);
+			has_subscriptions = subscriptions;
+			new_head = head;
 			end_step();
 			feed_done = true;
 		}
@@ -915,7 +921,7 @@ static TimestampTz
 next_due(void)
 {
 	static SPIPlanPtr plan = NULL;
-	TimestampTz due = 0;
+	volatile TimestampTz due = 0;
 	volatile bool ok = false;
 
 	PG_TRY();

@@ -126,7 +126,7 @@ park(int64 id)
 	static SPIPlanPtr plan = NULL;
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	char	   *error = NULL;
+	char	   *volatile error = NULL;	/* set in PG_CATCH */
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
@@ -241,9 +241,9 @@ es_sink_lookup(const char *uri, const char **target)
 
 	if (colon == NULL)
 		return NULL;
-	for (int i = 0; i < lengthof(sinks); i++)
+	for (size_t i = 0; i < lengthof(sinks); i++)
 	{
-		if (strlen(sinks[i]->scheme) == colon - uri &&
+		if (strlen(sinks[i]->scheme) == (size_t) (colon - uri) &&
 			pg_strncasecmp(uri, sinks[i]->scheme, colon - uri) == 0)
 		{
 			*target = colon + 1;
