@@ -397,6 +397,23 @@ RETURNS bigint
 LANGUAGE sql STABLE
 AS $$ SELECT event_store.stream_version($1) $$;
 
+-- Message DB's table, for the tools and queries that read it directly: a
+-- view of the event log with its column names.  It is a plain read of the
+-- table, not gap-safe: consumers read with get_category_messages.
+CREATE VIEW message_store.messages AS
+SELECT e.position AS global_position,
+	   e.version AS position,
+	   (e.recorded_at AT TIME ZONE 'UTC') AS time,
+	   e.stream::text AS stream_name,
+	   e.type,
+	   nullif(e.data, 'null'::jsonb) AS data,
+	   e.metadata,
+	   e.id
+FROM event_store.events AS e;
+
+REVOKE ALL ON message_store.messages FROM PUBLIC;
+GRANT SELECT ON message_store.messages TO event_store_reader;
+
 --------------------------------------------------------------------------
 -- Privileges: the event_store roles.  Readers read, writers write.
 --------------------------------------------------------------------------
