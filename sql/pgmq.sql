@@ -274,14 +274,18 @@ $$;
 -- Sending
 --------------------------------------------------------------------------
 
+-- Sends are the hot path: plpgsql (its plans are kept for the session)
+-- with the checks inline.
 CREATE FUNCTION pgmq._send(queue_name text, msg jsonb, headers jsonb, delay interval)
-RETURNS SETOF bigint
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	PERFORM pgmq._check_queue(queue_name);
-	RETURN NEXT event_store.outbox_send(queue_name, msg, headers OPERATOR(pg_catalog.->>) 'x-pgmq-group',
-										headers, greatest(delay, interval '0'));
+	IF NOT EXISTS (SELECT FROM pgmq.meta AS m WHERE m.queue_name = _send.queue_name) THEN
+		PERFORM pgmq._check_queue(queue_name);
+	END IF;
+	RETURN event_store.outbox_send(queue_name, msg, headers OPERATOR(pg_catalog.->>) 'x-pgmq-group',
+								   headers, greatest(delay, interval '0'));
 END
 $$;
 
@@ -303,52 +307,52 @@ END
 $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, NULL, NULL) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, NULL, NULL); END $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, $3, NULL) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, headers, NULL); END $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb, delay integer)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, NULL, pg_catalog.make_interval(secs => $3)) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, NULL, pg_catalog.make_interval(secs => delay)); END $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb, delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, NULL, $3 - pg_catalog.clock_timestamp()) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, NULL, delay - pg_catalog.clock_timestamp()); END $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay integer)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, $3, pg_catalog.make_interval(secs => $4)) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, headers, pg_catalog.make_interval(secs => delay)); END $$;
 
 CREATE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send($1, $2, $3, $4 - pg_catalog.clock_timestamp()) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN NEXT pgmq._send(queue_name, msg, headers, delay - pg_catalog.clock_timestamp()); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[])
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, NULL, NULL) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, NULL, NULL); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[])
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, $3, NULL) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, headers, NULL); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay integer)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, NULL, pg_catalog.make_interval(secs => $3)) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, NULL, pg_catalog.make_interval(secs => delay)); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, NULL, $3 - pg_catalog.clock_timestamp()) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, NULL, delay - pg_catalog.clock_timestamp()); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay integer)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, $3, pg_catalog.make_interval(secs => $4)) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, headers, pg_catalog.make_interval(secs => delay)); END $$;
 
 CREATE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._send_batch($1, $2, $3, $4 - pg_catalog.clock_timestamp()) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._send_batch(queue_name, msgs, headers, delay - pg_catalog.clock_timestamp()); END $$;
 
 --------------------------------------------------------------------------
 -- Reading
@@ -365,8 +369,12 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	PERFORM pgmq._check_queue(queue_name);
-	PERFORM pgmq._check_conditional(conditional);
+	IF NOT EXISTS (SELECT FROM pgmq.meta AS m WHERE m.queue_name = read.queue_name) THEN
+		PERFORM pgmq._check_queue(queue_name);
+	END IF;
+	IF conditional <> '{}'::jsonb THEN
+		PERFORM pgmq._check_conditional(conditional);
+	END IF;
 	RETURN QUERY
 	SELECT c.id, c.attempts, c.created_at,
 		   pg_catalog.clock_timestamp() + pgmq._lease(read.vt), c.payload, c.headers
@@ -446,20 +454,20 @@ END
 $$;
 
 CREATE FUNCTION pgmq.delete(queue_name text, msg_id bigint)
-RETURNS boolean LANGUAGE sql VOLATILE
-AS $$ SELECT EXISTS (SELECT FROM pgmq._remove($1, ARRAY[$2], false)) $$;
+RETURNS boolean LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN EXISTS (SELECT FROM pgmq._remove(queue_name, ARRAY[msg_id], false)); END $$;
 
 CREATE FUNCTION pgmq.delete(queue_name text, msg_ids bigint[])
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._remove($1, $2, false) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._remove(queue_name, msg_ids, false); END $$;
 
 CREATE FUNCTION pgmq.archive(queue_name text, msg_id bigint)
-RETURNS boolean LANGUAGE sql VOLATILE
-AS $$ SELECT EXISTS (SELECT FROM pgmq._remove($1, ARRAY[$2], true)) $$;
+RETURNS boolean LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN EXISTS (SELECT FROM pgmq._remove(queue_name, ARRAY[msg_id], true)); END $$;
 
 CREATE FUNCTION pgmq.archive(queue_name text, msg_ids bigint[])
-RETURNS SETOF bigint LANGUAGE sql VOLATILE
-AS $$ SELECT pgmq._remove($1, $2, true) $$;
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+AS $$ BEGIN RETURN QUERY SELECT pgmq._remove(queue_name, msg_ids, true); END $$;
 
 -- Make the message visible again vt seconds from now (its lease, if it
 -- has one, ends then).
