@@ -163,5 +163,51 @@ is($node->safe_psql('es', q{SELECT type, data, position FROM message_store.get_s
 is($node->safe_psql('es', q{SELECT type, data, version FROM event_store.read_stream('account-100')}),
 	qq(Opened|{"i": 61}|0\nDeposited|{"i": 62}|1), 'a message is an event');
 
+# Category reads are gap-safe, filtered or not: while a writer holds a
+# lower global position open, nothing above it is returned.
+my $slow = $node->background_psql('es');
+$slow->query_safe(q{BEGIN; SELECT message_store.write_message(gen_random_uuid()::text, 'gap-1', 'Slow', '{}')});
+$node->safe_psql('es', q{SELECT message_store.write_message(gen_random_uuid()::text, 'gap-2', 'Fast', '{}')});
+is($node->safe_psql('es', q{
+SELECT count(*) FROM message_store.get_category_messages('gap');
+SELECT count(*) FROM message_store.get_category_messages('gap', 1, 10, NULL, 0, 1);
+SELECT count(*) FROM message_store.messages WHERE stream_name = 'gap-2'}),
+	"0\n0\n1", 'a committed message behind an open writer is not returned yet');
+$slow->query_safe('COMMIT');
+$slow->quit;
+is($node->safe_psql('es', q{
+SELECT string_agg(type, ',' ORDER BY global_position) FROM message_store.get_category_messages('gap');
+SELECT string_agg(type, ',' ORDER BY global_position) FROM message_store.get_category_messages('gap', 1, 10, NULL, 0, 1)}),
+	"Slow,Fast\nSlow,Fast", 'both, in order, once the writer commits');
+
+# A consumer group member whose streams are far apart still gets a full
+# batch: the read goes on past pages without messages for it.
+$node->safe_psql('es', q{
+SELECT event_store.append('sparse-a', (SELECT jsonb_agg(jsonb_build_object('type', 'Filler', 'data', '{}')) FROM generate_series(1, 2500)));
+SELECT message_store.write_message(gen_random_uuid()::text, 'sparse-c', 'Wanted', '{}');});
+my $member = $node->safe_psql('es', q{SELECT mod(@message_store.hash_64('c'), 2)});
+isnt($node->safe_psql('es', q{SELECT mod(@message_store.hash_64('a'), 2)}), $member,
+	'(sparse-a and sparse-c belong to different members)');
+is($node->safe_psql('es', qq{
+SELECT string_agg(stream_name || ':' || type, ',') FROM message_store.get_category_messages('sparse', 1, 1, NULL, $member, 2)}),
+	'sparse-c:Wanted', 'a member gets its message behind 2,500 of another member');
+
+# Privileges: the event_store roles.
+$node->safe_psql('es', q{
+CREATE ROLE md_reader LOGIN IN ROLE event_store_reader;
+CREATE ROLE md_writer LOGIN IN ROLE event_store_writer;
+CREATE ROLE md_stranger LOGIN;});
+is($node->safe_psql('es', q{SELECT count(*) > 0 FROM message_store.get_category_messages('account')},
+		extra_params => [ '-U', 'md_reader' ]), 't', 'a reader reads');
+my ($ret, $stdout, $stderr) = $node->psql('es',
+	q{SELECT message_store.write_message(gen_random_uuid()::text, 'account-9', 'T', '{}')},
+	extra_params => [ '-U', 'md_reader' ]);
+like($stderr, qr/permission denied for function write_message/, 'a reader does not write');
+is($node->safe_psql('es', q{SELECT message_store.write_message(gen_random_uuid()::text, 'account-900', 'T', '{}')},
+		extra_params => [ '-U', 'md_writer' ]), '0', 'a writer writes');
+($ret, $stdout, $stderr) = $node->psql('es', q{SELECT * FROM message_store.get_stream_messages('account-1')},
+	extra_params => [ '-U', 'md_stranger' ]);
+like($stderr, qr/permission denied for schema message_store/, 'other roles do nothing');
+
 $node->stop;
 done_testing();
