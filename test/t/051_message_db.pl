@@ -180,6 +180,20 @@ SELECT string_agg(type, ',' ORDER BY global_position) FROM message_store.get_cat
 SELECT string_agg(type, ',' ORDER BY global_position) FROM message_store.get_category_messages('gap', 1, 10, NULL, 0, 1)}),
 	"Slow,Fast\nSlow,Fast", 'both, in order, once the writer commits');
 
+# A writer that lost a race gets Message DB's text under READ COMMITTED
+# (it waits for the winner, then checks); under REPEATABLE READ its
+# snapshot cannot see the winner, and the append's own check answers.
+$node->safe_psql('es', q{SELECT message_store.write_message(gen_random_uuid()::text, 'race-1', 'A', '{}')});
+my $rr = $node->background_psql('es', on_error_stop => 0);
+$rr->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
+$node->safe_psql('es', q{SELECT message_store.write_message(gen_random_uuid()::text, 'race-1', 'B', '{}', NULL, 0)});
+my ($rr_ret, $rr_out, $rr_err) = $node->psql('es', q{SELECT message_store.write_message(gen_random_uuid()::text, 'race-1', 'C', '{}', NULL, 0)});
+like($rr_err, qr/Wrong expected version: 0 \(Stream: race-1, Stream Version: 1\)/, 'READ COMMITTED: Message DB\'s text');
+$rr->query('\set VERBOSITY verbose');
+$rr->query(q{SELECT message_store.write_message(gen_random_uuid()::text, 'race-1', 'C', '{}', NULL, 0)});
+like($rr->{stderr}, qr/ERROR:  EV001: wrong expected version/, 'REPEATABLE READ, the winner committed after the snapshot: EV001');
+$rr->quit;
+
 # A consumer group member whose streams are far apart still gets a full
 # batch: the read goes on past pages without messages for it.
 $node->safe_psql('es', q{
