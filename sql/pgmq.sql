@@ -183,7 +183,7 @@ BEGIN
 	PERFORM pgmq.validate_queue_name(queue_name);
 	PERFORM event_store.check_topic(queue_name);
 	INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
-	VALUES (_create.queue_name, false, _create.is_unlogged)
+	VALUES (_create.queue_name, false, coalesce(_create.is_unlogged, false))
 	ON CONFLICT ON CONSTRAINT meta_queue_name_key DO NOTHING;
 	IF FOUND THEN
 		PERFORM event_store.outbox_configure(queue_name, max_attempts => 2147483647);
@@ -400,7 +400,9 @@ BEGIN
 		IF FOUND OR pg_catalog.clock_timestamp() >= stop_at THEN
 			RETURN;
 		END IF;
-		PERFORM pg_catalog.pg_sleep(poll_interval_ms::numeric / 1000);
+		-- Never past the end of the polling.
+		PERFORM pg_catalog.pg_sleep(least(greatest(poll_interval_ms, 0)::numeric / 1000,
+										  extract(epoch FROM stop_at - pg_catalog.clock_timestamp())));
 	END LOOP;
 END
 $$;

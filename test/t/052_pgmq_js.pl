@@ -54,6 +54,15 @@ like($stderr, qr/ERROR:  0A000: conditional reads are not supported/, 'condition
 is($stdout, 'f', 'dropping a queue that does not exist returns false');
 like($stderr, qr/NOTICE:  pgmq queue `missing` does not exist/, 'with a notice');
 
+# read_with_poll never sleeps past the end of its polling.
+$node->safe_psql('app', q{SELECT pgmq.create('empty')});
+is($node->safe_psql('app', q{
+SET statement_timeout = '60s';
+SELECT count(*) FROM pgmq.read_with_poll('empty', 30, 1, 1, 3600000)}),
+	'0', 'read_with_poll with an hour\'s interval returns after its second');
+($ret, $stdout, $stderr) = $node->psql('app', q{SELECT pgmq._create('bad', NULL)});
+is($ret, 0, 'a NULL is_unlogged is false, not a constraint violation');
+
 # The x-pgmq-group header is the key: a group's next message is not read
 # while an earlier one is unacknowledged; other groups go on.
 $node->safe_psql('app', q{
@@ -96,7 +105,7 @@ my $dump = "$npm/app.dump";
 $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ], 'pg_dump');
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
-is($node->safe_psql('restored', q{SELECT string_agg(queue_name, ',') FROM pgmq.list_queues()}), 'jobs',
+is($node->safe_psql('restored', q{SELECT string_agg(queue_name, ',' ORDER BY queue_name) FROM pgmq.list_queues()}), 'bad,empty,jobs',
 	'the queues are restored');
 is($node->safe_psql('restored', q{SELECT count(*) FROM pgmq.archived_messages}), '1',
 	'and the archive');
