@@ -748,8 +748,9 @@ $$;
 -- Queue features: outbox_claim(..., wait) sleeps until a commit sends to
 -- the topic; outbox_send_batch; outbox_extend, lease extension by receipt;
 -- outbox_send(..., dedup_key, dedup_window) with the table outbox_dedup
--- and outbox_dedup_purge.  outbox_send and outbox_claim gain trailing
--- arguments: their old signatures are dropped.
+-- and outbox_dedup_purge; outbox_consume, claim and ack in one
+-- statement.  outbox_send and outbox_claim gain trailing arguments: their
+-- old signatures are dropped.
 --------------------------------------------------------------------------
 DROP FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval);
 DROP FUNCTION event_store.outbox_claim(text, integer, interval);
@@ -814,6 +815,22 @@ SET enable_bitmapscan = off
 ROWS 100;
 COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
 'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
+
+-- Claim and acknowledge in one statement of the caller's transaction.
+CREATE FUNCTION event_store.outbox_consume(
+	topic text,
+	max_count integer DEFAULT 100,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
+'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
 
 -- Lease extension by receipt, fenced like outbox_ack, in the same three
 -- forms.
@@ -882,6 +899,7 @@ REVOKE ALL ON FUNCTION
 	event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval),
 	event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval),
 	event_store.outbox_claim(text, integer, interval, interval),
+	event_store.outbox_consume(text, integer, interval),
 	event_store.outbox_extend(uuid[], interval),
 	event_store.outbox_extend(text[], interval),
 	event_store.outbox_extend(text, interval),
@@ -891,6 +909,7 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval),
 	event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval),
 	event_store.outbox_claim(text, integer, interval, interval),
+	event_store.outbox_consume(text, integer, interval),
 	event_store.outbox_extend(uuid[], interval),
 	event_store.outbox_extend(text[], interval),
 	event_store.outbox_extend(text, interval)

@@ -49,6 +49,11 @@
  * its commit is visible, either the waiter's snapshot shows the message or
  * the committer sees the waiter: no wake-up is lost, and nothing polls.
  *
+ * outbox_consume takes messages as a claim chooses them and deletes them
+ * in the caller's transaction: one write per message, no lease, no receipt;
+ * until the caller commits, the deleted rows stay locked, so other claims
+ * skip them and the later messages of their keys wait.
+ *
  * outbox_extend moves the end of a lease, fenced by the receipt like an
  * ack.  outbox_send_batch inserts many messages in one call.  A send with
  * a deduplication key records the key in outbox_dedup (one row per topic
@@ -97,6 +102,7 @@ PG_FUNCTION_INFO_V1(event_store_outbox_nack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
 PG_FUNCTION_INFO_V1(event_store_outbox_extend_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_send_batch);
+PG_FUNCTION_INFO_V1(event_store_outbox_consume);
 
 /* Columns of event_store.outbox. */
 enum
@@ -178,6 +184,41 @@ static const char *const claim_sql =
 "  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt,"
 "    s.max_attempts, o.available_at, s.lease"
 ") SELECT * FROM claimed AS c ORDER BY c.id";
+
+/*
+ * Consume: delete up to $2 available messages of topic $1 in the caller's
+ * transaction and return them, chosen as a claim chooses them ($3 now, $4
+ * the id to start from).  A message whose last attempt's lease expired goes
+ * to the dead letters instead, as a claim would send it.  Until the caller
+ * commits, the deleted rows stay locked: other claims skip them, and later
+ * messages of their keys wait; a rollback puts them back untouched.
+ */
+static const char *const consume_sql =
+"WITH settings AS ("
+"  SELECT s.max_attempts FROM event_store.outbox_topic_settings($1) AS s"
+"), candidates AS ("
+"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
+"  WHERE o.topic = $1 AND o.id + 0 >= $4 AND o.available_at <= $3"
+"    AND (o.key IS NULL OR NOT EXISTS ("
+"          SELECT FROM event_store.outbox AS earlier"
+"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
+"  ORDER BY o.topic, o.id + 0 LIMIT $2"
+"  FOR UPDATE OF o SKIP LOCKED"
+"), consumed AS ("
+"  DELETE FROM event_store.outbox AS o"
+"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
+"  RETURNING o.*"
+"), buried AS ("
+"  INSERT INTO event_store.outbox_dead_letters"
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
+"  SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts, c.created_at,"
+"         coalesce(c.last_error || '; ', '') || 'lease expired on the last attempt', $3"
+"  FROM consumed AS c, settings AS s WHERE c.attempts >= s.max_attempts"
+"  RETURNING 1"
+") SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts + 1, c.created_at,"
+"    NULL::uuid, c.attempts < s.max_attempts AS live"
+"  FROM consumed AS c, settings AS s"
+"  ORDER BY c.id";
 
 /* Extend the leases of the messages $1 just claimed to end at $2. */
 static const char *const extend_sql =
@@ -911,6 +952,10 @@ receipts_arg(FunctionCallInfo fcinfo)
  * what committed after its statement began).
  */
 static int
+consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
+
+static int
 claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
 {
@@ -1015,6 +1060,61 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	return nleased;
 }
 
+/*
+ * One consume of up to max_count messages (see consume_sql), put in the
+ * function's result; like claim_batch otherwise.
+ */
+static int
+consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
+{
+	static SPIPlanPtr consume_plan = NULL;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			argtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
+	int64		first_id;
+	bool		found;
+	int			consumed = 0;
+	bool		buried = false;
+
+	*next_due = 0;
+	if (fresh_snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
+	found = first_available_id(topic, now, &first_id, next_due);
+	if (fresh_snapshot)
+		PopActiveSnapshot();
+	if (!found)
+		return 0;
+
+	values[0] = PointerGetDatum(topic);
+	values[1] = Int32GetDatum(max_count);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = Int64GetDatum(first_id);
+
+	SPI_connect();
+	execute_saved(&consume_plan, consume_sql, 4, argtypes, values, NULL, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[Natts_outbox_message + 1];
+		bool		row_nulls[Natts_outbox_message + 1];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, row_nulls);
+		if (!DatumGetBool(row[Natts_outbox_message]))
+		{
+			buried = true;	/* moved to the dead letters by the statement */
+			continue;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		consumed++;
+	}
+	SPI_finish();
+
+	/* Only dead letters this time: there may be more to consume at once. */
+	if (consumed == 0 && buried)
+		*next_due = now;
+	return consumed;
+}
+
 /* Publish that this backend waits for messages of topic (0: no more). */
 static void
 publish_claim_wait(uint32 topic)
@@ -1028,16 +1128,20 @@ publish_claim_wait(uint32 topic)
 	pg_memory_barrier();
 }
 
+typedef int (*TakeBatch) (FunctionCallInfo fcinfo, text *topic, int32 max_count,
+						  TimestampTz now, bool fresh_snapshot,
+						  TimestampTz *next_due);
+
 /*
- * outbox_claim(topic, max_count, lease, wait)
- *
- * Without wait (or with a zero one), a single claim.  With wait, the claim
- * is retried each time a transaction that sent to the topic commits, and
- * when a delayed or leased message of the topic is due, until it returns
- * messages or the wait has passed; then it returns an empty result.
+ * The body of outbox_claim and outbox_consume: take once, or with a wait
+ * (argument wait_argno, absent in 0.1's outbox_claim), again each time a
+ * transaction that sent to the topic commits and when a delayed or leased
+ * message of the topic is due, until something is taken or the wait has
+ * passed; then the result is empty.
  */
-Datum
-event_store_outbox_claim(PG_FUNCTION_ARGS)
+static Datum
+take_messages(FunctionCallInfo fcinfo, TakeBatch take, int wait_argno,
+			  const char *function_name)
 {
 	text	   *topic = es_checked_topic_arg(fcinfo, 0);
 	int32		max_count = es_checked_max_count(fcinfo, 1);
@@ -1045,14 +1149,9 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	TimestampTz deadline = start;
 	TimestampTz next_due;
 
-	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must be positive")));
-	/* The wait argument exists since 0.2. */
-	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	if (PG_NARGS() > wait_argno && !PG_ARGISNULL(wait_argno))
 	{
-		Interval   *wait = PG_GETARG_INTERVAL_P(3);
+		Interval   *wait = PG_GETARG_INTERVAL_P(wait_argno);
 
 		if (es_interval_sign(wait) < 0)
 			ereport(ERROR,
@@ -1067,23 +1166,25 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 		if (IsolationUsesXactSnapshot())
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("outbox_claim cannot wait in a REPEATABLE READ or SERIALIZABLE transaction"),
+					 errmsg("%s cannot wait in a REPEATABLE READ or SERIALIZABLE transaction",
+							function_name),
 					 errdetail("Its snapshot would not show the messages sent while it waits."),
 					 errhint("Wait in a READ COMMITTED transaction, or claim without wait.")));
 		if (!es_shmem_available())
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("outbox_claim cannot wait: event_store is not in shared_preload_libraries"),
+					 errmsg("%s cannot wait: event_store is not in shared_preload_libraries",
+							function_name),
 					 errhint("Add event_store to shared_preload_libraries, or claim without wait.")));
 	}
-	es_check_writable("outbox_claim");
+	es_check_writable(function_name);
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (max_count == 0)
 		return (Datum) 0;
 	if (deadline <= start)
 	{
-		(void) claim_batch(fcinfo, topic, max_count, start, false, &next_due);
+		(void) take(fcinfo, topic, max_count, start, false, &next_due);
 		return (Datum) 0;
 	}
 
@@ -1096,7 +1197,7 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 			TimestampTz wake_at = deadline;
 			long		timeout_ms;
 
-			if (claim_batch(fcinfo, topic, max_count, now, true, &next_due) > 0)
+			if (take(fcinfo, topic, max_count, now, true, &next_due) > 0)
 				break;
 			now = GetCurrentTimestamp();
 			if (now >= deadline)
@@ -1118,6 +1219,31 @@ event_store_outbox_claim(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	return (Datum) 0;
+}
+
+/*
+ * outbox_claim(topic, max_count, lease, wait)
+ */
+Datum
+event_store_outbox_claim(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive")));
+	return take_messages(fcinfo, claim_batch, 3, "outbox_claim");
+}
+
+/*
+ * outbox_consume(topic, max_count, wait): claim and acknowledge in one
+ * statement of the caller's transaction, for consumers whose effects are
+ * in the same database: they commit with the deletion, or roll back with
+ * it.  The messages have no receipt.
+ */
+Datum
+event_store_outbox_consume(PG_FUNCTION_ARGS)
+{
+	return take_messages(fcinfo, consume_batch, 2, "outbox_consume");
 }
 
 /*

@@ -192,6 +192,22 @@ ROWS 100;
 COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
 'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
 
+-- Claim and acknowledge in one statement of the caller's transaction.
+CREATE FUNCTION event_store.outbox_consume(
+	topic text,
+	max_count integer DEFAULT 100,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
+'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
+
 -- Lease extension by receipt, fenced like outbox_ack, in the same three
 -- forms.
 CREATE FUNCTION event_store.outbox_extend(

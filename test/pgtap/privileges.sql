@@ -55,6 +55,7 @@ UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
 	'event_store.outbox_send(text,jsonb,text,jsonb,interval,text,interval)',
 	'event_store.outbox_send_batch(text,jsonb[],text[],jsonb[],interval)',
 	'event_store.outbox_claim(text,integer,interval,interval)',
+	'event_store.outbox_consume(text,integer,interval)',
 	'event_store.outbox_extend(uuid[],interval)',
 	'event_store.outbox_extend(text[],interval)',
 	'event_store.outbox_extend(text,interval)',

@@ -114,3 +114,36 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT try($$SELECT event_store.outbox_claim('wait', 10, wait => '1 second')$$);
 SELECT count(*) AS claimed_without_wait FROM event_store.outbox_claim('wait', 10);
 ROLLBACK;
+
+-- The one-statement consume: claimed and deleted in the caller's
+-- transaction.  A rollback puts the messages back as they were.
+SELECT cardinality(event_store.outbox_send_batch('consume',
+	ARRAY['1', '2', '3', '4']::jsonb[], ARRAY['a', 'a', NULL, 'b'])) AS sent;
+BEGIN;
+SELECT payload, key, attempts, receipt FROM event_store.outbox_consume('consume', 10);
+ROLLBACK;
+SELECT count(*) AS back_in_outbox, max(attempts) AS attempts FROM event_store.outbox WHERE topic = 'consume';
+-- Per-key order: 'a''s second message comes once the first is consumed.
+SELECT payload FROM event_store.outbox_consume('consume', 10);
+SELECT payload FROM event_store.outbox_consume('consume', 10);
+SELECT count(*) AS left_in_outbox FROM event_store.outbox WHERE topic = 'consume';
+-- A message whose last attempt's lease expired goes to the dead letters.
+SELECT event_store.outbox_configure('consume', max_attempts => 1) IS NOT NULL AS configured;
+SELECT event_store.outbox_send('consume', '"last"') IS NOT NULL AS sent;
+SELECT count(*) AS claimed FROM event_store.outbox_claim('consume', 1, '1 millisecond');
+SELECT pg_sleep(0.05);
+SELECT count(*) AS consumed FROM event_store.outbox_consume('consume', 10);
+SELECT payload, attempts, last_error FROM event_store.outbox_dead_letters WHERE topic = 'consume';
+-- It waits like a claim.
+SELECT event_store.outbox_send('consume', '"later"', delay => '200 milliseconds') IS NOT NULL AS sent_delayed;
+SELECT payload FROM event_store.outbox_consume('consume', 10, wait => '5 minutes');
+SELECT count(*) AS consumed FROM event_store.outbox_consume('consume', 10, wait => '100 milliseconds');
+SELECT try($$SELECT event_store.outbox_consume(NULL)$$);
+SELECT try($$SELECT event_store.outbox_consume('consume', -1)$$);
+SELECT try($$SELECT event_store.outbox_consume('consume', 1, wait => '-1 second')$$);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT event_store.outbox_consume('consume', 10, wait => '1 second')$$);
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT try($$SELECT event_store.outbox_consume('consume', 10)$$);
+ROLLBACK;
