@@ -15,6 +15,7 @@ function target(s) {
     if (s ~ /^read_all batch of 1000/) return "ratio >= 0.9"
     if (s ~ /^catch-up:/) return "ratio >= 0.9"
     if (s ~ /^outbox_send_batch of 100/) return "ratio >= 3"
+    if (s ~ /send\+consume vs SKIP LOCKED/) return "ratio >= 1"
     if (s ~ /vs SKIP LOCKED queue/) return "ratio >= 0.9"
     if (s ~ /vs PgQ/) return "ratio > 1"
     if (s ~ /p50_ms/) return "value < 2"

@@ -149,6 +149,10 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
+    queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" send.sql consume.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
+        "SELECT count(*) FROM plain_queue" base
     queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" pgq_send.sql pgq_consume.sql 1 \
