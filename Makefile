@@ -51,7 +51,8 @@ EXTRA_CLEAN = $(DATA_built)
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions outbox outbox_receipts event_routes relay
+	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
+	event_routes relay
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=event_store

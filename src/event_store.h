@@ -255,6 +255,9 @@ typedef struct EsBackendSlot
 	Oid			dboid;			/* database of the reservation */
 	int64		min_position;	/* first position reserved by the running
 								 * transaction, 0 when none */
+	/* A blocking outbox_claim (outbox.c); read and written without a lock */
+	Oid			claim_wait_dboid;	/* database it waits in */
+	uint32		claim_wait_topic;	/* hash of its topic, 0 when not waiting */
 } EsBackendSlot;
 
 /*

@@ -65,6 +65,22 @@ CREATE TABLE event_store.outbox_dead_letters (
 CREATE INDEX outbox_dead_letters_topic_idx
 	ON event_store.outbox_dead_letters (topic, id);
 
+-- Deduplication keys: the message a key was last sent as to a topic, and
+-- when.  outbox_send reads and writes it as the table's owner; a row
+-- older than the sender's window is overwritten by the next send of the
+-- key; outbox_dedup_purge removes old rows.
+CREATE TABLE event_store.outbox_dedup (
+	topic		text COLLATE "C" NOT NULL,
+	dedup_key	text COLLATE "C" NOT NULL,
+	message_id	bigint NOT NULL,
+	sent_at		timestamptz NOT NULL,
+	PRIMARY KEY (topic, dedup_key)
+);
+COMMENT ON TABLE event_store.outbox_dedup IS
+'Deduplication keys of outbox_send: the message each key of a topic was sent as, and when.';
+REVOKE ALL ON event_store.outbox_dedup FROM PUBLIC;
+GRANT SELECT ON event_store.outbox_dedup TO event_store_admin;
+
 -- Per-topic settings; a topic without a row uses the defaults, which
 -- outbox_topic_settings below holds.
 CREATE TABLE event_store.outbox_topics (
@@ -127,10 +143,26 @@ CREATE FUNCTION event_store.outbox_send(
 	payload jsonb,
 	key text DEFAULT NULL,
 	headers jsonb DEFAULT NULL,
-	delay interval DEFAULT NULL)
+	delay interval DEFAULT NULL,
+	dedup_key text DEFAULT NULL,
+	dedup_window interval DEFAULT interval '5 minutes')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_outbox_send'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval) IS
+'Enqueue a message in the caller''s transaction; returns its id.  With a dedup_key already sent to the topic within dedup_window, returns the first message''s id and writes nothing.';
+
+CREATE FUNCTION event_store.outbox_send_batch(
+	topic text,
+	payloads jsonb[],
+	keys text[] DEFAULT NULL,
+	headers jsonb[] DEFAULT NULL,
+	delay interval DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'event_store_outbox_send_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval) IS
+'Enqueue one message per payload (keys and headers by the same index) in the caller''s transaction; returns their ids in order.';
 
 -- The consumer functions read and change the outbox as the extension's
 -- owner: consumers need no privilege on the tables.  Their statements keep
@@ -142,11 +174,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- short, and a plan's cost estimate could make it compile them on every call.
 --
 -- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
--- see src/outbox.c.
+-- see src/outbox.c.  With wait, a claim that finds nothing sleeps until a
+-- commit sends to the topic, a delayed message is due, or the wait ends.
 CREATE FUNCTION event_store.outbox_claim(
 	topic text,
 	max_count integer DEFAULT 100,
-	lease interval DEFAULT NULL)
+	lease interval DEFAULT NULL,
+	wait interval DEFAULT NULL)
 RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -155,6 +189,65 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
+'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
+
+-- Claim and acknowledge in one statement of the caller's transaction.
+CREATE FUNCTION event_store.outbox_consume(
+	topic text,
+	max_count integer DEFAULT 100,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
+'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
+
+-- Lease extension by receipt, fenced like outbox_ack, in the same three
+-- forms.
+CREATE FUNCTION event_store.outbox_extend(
+	receipts uuid[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(uuid[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text,
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text, interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
 
 -- Acknowledgement by receipt, the consumers' form.  The receipts come as
 -- uuid[], as text[] (a driver's list of strings), or as text: an array
@@ -362,6 +455,26 @@ BEGIN
 	RETURN purged;
 END
 $$;
+
+-- Forget the deduplication keys sent before older_than ago.
+CREATE FUNCTION event_store.outbox_dedup_purge(older_than interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	purged integer;
+BEGIN
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM event_store.outbox_dedup AS d WHERE d.sent_at < now() - older_than;
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
+END
+$$;
+COMMENT ON FUNCTION event_store.outbox_dedup_purge(interval) IS
+'Delete the deduplication keys sent more than older_than ago; returns how many.';
 
 -- Raise the contract's error for a category that no stream can be in: an
 -- empty one, or one with a '-' (a category is the part of a stream name

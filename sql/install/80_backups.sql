@@ -13,5 +13,6 @@ SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_topics', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dedup', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.event_routes', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.relay_routes', '');

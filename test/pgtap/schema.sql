@@ -41,7 +41,7 @@ SELECT set_eq(
 	$$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS u(relid)
 	  JOIN pg_class c ON c.oid = u.relid WHERE e.extname = 'event_store'$$,
 	ARRAY['events', 'position_high_water', 'subscriptions', 'subscription_checkpoints',
-		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics',
+		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics', 'outbox_dedup',
 		  'event_routes', 'relay_routes'],
 	'pg_dump saves every table and sequence holding data (not relay_parked)');
 
