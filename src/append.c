@@ -35,6 +35,7 @@
 #include "utils/uuid.h"
 
 #include "event_store.h"
+#include "guc.h"
 
 PG_FUNCTION_INFO_V1(event_store_append);
 PG_FUNCTION_INFO_V1(event_store_append_event);

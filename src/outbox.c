@@ -65,6 +65,7 @@
 #include "utils/uuid.h"
 
 #include "event_store.h"
+#include "guc.h"
 
 PG_FUNCTION_INFO_V1(event_store_outbox_send);
 PG_FUNCTION_INFO_V1(event_store_outbox_claim);
@@ -206,7 +207,7 @@ static const char *const nack_ids_sql = NACK_SQL(
 /*
  * Check a topic argument: not NULL, not empty, at most ES_MAX_TOPIC_BYTES.
  */
-text *
+static text *
 es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *topic;

@@ -29,6 +29,15 @@
 
 #include "event_store.h"
 
+typedef struct EsFeedQuery
+{
+	text	   *category;		/* NULL: the whole feed */
+	int64		from_position;	/* inclusive */
+	int32		max_count;
+	int32		group_member;	/* consumer group, when group_size > 0 */
+	int32		group_size;
+} EsFeedQuery;
+
 PG_FUNCTION_INFO_V1(event_store_read_all);
 PG_FUNCTION_INFO_V1(event_store_read_category);
 PG_FUNCTION_INFO_V1(event_store_read_feed);
@@ -39,7 +48,7 @@ PG_FUNCTION_INFO_V1(event_store_feed_head);
  * query->from_position, at most query->max_count, that a reader may see
  * now.  Returns the number of events stored.
  */
-int64
+static int64
 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 			 TupleDesc tupdesc)
 {
@@ -164,7 +173,7 @@ checked_from_position(FunctionCallInfo fcinfo, int argno)
  * Check a (member, size) consumer group: both NULL (no group), or a size of
  * at least 1 and a member in [0, size).
  */
-void
+static void
 es_check_consumer_group(bool member_isnull, int32 member,
 						bool size_isnull, int32 size)
 {

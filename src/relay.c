@@ -75,6 +75,7 @@
 
 #include "compat.h"
 #include "event_store.h"
+#include "guc.h"
 #include "sink.h"
 
 /* How often oversized messages past their time to live are removed. */

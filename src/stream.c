@@ -32,7 +32,7 @@ PG_FUNCTION_INFO_V1(event_store_consumer_group_member);
 /*
  * Check a stream name: non-empty and at most ES_MAX_STREAM_NAME_BYTES.
  */
-void
+static void
 es_check_stream_name(const char *name, int len)
 {
 	if (len == 0)
@@ -98,7 +98,7 @@ es_check_category(const char *category, int len)
  * stream lock.  hash_bytes_extended gives the same value on every platform
  * and server version we support.
  */
-uint64
+static uint64
 es_stream_hash(const char *stream, int len)
 {
 	return hash_bytes_extended((const unsigned char *) stream, len,
