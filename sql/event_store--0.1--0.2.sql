@@ -743,3 +743,276 @@ BEGIN
 	PERFORM event_store.relay_check();
 END
 $$;
+
+--------------------------------------------------------------------------
+-- Checks and messages: the checks of a topic, a category and an event type
+-- are the C functions' (one message per condition); messages carry no
+-- value after a colon; the subscriptions' channel has one definition;
+-- failed relayed messages follow the topic's settings.
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION event_store.check_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_topic'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION event_store.check_category(category text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_category'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_store.check_event_type(event_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_event_type'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION event_store.check_event_type(text) FROM PUBLIC;
+
+CREATE FUNCTION event_store.subscription_channel(subscription text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT 'event_store_sub_' || $1 $$;
+REVOKE ALL ON FUNCTION event_store.subscription_channel(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_reader;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_relay;
+GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_relay;
+
+CREATE OR REPLACE FUNCTION event_store.route_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	PERFORM event_store.check_category(category);
+	PERFORM event_store.check_event_type(event_type);
+	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
+	VALUES (category, event_type, topic)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_create(
+	subscription text,
+	category text DEFAULT NULL,
+	group_size integer DEFAULT 1,
+	from_position bigint DEFAULT 0,
+	if_not_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	checkpoint bigint;
+	existing event_store.subscriptions;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	PERFORM event_store.check_category(category);
+	IF group_size IS NULL THEN
+		RAISE EXCEPTION 'group_size must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF group_size < 1 THEN
+		RAISE EXCEPTION 'consumer group size must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF group_size > 1024 THEN
+		RAISE EXCEPTION 'consumer group size must be at most 1024'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF if_not_exists IS NULL THEN
+		RAISE EXCEPTION 'if_not_exists must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	-- NULL: only events after the current head.
+	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
+					   ELSE greatest(from_position - 1, 0) END;
+
+	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
+	VALUES (subscription, category, group_size)
+	ON CONFLICT (name) DO NOTHING;
+	IF NOT FOUND THEN
+		-- Waited for a concurrent creator, if any: its row is committed.
+		SELECT * INTO existing FROM event_store.subscriptions AS s
+		WHERE s.name = subscription;
+		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
+				AND existing.group_size = group_size THEN
+			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
+			RETURN;
+		END IF;
+		IF if_not_exists THEN
+			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
+				USING ERRCODE = 'duplicate_object',
+					  DETAIL = format('It has category %s and a consumer group of size %s.',
+									  coalesce(quote_literal(existing.category), 'NULL'),
+									  existing.group_size);
+		END IF;
+		RAISE EXCEPTION 'subscription "%" already exists', subscription
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
+	SELECT subscription_create.subscription, m, checkpoint
+	FROM generate_series(0, group_size - 1) AS m;
+	IF NOT event_store.relay_available() THEN
+		RAISE WARNING 'the relay workers are not running'
+			USING DETAIL = format('event_store is not in shared_preload_libraries: LISTEN %s will not fire.',
+								  event_store.subscription_channel(subscription)),
+				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
+	END IF;
+	-- The relay worker announces subscriptions: let it know there is one.
+	PERFORM event_store.relay_wake();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_ack(
+	subscription text,
+	up_to_position bigint,
+	member integer DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	head bigint;
+	checkpoint bigint;
+	fetched_fence uuid;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	IF up_to_position IS NULL THEN
+		RAISE EXCEPTION 'up_to_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF up_to_position < 0 THEN
+		RAISE EXCEPTION 'up_to_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	head := event_store.feed_head();
+	IF up_to_position > head THEN
+		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
+	END IF;
+	fetched_fence := event_store.subscription_remembered(sub.name, member);
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(c.position, up_to_position), updated_at = now()
+	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
+	  AND (fetched_fence IS NULL OR c.fence = fetched_fence)
+	RETURNING c.position INTO checkpoint;
+	IF NOT FOUND THEN
+		SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
+		WHERE c.subscription = sub.name AND c.member = subscription_ack.member;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'subscription "%" does not exist', subscription
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		RAISE WARNING 'acknowledgement of position % for subscription "%" member % was not applied',
+			up_to_position, sub.name, member
+			USING DETAIL = 'The subscription was reset, or dropped and created again, since this session fetched from it.',
+				  HINT = 'Fetch again: the events after the checkpoint are delivered again.';
+	END IF;
+	RETURN checkpoint;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_reset(
+	subscription text,
+	from_position bigint DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+BEGIN
+	IF from_position IS NULL THEN
+		RAISE EXCEPTION 'from_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = sub.name
+	ORDER BY c.member
+	FOR NO KEY UPDATE;
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(from_position - 1, 0), updated_at = now(),
+		fence = pg_catalog.gen_random_uuid()
+	WHERE c.subscription = sub.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" does not exist', subscription
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE VIEW event_store.subscription_lag AS
+SELECT s.name AS subscription,
+	   s.category,
+	   c.member,
+	   s.group_size,
+	   c.position AS checkpoint,
+	   h.head,
+	   pending.events AS pending_events,
+	   now() - pending.oldest AS oldest_pending_age,
+	   c.updated_at AS acked_at,
+	   event_store.subscription_channel(s.name) AS channel
+FROM event_store.subscriptions AS s
+JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
+				   THEN event_store.feed_head() END AS head) AS h
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
+		   min(e.recorded_at) AS oldest
+	FROM event_store.events AS e
+	WHERE e.position > c.position AND e.position <= h.head
+	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
+	  AND (s.group_size = 1 OR
+		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+) AS pending;

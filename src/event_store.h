@@ -45,9 +45,11 @@
 #define ES_EXPECT_NO_STREAM		(-1)
 #define ES_EXPECT_STREAM_EXISTS	(-2)
 
-/* Channels the feed announcer NOTIFYs (feed_announce.c). */
+/*
+ * The channel the feed announcer NOTIFYs (feed_announce.c); those of the
+ * subscriptions come from event_store.subscription_channel().
+ */
 #define ES_FEED_CHANNEL "event_store_feed"
-#define ES_SUBSCRIPTION_CHANNEL_PREFIX "event_store_sub_"
 
 /* Type of the tombstone event written by delete_stream. */
 #define ES_TOMBSTONE_TYPE "$stream_deleted"
@@ -95,6 +97,8 @@ extern char *es_clipped(const char *name, int len, int limit);
 /* plans.c: prepared SPI statements */
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);
+extern void es_spi_execute(struct _SPI_plan *plan, Datum *values,
+						   bool read_only, int expected, const char *statement);
 
 /* schema.c: the extension's namespace, version check, relation lookups */
 extern Oid	es_schema_oid(void);
@@ -107,6 +111,7 @@ extern void es_check_category(const char *category, int len);
 extern text *es_category_of(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);
 extern int32 es_consumer_group_member(const char *stream, int len, int32 size);
+extern void es_check_consumer_group_size(int32 size);
 
 /* ids.c: event ids and outbox receipts */
 extern void es_generate_uuid(pg_uuid_t *uuid);

@@ -67,6 +67,7 @@
 #include "event_store.h"
 #include "guc.h"
 
+PG_FUNCTION_INFO_V1(event_store_check_topic);
 PG_FUNCTION_INFO_V1(event_store_outbox_send);
 PG_FUNCTION_INFO_V1(event_store_outbox_claim);
 PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
@@ -359,7 +360,8 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(es_prepared_plan(plan, sql, nargs, argtypes),
 						  values, nulls, read_only, 0);
 	if (rc < 0)
-		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "event_store outbox statement returned %s",
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -711,4 +713,15 @@ event_store_outbox_nack_ids(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT32(nack(fcinfo, &plan, nack_ids_sql,
 						 PointerGetDatum(ids), (Datum) 0, false));
+}
+
+/*
+ * check_topic(topic): the checks of a topic argument, for the SQL
+ * functions that take one.
+ */
+Datum
+event_store_check_topic(PG_FUNCTION_ARGS)
+{
+	(void) es_checked_topic_arg(fcinfo, 0);
+	PG_RETURN_VOID();
 }

@@ -183,10 +183,7 @@ es_check_consumer_group(bool member_isnull, int32 member,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer_group_member and consumer_group_size must be given together")));
-	if (size < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("consumer group size must be at least 1: %d", size)));
+	es_check_consumer_group_size(size);
 	if (member < 0 || member >= size)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

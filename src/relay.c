@@ -159,19 +159,18 @@ static const char *const delete_sql =
 
 /*
  * Messages $1 failed with errors $2 ($3 now): back to the queue after the
- * topic's backoff, or to the dead letters after its last attempt.  Returns
- * how many, and when the first retry comes due.
+ * topic's backoff (outbox_topic_settings, defaults included), or to the
+ * dead letters after its last attempt.  Returns how many, and when the
+ * first retry comes due.
  */
 static const char *const fail_sql =
 "WITH failed AS ("
 "  SELECT f.id, f.error FROM unnest($1::bigint[], $2::text[]) AS f(id, error)"
 "), policy AS ("
-"  SELECT o.id, f.error, o.attempts + 1 >= coalesce(s.max_attempts, 10) AS exhausted,"
-"         least(coalesce(s.backoff_max, interval '1 hour'),"
-"               coalesce(s.backoff_base, interval '1 second')"
-"               * power(2, least(o.attempts, 40))) AS backoff"
+"  SELECT o.id, f.error, o.attempts + 1 >= s.max_attempts AS exhausted,"
+"         least(s.backoff_max, s.backoff_base * power(2, least(o.attempts, 40))) AS backoff"
 "  FROM failed AS f JOIN event_store.outbox AS o ON o.id = f.id"
-"  LEFT JOIN event_store.outbox_topics AS s ON s.topic = o.topic"
+"  CROSS JOIN LATERAL event_store.outbox_topic_settings(o.topic) AS s"
 "), exhausted AS ("
 "  DELETE FROM event_store.outbox AS o USING policy AS p"
 "  WHERE o.id = p.id AND p.exhausted"
@@ -425,9 +424,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = TimestampTzGetDatum(now);
 	values[2] = Int32GetDatum(es_relay_batch_size);
-	if (SPI_execute_plan(es_prepared_plan(&select_plan, select_sql, 3, argtypes),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "relay statement failed");
+	es_spi_execute(es_prepared_plan(&select_plan, select_sql, 3, argtypes),
+				   values, false, SPI_OK_SELECT, "relay batch");
 	tuptable = SPI_tuptable;
 	nrows = SPI_processed;
 	if (nrows == 0)
@@ -517,9 +515,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 
 		args[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(es_prepared_plan(&delete_plan, delete_sql, 1, types),
-							 args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "relay acknowledgement failed");
+		es_spi_execute(es_prepared_plan(&delete_plan, delete_sql, 1, types),
+					   args, false, SPI_OK_DELETE, "relay acknowledgement");
 		left += (int) SPI_processed;
 	}
 	if (nfailed > 0)
@@ -532,9 +529,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 		args[1] = PointerGetDatum(construct_array(failed_errors, nfailed, TEXTOID, -1,
 												  false, TYPALIGN_INT));
 		args[2] = TimestampTzGetDatum(now);
-		if (SPI_execute_plan(es_prepared_plan(&fail_plan, fail_sql, 3, types),
-							 args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "relay failure statement failed");
+		es_spi_execute(es_prepared_plan(&fail_plan, fail_sql, 3, types),
+					   args, false, SPI_OK_SELECT, "relay failure");
 		{
 			bool		isnull;
 			Datum		first = SPI_getbinval(SPI_tuptable->vals[0],
@@ -571,8 +567,7 @@ cleanup_parked(TimestampTz now)
 	es_prepared_plan(&plan, parked_cleanup_sql, 1, argtypes);
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
 																-(int64) es_relay_reference_ttl * 1000));
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "relay cleanup failed");
+	es_spi_execute(plan, values, false, SPI_OK_DELETE, "relay cleanup");
 }
 
 typedef struct RelayRoute
@@ -621,9 +616,8 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 		if (begin_step("event_store relay: routes"))
 		{
 			now = GetCurrentTimestamp();
-			if (SPI_execute_plan(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
-								 NULL, NULL, true, 0) != SPI_OK_SELECT)
-				elog(ERROR, "relay routes statement failed");
+			es_spi_execute(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
+						   NULL, true, SPI_OK_SELECT, "relay routes");
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
 				RelayRoute *route;
@@ -759,9 +753,8 @@ next_due(void)
 			Datum		value;
 
 			values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-			if (SPI_execute_plan(es_prepared_plan(&plan, next_due_sql, 1, argtypes),
-								 values, NULL, true, 0) != SPI_OK_SELECT)
-				elog(ERROR, "relay statement failed");
+			es_spi_execute(es_prepared_plan(&plan, next_due_sql, 1, argtypes),
+						   values, true, SPI_OK_SELECT, "relay next due");
 			value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull)
 				due = DatumGetTimestampTz(value);

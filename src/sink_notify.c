@@ -137,9 +137,8 @@ park(int64 id)
 
 		values[0] = Int64GetDatum(id);
 		values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		if (SPI_execute_plan(es_prepared_plan(&plan, park_sql, 2, argtypes),
-							 values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not park message " INT64_FORMAT, id);
+		es_spi_execute(es_prepared_plan(&plan, park_sql, 2, argtypes),
+					   values, false, SPI_OK_INSERT, "relay parking");
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
