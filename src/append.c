@@ -607,7 +607,7 @@ event_store_append_event(PG_FUNCTION_ARGS)
 	check_event_type(VARDATA_ANY(event.type), VARSIZE_ANY_EXHDR(event.type));
 	event.data = PG_GETARG_JSONB_P(2);
 	event.metadata = PG_ARGISNULL(3) ? NULL :
-		es_checked_json_object(PG_GETARG_JSONB_P(3), "append_event: metadata");
+		es_checked_json_object(PG_GETARG_JSONB_P(3), "metadata");
 	event.has_id = !PG_ARGISNULL(5);
 	if (event.has_id)
 		memcpy(&event.id, PG_GETARG_UUID_P(5), sizeof(pg_uuid_t));

@@ -164,8 +164,7 @@ checked_from_position(FunctionCallInfo fcinfo, int argno)
 	if (from_position < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_position must not be negative: " INT64_FORMAT,
-						from_position)));
+				 errmsg("from_position must not be negative")));
 	return from_position;
 }
 

@@ -41,8 +41,10 @@ SELECT topic, sink FROM event_store.relay_routes ORDER BY topic;
 SELECT count(event_store.outbox_send('orders', jsonb_build_object('n', n), 'order-' || (n % 3)))
 FROM generate_series(1, 10) AS n;
 SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orders')$$);
-SELECT messages_relayed >= 10 AS relayed, last_batch_at IS NOT NULL AS batched
-FROM event_store.relay_workers WHERE database = current_database();
+-- The worker counts them at the end of its cycle, after the messages left.
+SELECT wait_for($$(SELECT messages_relayed >= 10 AND last_batch_at IS NOT NULL
+				  FROM event_store.relay_workers WHERE database = current_database())$$)
+	AS relayed_and_batched;
 
 -- A message too large for NOTIFY goes as a reference; relay_fetch resolves it.
 SELECT event_store.outbox_send('orders', jsonb_build_object('big', repeat('x', 9000))) AS big_id \gset
