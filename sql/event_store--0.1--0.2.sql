@@ -899,7 +899,7 @@ BEGIN
 	FROM generate_series(0, group_size - 1) AS m;
 	IF NOT event_store.relay_available() THEN
 		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = format('event_store is not in shared_preload_libraries: LISTEN %s will not fire.',
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
 								  event_store.subscription_channel(subscription)),
 				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
 	END IF;

@@ -25,6 +25,8 @@ CREATE TABLE event_store.subscription_checkpoints (
 	PRIMARY KEY (subscription, member)
 );
 
+-- Internal helper, never granted: the trigger that removes a dropped
+-- subscription's checkpoints.
 CREATE FUNCTION event_store.subscription_deleted()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -50,7 +52,8 @@ RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT 'event_store_sub_' || $1 $$;
 
--- Raise the contract's error for a bad subscription name.
+-- Internal helper, never granted: raise the contract's error for a bad
+-- subscription name.
 CREATE FUNCTION event_store.check_subscription_name(subscription text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -75,7 +78,8 @@ BEGIN
 END
 $$;
 
--- The subscription's row, or the contract's error when there is none.
+-- Internal helper, never granted: the subscription's row, or the
+-- contract's error when there is none.
 CREATE FUNCTION event_store.find_subscription(subscription text)
 RETURNS event_store.subscriptions
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -95,6 +99,7 @@ BEGIN
 END
 $$;
 
+-- Internal helper, never granted: the error for a member outside the group.
 CREATE FUNCTION event_store.check_member(sub event_store.subscriptions, member integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -182,7 +187,7 @@ BEGIN
 	FROM generate_series(0, group_size - 1) AS m;
 	IF NOT event_store.relay_available() THEN
 		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = format('event_store is not in shared_preload_libraries: LISTEN %s will not fire.',
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
 								  event_store.subscription_channel(subscription)),
 				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
 	END IF;
@@ -207,8 +212,8 @@ BEGIN
 END
 $$;
 
--- The session's memory of the fence it fetched with (src/subscription.c).
--- Not granted; the subscription functions call them.
+-- Internal helpers, never granted: the session's memory of the fence it
+-- fetched with (src/subscription.c); the subscription functions call them.
 CREATE FUNCTION event_store.subscription_remember(subscription text, member integer, fence uuid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_subscription_remember'

@@ -101,6 +101,8 @@ CREATE TABLE event_store.event_routes (
 CREATE UNIQUE INDEX event_routes_key
 	ON event_store.event_routes (coalesce(category, ''), coalesce(event_type, ''), topic);
 
+-- Internal helper, never granted: the trigger that tells every session to
+-- reload the routes.
 CREATE FUNCTION event_store.event_routes_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'event_store_event_routes_changed'
