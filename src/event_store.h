@@ -51,7 +51,10 @@
  */
 #define ES_FEED_CHANNEL "event_store_feed"
 
-/* Type of the tombstone event written by delete_stream. */
+/*
+ * Type of the tombstone event written by delete_stream (the streams view,
+ * sql/install/70_views.sql, spells it too).
+ */
 #define ES_TOMBSTONE_TYPE "$stream_deleted"
 
 /*

@@ -109,7 +109,9 @@ static bool sent_in_transaction = false;
 
 /*
  * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left) and lease them.
+ * ones only when no earlier message of their key is left: the per-key order
+ * that relay.c's select_sql and the outbox_depth view also keep) and lease
+ * them.
  * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
  * available message, found by first_available_id).  Also returns the
  * topic's maximum attempts, so that the caller can spot a message claimed
