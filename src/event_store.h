@@ -224,8 +224,8 @@ typedef struct EsBackendSlot
 } EsBackendSlot;
 
 /*
- * What the relay of a database is doing, as the relay_workers view shows it
- * (relay_state.c names each state).  Zero is the state of a new entry.
+ * What the relay of a database is doing; relay_state.c names each state
+ * for the relay_workers view.  Zero is the state of a new entry.
  */
 typedef enum EsRelayState
 {
@@ -345,7 +345,6 @@ extern PGDLLEXPORT void es_relay_main(Datum main_arg);
 /* relay_state.c: the relay's entries in shared memory, their states */
 extern EsRelayDatabase *es_relay_database(Oid dboid);
 extern EsRelayDatabase *es_relay_database_add(Oid dboid);
-extern const char *es_relay_state_name(EsRelayState state);
 
 /* feed_announce.c: NOTIFY when the feed moves */
 extern int	es_announce_feed(bool known, int64 announced,

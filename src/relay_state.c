@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(event_store_relay_check);
 /*
  * The name of a state, as the relay_workers view shows it.
  */
-const char *
+static const char *
 es_relay_state_name(EsRelayState state)
 {
 	switch (state)
