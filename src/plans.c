@@ -152,7 +152,7 @@ es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		MemoryContext oldcontext;
 
 		if (prepared == NULL)
-			elog(ERROR, "could not prepare event_store statement: %s",
+			elog(ERROR, "SPI_prepare_cursor returned %s for an event_store statement",
 				 SPI_result_code_string(SPI_result));
 		SPI_keepplan(prepared);
 		pfree(text);
