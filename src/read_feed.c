@@ -225,13 +225,8 @@ feed_query_from_args(FunctionCallInfo fcinfo, EsFeedQuery *query)
 	if (!PG_ARGISNULL(0))
 	{
 		query->category = PG_GETARG_TEXT_PP(0);
-		if (VARSIZE_ANY_EXHDR(query->category) > ES_MAX_STREAM_NAME_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("category name is too long"),
-					 errdetail("Categories are at most %d bytes; this one has %d.",
-							   ES_MAX_STREAM_NAME_BYTES,
-							   (int) VARSIZE_ANY_EXHDR(query->category))));
+		es_check_category(VARDATA_ANY(query->category),
+						  VARSIZE_ANY_EXHDR(query->category));
 	}
 	query->from_position = checked_from_position(fcinfo, 1);
 	query->max_count = es_checked_max_count(fcinfo, 2);
@@ -255,8 +250,6 @@ event_store_read_category(PG_FUNCTION_ARGS)
 
 	es_require_arg(fcinfo, 0, "category");
 	feed_query_from_args(fcinfo, &query);
-	es_check_category(VARDATA_ANY(query.category),
-					  VARSIZE_ANY_EXHDR(query.category));
 	return return_feed(fcinfo, &query);
 }
 

@@ -119,6 +119,9 @@ static int	saved_context;
  * (topic, key, id) index start at the topic's first message: the entries
  * of messages relayed before and not yet vacuumed lie below it and are
  * never walked again.  (It scans the (topic, id + 0) index: see plans.c.)
+ * The route is looked at again in the batch's snapshot: a cycle that read
+ * the routes before a pause or an unroute committed sends nothing committed
+ * after it.
  */
 static const char *const select_sql =
 "WITH first AS MATERIALIZED ("
@@ -128,6 +131,8 @@ static const char *const select_sql =
 "  SELECT o.id, o.key, o.payload, o.headers, o.created_at"
 "  FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
+"    AND EXISTS (SELECT FROM event_store.relay_routes AS r"
+"                WHERE r.topic = $1 AND NOT r.paused)"
 "    AND (o.key IS NULL OR ("
 "      SELECT head.available_at <= $2 FROM event_store.outbox AS head"
 "      WHERE head.topic = $1 AND head.key = o.key"
