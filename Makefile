@@ -108,7 +108,7 @@ tools/%: tools/%.c tools/tools_common.h
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/compat.h src/event_store.h src/sink.h
+$(OBJS): src/compat.h src/event_store.h src/guc.h src/sink.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

@@ -45,9 +45,9 @@ BEGIN
 	WHERE n.oid = nsp AND a.privilege_type = 'CREATE'
 	  AND NOT coalesce(r.rolsuper, false);
 	IF creator IS NOT NULL THEN
-		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers: %', nsp_name, creator
+		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers', nsp_name
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.',
+				  DETAIL = format('It grants CREATE to %s.  The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.', creator),
 				  HINT = format('Revoke CREATE on schema "%s" from them and run CREATE EXTENSION again.', nsp_name);
 	END IF;
 
@@ -915,3 +915,446 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_extend(text, interval)
 TO event_store_writer;
 GRANT EXECUTE ON FUNCTION event_store.outbox_dedup_purge(interval) TO event_store_admin;
+
+--------------------------------------------------------------------------
+-- Checks and messages: the checks of a topic, a category and an event type
+-- are the C functions' (one message per condition); messages carry no
+-- value after a colon; the subscriptions' channel has one definition;
+-- failed relayed messages follow the topic's settings.
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION event_store.check_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_topic'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION event_store.check_category(category text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_category'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_store.check_event_type(event_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_event_type'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION event_store.check_event_type(text) FROM PUBLIC;
+
+CREATE FUNCTION event_store.subscription_channel(subscription text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT 'event_store_sub_' || $1 $$;
+REVOKE ALL ON FUNCTION event_store.subscription_channel(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_reader;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_relay;
+GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_relay;
+
+CREATE OR REPLACE FUNCTION event_store.route_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	PERFORM event_store.check_category(category);
+	PERFORM event_store.check_event_type(event_type);
+	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
+	VALUES (category, event_type, topic)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_create(
+	subscription text,
+	category text DEFAULT NULL,
+	group_size integer DEFAULT 1,
+	from_position bigint DEFAULT 0,
+	if_not_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	checkpoint bigint;
+	existing event_store.subscriptions;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	PERFORM event_store.check_category(category);
+	IF group_size IS NULL THEN
+		RAISE EXCEPTION 'group_size must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF group_size < 1 THEN
+		RAISE EXCEPTION 'consumer group size must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF group_size > 1024 THEN
+		RAISE EXCEPTION 'consumer group size must be at most 1024'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF if_not_exists IS NULL THEN
+		RAISE EXCEPTION 'if_not_exists must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	-- NULL: only events after the current head.
+	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
+					   ELSE greatest(from_position - 1, 0) END;
+
+	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
+	VALUES (subscription, category, group_size)
+	ON CONFLICT (name) DO NOTHING;
+	IF NOT FOUND THEN
+		-- Waited for a concurrent creator, if any: its row is committed.
+		SELECT * INTO existing FROM event_store.subscriptions AS s
+		WHERE s.name = subscription;
+		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
+				AND existing.group_size = group_size THEN
+			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
+			RETURN;
+		END IF;
+		IF if_not_exists THEN
+			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
+				USING ERRCODE = 'duplicate_object',
+					  DETAIL = format('It has category %s and a consumer group of size %s.',
+									  coalesce(quote_literal(existing.category), 'NULL'),
+									  existing.group_size);
+		END IF;
+		RAISE EXCEPTION 'subscription "%" already exists', subscription
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
+	SELECT subscription_create.subscription, m, checkpoint
+	FROM generate_series(0, group_size - 1) AS m;
+	IF NOT event_store.relay_available() THEN
+		RAISE WARNING 'the relay workers are not running'
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
+								  event_store.subscription_channel(subscription)),
+				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
+	END IF;
+	-- The relay worker announces subscriptions: let it know there is one.
+	PERFORM event_store.relay_wake();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_ack(
+	subscription text,
+	up_to_position bigint,
+	member integer DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	head bigint;
+	checkpoint bigint;
+	fetched_fence uuid;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	IF up_to_position IS NULL THEN
+		RAISE EXCEPTION 'up_to_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF up_to_position < 0 THEN
+		RAISE EXCEPTION 'up_to_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	head := event_store.feed_head();
+	IF up_to_position > head THEN
+		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
+	END IF;
+	fetched_fence := event_store.subscription_remembered(sub.name, member);
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(c.position, up_to_position), updated_at = now()
+	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
+	  AND (fetched_fence IS NULL OR c.fence = fetched_fence)
+	RETURNING c.position INTO checkpoint;
+	IF NOT FOUND THEN
+		SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
+		WHERE c.subscription = sub.name AND c.member = subscription_ack.member;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'subscription "%" does not exist', subscription
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		RAISE WARNING 'acknowledgement of position % for subscription "%" member % was not applied',
+			up_to_position, sub.name, member
+			USING DETAIL = 'The subscription was reset, or dropped and created again, since this session fetched from it.',
+				  HINT = 'Fetch again: the events after the checkpoint are delivered again.';
+	END IF;
+	RETURN checkpoint;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_reset(
+	subscription text,
+	from_position bigint DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+BEGIN
+	IF from_position IS NULL THEN
+		RAISE EXCEPTION 'from_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = sub.name
+	ORDER BY c.member
+	FOR NO KEY UPDATE;
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(from_position - 1, 0), updated_at = now(),
+		fence = pg_catalog.gen_random_uuid()
+	WHERE c.subscription = sub.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" does not exist', subscription
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE VIEW event_store.subscription_lag AS
+SELECT s.name AS subscription,
+	   s.category,
+	   c.member,
+	   s.group_size,
+	   c.position AS checkpoint,
+	   h.head,
+	   pending.events AS pending_events,
+	   now() - pending.oldest AS oldest_pending_age,
+	   c.updated_at AS acked_at,
+	   event_store.subscription_channel(s.name) AS channel
+FROM event_store.subscriptions AS s
+JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
+				   THEN event_store.feed_head() END AS head) AS h
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
+		   min(e.recorded_at) AS oldest
+	FROM event_store.events AS e
+	WHERE e.position > c.position AND e.position <= h.head
+	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
+	  AND (s.group_size = 1 OR
+		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+) AS pending;
+
+--------------------------------------------------------------------------
+-- Comments: every object of the extension says what it is; internal
+-- helpers say "Internal:" and are never granted.
+--------------------------------------------------------------------------
+-- The event log and the feed.
+COMMENT ON TYPE event_store.event IS
+	'An event as read_stream, read_all, read_category and subscription_fetch return it.';
+COMMENT ON TABLE event_store.events IS
+	'The event log: one row per event, in global position order.';
+COMMENT ON SEQUENCE event_store.position_high_water IS
+	'Durable high-water mark of the feed''s positions: no position at or below it is handed out again after a crash.';
+COMMENT ON FUNCTION event_store.append(text, jsonb, bigint) IS
+	'Appends one event or an array of events to a stream, optionally at an expected version; returns the stream''s new version.';
+COMMENT ON FUNCTION event_store.append_event(text, text, jsonb, jsonb, bigint, uuid) IS
+	'Appends one event given by its type, data, metadata and id; returns the stream''s new version.';
+COMMENT ON FUNCTION event_store.read_stream(text, bigint, integer, boolean) IS
+	'Reads the events of one stream, forward or backward from a version.';
+COMMENT ON FUNCTION event_store.stream_version(text) IS
+	'Returns the version of the last event of a stream, or -1 when it has none.';
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint) IS
+	'Deletes a stream by appending its tombstone event; returns the tombstone''s version.';
+COMMENT ON FUNCTION event_store.category(text) IS
+	'Returns the category of a stream name: the part before its first "-".';
+COMMENT ON FUNCTION event_store.stream_hash(text) IS
+	'Returns the stable 64-bit hash of a stream name that consumer groups use.';
+COMMENT ON FUNCTION event_store.read_all(bigint, integer) IS
+	'Reads the global feed from a position, gap-safe.';
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer) IS
+	'Reads the events of one category from a position, gap-safe, optionally those of one consumer group member.';
+COMMENT ON FUNCTION event_store.feed_head() IS
+	'Returns the gap-safe head of the feed: every event at or below it is visible.';
+COMMENT ON FUNCTION event_store.feed_state() IS
+	'Returns whether this server is the primary, a hot standby or a logical replica, as the feed sees it.';
+COMMENT ON FUNCTION event_store.consumer_group_member(text, integer) IS
+	'Returns the member of a consumer group of the given size that a stream belongs to.';
+COMMENT ON VIEW event_store.feed_status IS
+	'The feed''s head, the last position handed out, and the state of this server.';
+COMMENT ON VIEW event_store.streams IS
+	'One row per stream: its category, version, event count and whether it is deleted.';
+COMMENT ON VIEW event_store.categories IS
+	'One row per category: its streams and events.';
+
+-- Subscriptions.
+COMMENT ON TABLE event_store.subscriptions IS
+	'Subscriptions: a name, an optional category, a consumer group size.';
+COMMENT ON TABLE event_store.subscription_checkpoints IS
+	'Where each member of each subscription stands in the feed.';
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean) IS
+	'Creates a subscription to the feed or one category, for a consumer group of the given size.';
+COMMENT ON FUNCTION event_store.subscription_drop(text) IS
+	'Drops a subscription and its checkpoints.';
+COMMENT ON FUNCTION event_store.subscription_fetch(text, integer, integer) IS
+	'Returns the next events after a member''s checkpoint, gap-safe, without moving it.';
+COMMENT ON FUNCTION event_store.subscription_ack(text, bigint, integer) IS
+	'Moves a member''s checkpoint up to a position; returns the checkpoint.';
+COMMENT ON FUNCTION event_store.subscription_reset(text, bigint) IS
+	'Moves every member of a subscription to a position, for a replay or a skip.';
+COMMENT ON FUNCTION event_store.subscription_channel(text) IS
+	'Returns the channel to LISTEN on to be woken when a subscription has new events.';
+COMMENT ON VIEW event_store.subscription_lag IS
+	'Per subscription and member: its checkpoint, the feed head, the pending events and its channel.';
+
+-- The outbox.
+COMMENT ON TYPE event_store.outbox_message IS
+	'A message as outbox_claim returns it, with the receipt that acknowledges it.';
+COMMENT ON TABLE event_store.outbox IS
+	'The outbox: messages waiting to be relayed or claimed.';
+COMMENT ON SEQUENCE event_store.outbox_id_seq IS
+	'Ids of outbox messages, in send order.';
+COMMENT ON TABLE event_store.outbox_dead_letters IS
+	'Messages that used up their attempts, with their last error.';
+COMMENT ON TABLE event_store.outbox_topics IS
+	'Per-topic settings: attempts, backoff and lease; a topic without a row uses the defaults.';
+COMMENT ON TABLE event_store.event_routes IS
+	'Routes from the event log to the outbox: events of a category and type are sent to a topic.';
+COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval) IS
+	'Sends a message to a topic, optionally keyed and delayed; returns its id.';
+COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval) IS
+	'Claims available messages of a topic for a lease, in per-key order.';
+COMMENT ON FUNCTION event_store.outbox_ack(uuid[]) IS
+	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack(text[]) IS
+	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack(text) IS
+	'Acknowledges claimed messages by their receipts, given as an array literal; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack_ids(bigint[]) IS
+	'Deletes messages by id, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_nack(uuid[], interval, text) IS
+	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
+COMMENT ON FUNCTION event_store.outbox_nack(text[], interval, text) IS
+	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
+COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
+	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
+COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
+	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval) IS
+	'Sets a topic''s attempts, backoff and lease; NULL keeps the current value.';
+COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS
+	'Returns the settings in effect for a topic: its own, or the defaults.';
+COMMENT ON FUNCTION event_store.outbox_redrive(bigint[]) IS
+	'Puts dead letters back in the queue with their attempts reset; returns how many.';
+COMMENT ON FUNCTION event_store.outbox_redrive_topic(text) IS
+	'Puts every dead letter of a topic back in the queue; returns how many.';
+COMMENT ON FUNCTION event_store.outbox_purge_dead_letters(bigint[]) IS
+	'Deletes dead letters by id; returns how many.';
+COMMENT ON FUNCTION event_store.route_events(text, text, text) IS
+	'Routes the events of a category and type (NULL: any) to a topic; returns whether the route is new.';
+COMMENT ON FUNCTION event_store.unroute_events(text, text, text) IS
+	'Removes a route from the event log to a topic; returns whether it existed.';
+COMMENT ON VIEW event_store.outbox_depth IS
+	'Per topic: available, blocked, leased, delayed and dead messages, and the age of the oldest.';
+
+-- The relay.
+COMMENT ON TABLE event_store.relay_routes IS
+	'Routes from outbox topics to sinks, which the relay workers publish to.';
+COMMENT ON TABLE event_store.relay_parked IS
+	'Copies of relayed messages too large to publish inline, for relay_fetch.';
+COMMENT ON FUNCTION event_store.relay_route(text, text) IS
+	'Routes a topic to a sink (notify:<channel>), replacing its route if it has one.';
+COMMENT ON FUNCTION event_store.relay_unroute(text) IS
+	'Removes the route of a topic; its messages stay in the outbox.';
+COMMENT ON FUNCTION event_store.relay_pause(text) IS
+	'Pauses the relay of a topic; its messages stay in the outbox.';
+COMMENT ON FUNCTION event_store.relay_resume(text) IS
+	'Resumes the relay of a paused topic.';
+COMMENT ON FUNCTION event_store.relay_fetch(bigint) IS
+	'Returns the payload and headers of a message published as a reference.';
+COMMENT ON FUNCTION event_store.relay_worker_status() IS
+	'Returns the launcher and this database''s relay worker, as relay_workers shows them.';
+COMMENT ON FUNCTION event_store.relay_available() IS
+	'Returns whether relay workers can run: the library is in shared_preload_libraries.';
+COMMENT ON VIEW event_store.relay_workers IS
+	'The launcher and this database''s relay worker: state, counters, last error.';
+
+-- Internal helpers.
+COMMENT ON FUNCTION event_store.read_feed(text, bigint, integer, integer, integer) IS
+	'Internal: the gap-safe feed that the subscription functions read.';
+COMMENT ON FUNCTION event_store.events_loaded() IS
+	'Internal: trigger that resets the feed''s counter when rows enter the log without append.';
+COMMENT ON FUNCTION event_store.check_subscription_name(text) IS
+	'Internal: raises the error for a bad subscription name.';
+COMMENT ON FUNCTION event_store.find_subscription(text) IS
+	'Internal: the row of a subscription, or the error for one that does not exist.';
+COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer) IS
+	'Internal: raises the error for a member outside a subscription''s consumer group.';
+COMMENT ON FUNCTION event_store.subscription_deleted() IS
+	'Internal: trigger that removes the checkpoints of a dropped subscription.';
+COMMENT ON FUNCTION event_store.subscription_remember(text, integer, uuid) IS
+	'Internal: remembers in the session the fence a member fetched with.';
+COMMENT ON FUNCTION event_store.subscription_remembered(text, integer) IS
+	'Internal: the fence a member fetched with in this session.';
+COMMENT ON FUNCTION event_store.check_topic(text) IS
+	'Internal: raises the error for a bad topic.';
+COMMENT ON FUNCTION event_store.check_category(text) IS
+	'Internal: raises the error for a category no stream can be in; NULL passes.';
+COMMENT ON FUNCTION event_store.check_event_type(text) IS
+	'Internal: raises the error for a bad event type to match; NULL passes.';
+COMMENT ON FUNCTION event_store.outbox_new_receipt(bigint) IS
+	'Internal: a fresh claim receipt for a message id.';
+COMMENT ON FUNCTION event_store.event_routes_changed() IS
+	'Internal: trigger that tells every session to reload the event routes.';
+COMMENT ON FUNCTION event_store.relay_set_paused(text, boolean) IS
+	'Internal: pauses or resumes the relay of a topic.';
+COMMENT ON FUNCTION event_store.relay_wake() IS
+	'Internal: wakes the relay of this database when the transaction commits.';
+COMMENT ON FUNCTION event_store.relay_start() IS
+	'Internal: starts the relay of this database when CREATE EXTENSION commits.';
+COMMENT ON FUNCTION event_store.relay_check() IS
+	'Internal: warns when no relay worker can serve this database.';

@@ -93,7 +93,9 @@
 #include "utils/uuid.h"
 
 #include "event_store.h"
+#include "guc.h"
 
+PG_FUNCTION_INFO_V1(event_store_check_topic);
 PG_FUNCTION_INFO_V1(event_store_outbox_send);
 PG_FUNCTION_INFO_V1(event_store_outbox_claim);
 PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
@@ -152,7 +154,9 @@ static bool outbox_callback_registered = false;
 
 /*
  * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left) and lease them.
+ * ones only when no earlier message of their key is left: the per-key order
+ * that relay.c's select_sql and the outbox_depth view also keep) and lease
+ * them.
  * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
  * available message, found by first_available_id).  Also returns the
  * topic's maximum attempts, so that the caller can spot a message claimed
@@ -323,7 +327,7 @@ static const char *const nack_ids_sql = NACK_SQL(
 /*
  * Check a topic argument: not NULL, not empty, at most ES_MAX_TOPIC_BYTES.
  */
-text *
+static text *
 es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *topic;
@@ -811,7 +815,8 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(es_prepared_plan(plan, sql, nargs, argtypes),
 						  values, nulls, read_only, 0);
 	if (rc < 0)
-		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "event_store outbox statement returned %s",
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -1398,4 +1403,15 @@ event_store_outbox_nack_ids(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT32(nack(fcinfo, &plan, nack_ids_sql,
 						 PointerGetDatum(ids), (Datum) 0, false));
+}
+
+/*
+ * check_topic(topic): the checks of a topic argument, for the SQL
+ * functions that take one.
+ */
+Datum
+event_store_check_topic(PG_FUNCTION_ARGS)
+{
+	(void) es_checked_topic_arg(fcinfo, 0);
+	PG_RETURN_VOID();
 }

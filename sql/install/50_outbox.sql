@@ -117,6 +117,8 @@ CREATE TABLE event_store.event_routes (
 CREATE UNIQUE INDEX event_routes_key
 	ON event_store.event_routes (coalesce(category, ''), coalesce(event_type, ''), topic);
 
+-- Internal helper, never granted: the trigger that tells every session to
+-- reload the routes.
 CREATE FUNCTION event_store.event_routes_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'event_store_event_routes_changed'
@@ -132,7 +134,8 @@ REVOKE ALL ON event_store.outbox, event_store.outbox_dead_letters,
 GRANT SELECT ON event_store.outbox_dead_letters, event_store.outbox_topics,
 	event_store.event_routes TO event_store_admin;
 
--- A fresh claim receipt for a message id (used by outbox_claim).
+-- Internal helper, never granted: a fresh claim receipt for a message id
+-- (used by outbox_claim).
 CREATE FUNCTION event_store.outbox_new_receipt(id bigint)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'event_store_outbox_new_receipt'
@@ -342,26 +345,12 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
--- Raise the contract's error for a bad topic name.
+-- Internal helper, never granted: the checks of a topic argument (the
+-- same as the C functions', in src/outbox.c).
 CREATE FUNCTION event_store.check_topic(topic text)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF topic IS NULL THEN
-		RAISE EXCEPTION 'topic must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF topic = '' THEN
-		RAISE EXCEPTION 'topic must not be empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF octet_length(topic) > 255 THEN
-		RAISE EXCEPTION 'topic "%..." is too long', left(topic, 32)
-			USING ERRCODE = 'program_limit_exceeded',
-				  DETAIL = format('Topics are at most 255 bytes; this one has %s.', octet_length(topic));
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'event_store_check_topic'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- Per-topic settings; NULL keeps the current value (or the default).
 CREATE FUNCTION event_store.outbox_configure(
@@ -379,7 +368,7 @@ DECLARE
 BEGIN
 	PERFORM event_store.check_topic(topic);
 	IF max_attempts < 1 THEN
-		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+		RAISE EXCEPTION 'max_attempts must be at least 1'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
@@ -476,27 +465,18 @@ $$;
 COMMENT ON FUNCTION event_store.outbox_dedup_purge(interval) IS
 'Delete the deduplication keys sent more than older_than ago; returns how many.';
 
--- Raise the contract's error for a category that no stream can be in: an
--- empty one, or one with a '-' (a category is the part of a stream name
--- before its first '-').  NULL passes: it stands for every category.
+-- Internal helpers, never granted: the checks of a category and of an
+-- event type to match (src/stream.c, src/append.c).  NULL passes: it
+-- stands for every category, every type.
 CREATE FUNCTION event_store.check_category(category text)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF category = '' THEN
-		RAISE EXCEPTION 'category must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A NULL category stands for every category.';
-	END IF;
-	IF strpos(category, '-') > 0 THEN
-		RAISE EXCEPTION 'category "%" contains "-"', category
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'event_store_check_category'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_store.check_event_type(event_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_event_type'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION event_store.route_events(
 	topic text,
@@ -508,16 +488,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM event_store.check_topic(topic);
-	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
-		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
 	PERFORM event_store.check_category(category);
-	IF event_type = '' THEN
-		RAISE EXCEPTION 'event type must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A NULL event type stands for every type.';
-	END IF;
+	PERFORM event_store.check_event_type(event_type);
 	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
 	VALUES (category, event_type, topic)
 	ON CONFLICT DO NOTHING;
@@ -545,7 +517,9 @@ $$;
 
 -- Depth of the outbox per topic: available (claimable now), blocked
 -- (available, but behind an earlier message of the same key), leased,
--- delayed (by send or by a retry), dead.
+-- delayed (by send or by a retry), dead.  "Blocked" is the per-key order of
+-- claims (claim_sql in src/outbox.c; the relay's batches keep the same
+-- order in select_sql, src/relay.c): change them together.
 CREATE VIEW event_store.outbox_depth AS
 WITH messages AS (
 	SELECT o.topic, o.available_at, o.created_at,

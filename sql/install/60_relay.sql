@@ -50,6 +50,8 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'event_store_relay_available'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Internal helpers, never granted: the end of CREATE EXTENSION starts the
+-- relay, and changes to routes and subscriptions wake it, at commit.
 CREATE FUNCTION event_store.relay_start()
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_start'
@@ -60,8 +62,9 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_wake'
 LANGUAGE C VOLATILE;
 
--- Warn when no relay worker can serve this database now (library not
--- preloaded, launcher not running, no background worker slot free).
+-- Internal helper, never granted: warn when no relay worker can serve this
+-- database now (library not preloaded, launcher not running, no background
+-- worker slot free).
 CREATE FUNCTION event_store.relay_check()
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_check'
@@ -131,8 +134,8 @@ BEGIN
 END
 $$;
 
--- Pause or resume the relay of a topic; while paused, its messages wait in
--- the outbox.
+-- Internal helper, never granted: pause or resume the relay of a topic;
+-- while paused, its messages wait in the outbox.
 CREATE FUNCTION event_store.relay_set_paused(topic text, paused boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

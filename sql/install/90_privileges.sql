@@ -14,6 +14,7 @@ GRANT EXECUTE ON FUNCTION
 	event_store.feed_head(),
 	event_store.feed_state(),
 	event_store.consumer_group_member(text, integer),
+	event_store.subscription_channel(text),
 	event_store.subscription_fetch(text, integer, integer),
 	event_store.subscription_ack(text, bigint, integer),
 	event_store.relay_fetch(bigint),
@@ -60,8 +61,12 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_resume(text)
 TO event_store_admin;
 
--- The relay wakes consumer group members for their own streams.
-GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer)
+-- The relay wakes consumer group members for their own streams, on the
+-- subscriptions' channels, and retries failed messages by their topic's
+-- settings.
+GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer),
+	event_store.subscription_channel(text),
+	event_store.outbox_topic_settings(text)
 	TO event_store_relay;
 
 -- The launcher starts this database's relay worker once the extension is

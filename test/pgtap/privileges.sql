@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(38);
+SELECT plan(40);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -25,8 +25,30 @@ SELECT set_eq(
 	$$SELECT oid::regprocedure::text FROM pg_proc
 	  WHERE pronamespace = 'event_store'::regnamespace
 	    AND has_function_privilege('event_store_relay', oid, 'EXECUTE')$$,
-	ARRAY['event_store.category(text)', 'event_store.consumer_group_member(text,integer)'],
+	ARRAY['event_store.category(text)', 'event_store.consumer_group_member(text,integer)',
+		  'event_store.subscription_channel(text)', 'event_store.outbox_topic_settings(text)'],
 	'the relay role can execute exactly the functions its statements use');
+-- Every object says what it is; internal helpers are granted to no one.
+SELECT is_empty(
+	$$SELECT oid::regprocedure::text FROM pg_proc
+	  WHERE pronamespace = 'event_store'::regnamespace
+	    AND obj_description(oid, 'pg_proc') IS NULL
+	  UNION ALL
+	  SELECT oid::regclass::text FROM pg_class
+	  WHERE relnamespace = 'event_store'::regnamespace
+	    AND relkind IN ('r', 'v', 'S') AND obj_description(oid, 'pg_class') IS NULL
+	  UNION ALL
+	  SELECT t.oid::regtype::text FROM pg_type AS t JOIN pg_class AS c ON c.oid = t.typrelid
+	  WHERE t.typnamespace = 'event_store'::regnamespace AND c.relkind = 'c'
+	    AND obj_description(t.oid, 'pg_type') IS NULL$$,
+	'every function, table, view, sequence and type has a comment');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure::text || ' to ' || a.grantee::regrole::text
+	  FROM pg_proc AS p, LATERAL aclexplode(p.proacl) AS a
+	  WHERE p.pronamespace = 'event_store'::regnamespace
+	    AND obj_description(p.oid, 'pg_proc') LIKE 'Internal:%'
+	    AND a.grantee <> p.proowner$$,
+	'internal helpers are granted to no one');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 
@@ -42,6 +64,7 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.feed_head()',
 	'event_store.feed_state()',
 	'event_store.consumer_group_member(text,integer)',
+	'event_store.subscription_channel(text)',
 	'event_store.subscription_fetch(text,integer,integer)',
 	'event_store.subscription_ack(text,bigint,integer)',
 	'event_store.relay_fetch(bigint)',
