@@ -455,13 +455,16 @@ BEGIN
 		PERFORM event_store.feed_head();
 	END IF;
 	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.
+	-- concurrent drop (and create) is seen whole or not at all.  The
+	-- subscription's row is locked first, as subscription_drop deletes it
+	-- before the checkpoints: a drop either waits for this fetch or has
+	-- committed before it, and then the row is gone.
 	SELECT c.position, c.fence, s.category, s.group_size
 	INTO checkpoint, fence, sub.category, sub.group_size
-	FROM event_store.subscription_checkpoints AS c
-	JOIN event_store.subscriptions AS s ON s.name = c.subscription
-	WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
-	FOR NO KEY UPDATE OF c;
+	FROM event_store.subscriptions AS s
+	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+	WHERE s.name = sub.name AND c.member = subscription_fetch.member
+	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'subscription "%" does not exist', subscription
 			USING ERRCODE = 'undefined_object';
@@ -1264,10 +1267,6 @@ COMMENT ON TABLE event_store.outbox_topics IS
 	'Per-topic settings: attempts, backoff and lease; a topic without a row uses the defaults.';
 COMMENT ON TABLE event_store.event_routes IS
 	'Routes from the event log to the outbox: events of a category and type are sent to a topic.';
-COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval) IS
-	'Sends a message to a topic, optionally keyed and delayed; returns its id.';
-COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval) IS
-	'Claims available messages of a topic for a lease, in per-key order.';
 COMMENT ON FUNCTION event_store.outbox_ack(uuid[]) IS
 	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
 COMMENT ON FUNCTION event_store.outbox_ack(text[]) IS

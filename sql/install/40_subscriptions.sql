@@ -248,13 +248,16 @@ BEGIN
 		PERFORM event_store.feed_head();
 	END IF;
 	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.
+	-- concurrent drop (and create) is seen whole or not at all.  The
+	-- subscription's row is locked first, as subscription_drop deletes it
+	-- before the checkpoints: a drop either waits for this fetch or has
+	-- committed before it, and then the row is gone.
 	SELECT c.position, c.fence, s.category, s.group_size
 	INTO checkpoint, fence, sub.category, sub.group_size
-	FROM event_store.subscription_checkpoints AS c
-	JOIN event_store.subscriptions AS s ON s.name = c.subscription
-	WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
-	FOR NO KEY UPDATE OF c;
+	FROM event_store.subscriptions AS s
+	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+	WHERE s.name = sub.name AND c.member = subscription_fetch.member
+	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'subscription "%" does not exist', subscription
 			USING ERRCODE = 'undefined_object';

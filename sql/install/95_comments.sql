@@ -75,10 +75,6 @@ COMMENT ON TABLE event_store.outbox_topics IS
 	'Per-topic settings: attempts, backoff and lease; a topic without a row uses the defaults.';
 COMMENT ON TABLE event_store.event_routes IS
 	'Routes from the event log to the outbox: events of a category and type are sent to a topic.';
-COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval) IS
-	'Sends a message to a topic, optionally keyed and delayed; returns its id.';
-COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval) IS
-	'Claims available messages of a topic for a lease, in per-key order.';
 COMMENT ON FUNCTION event_store.outbox_ack(uuid[]) IS
 	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
 COMMENT ON FUNCTION event_store.outbox_ack(text[]) IS
