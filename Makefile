@@ -28,6 +28,9 @@ OBJS = \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
+	src/sink_amqp.o \
+	src/sink_config.o \
+	src/sink_kafka.o \
 	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
@@ -52,6 +55,8 @@ ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
 	--load-extension=$(EXTENSION)
 
 PG_CPPFLAGS = -I$(srcdir)/src
+# The Kafka and AMQP sinks (librdkafka-dev, librabbitmq-dev).
+SHLIB_LINK = -lrdkafka -lrabbitmq
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
 PG_CONFIG ?= pg_config
@@ -91,7 +96,7 @@ tools/%: tools/%.c tools/tools_common.h
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/event_store.h src/sink.h
+$(OBJS): src/event_store.h src/sink.h src/sink_named.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

@@ -48,7 +48,9 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_purge_dead_letters(bigint[]),
 	event_store.route_events(text, text, text),
 	event_store.unroute_events(text, text, text),
-	event_store.relay_route(text, text),
+	event_store.relay_route(text, text, text),
+	event_store.relay_sink_create(text, text, jsonb),
+	event_store.relay_sink_drop(text),
 	event_store.relay_unroute(text),
 	event_store.relay_pause(text),
 	event_store.relay_resume(text)
