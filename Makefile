@@ -44,7 +44,8 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions outbox outbox_receipts event_routes relay
+	read_all read_category subscriptions outbox outbox_receipts event_routes relay \
+	relay_sinks
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=$(EXTENSION)
@@ -86,13 +87,21 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
 
 tools/%: tools/%.c tools/tools_common.h
 	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)
+
+# Test helpers of the AMQP and Kafka sinks: a queue consumer, and a host of
+# librdkafka's mock Kafka cluster.
+tools/es_amqp_consume: tools/es_amqp_consume.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrabbitmq
+
+tools/es_kafka_mock: tools/es_kafka_mock.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrdkafka
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.

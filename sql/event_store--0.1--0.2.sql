@@ -819,7 +819,7 @@ BEGIN
 			END IF;
 			target := scheme || ':' || target;
 		ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
-			RAISE EXCEPTION 'a % sink is routed to by its name', scheme
+			RAISE EXCEPTION 'a route names a sink, not the url "%"', event_store.relay_sink_mask_url(sink)
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Create it with relay_sink_create(name, url, options), then route to its name.';
 		ELSE
@@ -1090,3 +1090,8 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_sink_create(text, text, jsonb),
 	event_store.relay_sink_drop(text)
 TO event_store_admin;
+-- The view relay_sinks calls the masks with its reader's rights.
+GRANT EXECUTE ON FUNCTION
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb)
+TO event_store_reader;

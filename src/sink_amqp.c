@@ -442,6 +442,7 @@ amqp_in_flight(void *conn)
 
 const EsSinkDriver es_sink_driver_amqp = {
 	.scheme = "amqp",
+	.label = "AMQP",
 	.connect = amqp_connect_conn,
 	.publish = amqp_publish_batch,
 	.confirm = amqp_confirm_batch,

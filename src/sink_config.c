@@ -195,7 +195,8 @@ named_publish(void *state, EsSinkMessage *messages, int count)
 		for (int i = 0; i < count; i++)
 		{
 			messages[i].status = ES_SINK_FAILED;
-			messages[i].error = psprintf("sink \"%s\": %s", batch->nc->name,
+			messages[i].error = psprintf("%s sink \"%s\": %s",
+										 batch->nc->driver->label, batch->nc->name,
 										 batch->connect_error ? batch->connect_error :
 										 "could not connect");
 		}

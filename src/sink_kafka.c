@@ -351,6 +351,7 @@ kafka_disconnect(void *conn)
 
 const EsSinkDriver es_sink_driver_kafka = {
 	.scheme = "kafka",
+	.label = "Kafka",
 	.connect = kafka_connect,
 	.publish = kafka_publish,
 	.confirm = kafka_confirm,

@@ -19,6 +19,7 @@
 typedef struct EsSinkDriver
 {
 	const char *scheme;
+	const char *label;			/* in errors: "<label> sink \"name\": ..." */
 
 	/*
 	 * A new connection (malloc'd: it outlives transactions), or NULL with

@@ -137,7 +137,7 @@ BEGIN
 			END IF;
 			target := scheme || ':' || target;
 		ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
-			RAISE EXCEPTION 'a % sink is routed to by its name', scheme
+			RAISE EXCEPTION 'a route names a sink, not the url "%"', event_store.relay_sink_mask_url(sink)
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Create it with relay_sink_create(name, url, options), then route to its name.';
 		ELSE

@@ -18,7 +18,9 @@ GRANT EXECUTE ON FUNCTION
 	event_store.subscription_ack(text, bigint, integer),
 	event_store.relay_fetch(bigint),
 	event_store.relay_worker_status(),
-	event_store.relay_available()
+	event_store.relay_available(),
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb)
 TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
