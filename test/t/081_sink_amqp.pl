@@ -22,8 +22,12 @@ use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use EventStoreBrokers;
 
-plan skip_all => 'rabbitmq-server is not installed'
-  unless -x '/usr/lib/rabbitmq/bin/rabbitmq-server';
+if (!(-x '/usr/lib/rabbitmq/bin/rabbitmq-server'))
+{
+	# scripts/test.sh installs it: there, a missing broker is a failure.
+	die 'rabbitmq-server is not installed' if $ENV{ES_REQUIRE_CLIENTS};
+	plan skip_all => 'rabbitmq-server is not installed';
+}
 
 my $secret = 'Sup3rS3cret-pw';
 my $rmq = rabbitmq_start();
