@@ -137,6 +137,8 @@ kafka_connect(const char *name, const char *url, const char *options_json, char 
 		!set_conf(conf, name, "message.timeout.ms", "10000", error) ||
 		!set_conf(conf, name, "socket.connection.setup.timeout.ms", "5000", error) ||
 		!set_conf(conf, name, "linger.ms", "1", error) ||
+		/* small batches wait for no delayed ACK */
+		!set_conf(conf, name, "socket.nagle.disable", "true", error) ||
 		!set_conf(conf, name, "client.id", "event_store", error))
 		goto fail;
 
