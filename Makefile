@@ -7,8 +7,11 @@
 #   make installcheck-valgrind  the regression suite under valgrind
 #   scripts/test.sh           every suite, with the packages it needs
 
-EXTENSION = event_store
-EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+# event_store, and the optional layers that give it other stores' APIs
+# (each requires event_store; their sources are sql/message_db.sql and
+# sql/pgmq.sql, versioned with event_store).
+EXTENSION = event_store event_store_message_db event_store_pgmq
+EXTVERSION = $(shell grep default_version event_store.control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
 
 MODULE_big = event_store
 OBJS = \
@@ -16,6 +19,7 @@ OBJS = \
 	src/args.o \
 	src/event_store.o \
 	src/feed.o \
+	src/feed_announce.o \
 	src/guc.o \
 	src/ids.o \
 	src/launcher.o \
@@ -24,6 +28,7 @@ OBJS = \
 	src/read.o \
 	src/read_feed.o \
 	src/relay.o \
+	src/relay_state.o \
 	src/replica.o \
 	src/route.o \
 	src/schema.o \
@@ -34,13 +39,18 @@ OBJS = \
 	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
+	src/utility_hook.o \
+	src/wakeup.o \
 	src/writer.o
 
-# The install script of the current version is built from sql/install/;
-# released versions' scripts are frozen, upgrade scripts chain them.
-DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The install scripts of the current version are built from their sources:
+# event_store's from sql/install/, each layer's from its file in sql/.
+# Released versions' scripts are frozen, upgrade scripts chain them.
+DATA_built = sql/event_store--$(EXTVERSION).sql \
+	sql/event_store_message_db--$(EXTVERSION).sql \
+	sql/event_store_pgmq--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/event_store--*.sql sql/event_store_*--*.sql))
+EXTRA_CLEAN = $(DATA_built)
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
@@ -48,12 +58,12 @@ REGRESS = setup append append_event read_stream delete_stream bad_input \
 	relay_sinks
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
-	--load-extension=$(EXTENSION)
+	--load-extension=event_store
 
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
 	--temp-instance=test/tmp_check_iso --temp-config=test/preload.conf \
-	--load-extension=$(EXTENSION)
+	--load-extension=event_store
 
 PG_CPPFLAGS = -I$(srcdir)/src
 # The Kafka and AMQP sinks (librdkafka-dev, librabbitmq-dev).
@@ -64,11 +74,17 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The install script of the current version: the files of sql/install/ in
-# the order of their names, one concern each.
+# event_store's install script: the files of sql/install/ in the order of
+# their names, one concern each.
 INSTALL_SOURCES = $(sort $(wildcard sql/install/*.sql))
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES)
+sql/event_store--$(EXTVERSION).sql: $(INSTALL_SOURCES)
 	awk 'FNR == 1 && NR > 1 { print "" } { print }' $(INSTALL_SOURCES) > $@
+
+sql/event_store_message_db--$(EXTVERSION).sql: sql/message_db.sql
+	cp $< $@
+
+sql/event_store_pgmq--$(EXTVERSION).sql: sql/pgmq.sql
+	cp $< $@
 
 # One target per suite, so scripts/test.sh can report them separately.
 PROVE_TESTS = test/t/*.pl
@@ -105,7 +121,7 @@ tools/es_kafka_mock: tools/es_kafka_mock.c
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/event_store.h src/sink.h src/sink_named.h
+$(OBJS): src/compat.h src/event_store.h src/sink.h src/sink_named.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,
@@ -123,4 +139,4 @@ print-regress:
 DISTVERSION = $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' META.json)
 .PHONY: dist
 dist:
-	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
+	git archive --format zip --prefix=event_store-$(DISTVERSION)/ -o event_store-$(DISTVERSION).zip HEAD

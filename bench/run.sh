@@ -122,9 +122,9 @@ ab "read_all batch of 1000, 4 clients (tps)" 4 read_all.sql select_all.sql
 defines=()
 fi
 
-if want 5; then
-echo "5. outbox: 4 producers, 4 consumers"
-# queue: NAME PRODUCER CONSUMER CONSUMERS BACKLOG_SQL
+# A queue under load: 4 producers and CONSUMERS consumers for $seconds;
+# records the messages consumed per second (sent minus the backlog's growth).
+# queue_round NAME PRODUCER CONSUMER CONSUMERS BACKLOG_SQL SIDE
 queue_round() {
     local name=$1 producer=$2 consumer=$3 consumers=$4 backlog=$5
     local start end out produced
@@ -138,6 +138,9 @@ queue_round() {
     rm -f "$out"
     record "$name" "$6" "$(echo "($produced - ($end - $start)) / $seconds" | bc -l)"
 }
+
+if want 5; then
+echo "5. outbox: 4 producers, 4 consumers"
 for r in $(seq 1 "$rounds"); do
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
@@ -170,6 +173,18 @@ end=$(date +%s.%N)
 wait "$listener" || true
 record "relay: messages/s moved by one worker" ours "$(echo "$relay_backlog / ($end - $start)" | bc -l)"
 record "relay: messages received by a listener" ours "$(wc -l < "$dir/listened")"
+fi
+
+if want 8; then
+echo "8. pgmq layer: the same load through pgmq's API and through the outbox's"
+sql "CREATE EXTENSION IF NOT EXISTS event_store_pgmq" >/dev/null
+sql "SELECT pgmq.create('bench_pgmq')" >/dev/null
+for r in $(seq 1 "$rounds"); do
+    queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" pgmq_send.sql pgmq_consume.sql 4 \
+        "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_pgmq'" ours
+    queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" send.sql claim_ack.sql 4 \
+        "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench'" base
+done
 fi
 
 if [ "$mode" = "--long" ]; then

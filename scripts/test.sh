@@ -19,6 +19,12 @@ log() { printf '\n=== %s\n' "$*"; }
 
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap \
     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
+# The compatibility layers are tested against published clients and
+# Message DB's own SQL, installed from the npm registry (test/npm, pinned
+# by package-lock.json): Node.js and npm, Debian's unless there are some.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+fi
 
 # What the client examples and the monitoring test need.  Node.js may come
 # from elsewhere than Debian: install Debian's only if there is none.
