@@ -878,6 +878,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT regexp_replace(url, '^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@', '\1:********@')
 $$;
+COMMENT ON FUNCTION event_store.relay_sink_mask_url(text) IS
+'A sink URL with its password shown as ********.';
 
 -- Options with every secret value replaced by ********: keys that name a
 -- password, secret, token or private key, and every value of "headers"
@@ -898,6 +900,8 @@ AS $$
 		END), '{}')
 	FROM jsonb_each(options) AS o
 $$;
+COMMENT ON FUNCTION event_store.relay_sink_mask_options(jsonb) IS
+'Sink options with every secret value shown as ********.';
 
 -- Check a sink's URL and options for its scheme.  Each scheme has its own
 -- branch; a scheme the relay cannot publish to is refused here.
@@ -987,6 +991,8 @@ BEGIN
 	RETURN scheme;
 END
 $$;
+COMMENT ON FUNCTION event_store.relay_sink_validate(text, jsonb) IS
+'Check a sink URL and its options for the URL''s scheme; returns the scheme.';
 
 -- Create a named sink.  Only admins: its url and options hold credentials.
 CREATE FUNCTION event_store.relay_sink_create(name text, url text, options jsonb DEFAULT NULL)

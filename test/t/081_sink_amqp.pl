@@ -3,7 +3,8 @@
 #  1. keyed messages all arrive, in per-key order, with message_id = the
 #     outbox id, the topic header, the routing key of the route;
 #  2. the broker stopped 10 s under load and started again: nothing lost,
-#     order kept, and the worker answers pg_terminate_backend meanwhile;
+#     order kept; meanwhile the worker answers pg_terminate_backend and
+#     relays other topics;
 #  3. an unroutable route dead-letters with a clear error;
 #  4. kill -9 of the worker mid-batch: every message arrives, duplicates
 #     only of messages of the interrupted batch (unconfirmed);
@@ -21,6 +22,7 @@ use JSON::PP;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use EventStoreBrokers;
+use EventStoreTest;
 
 if (!(-x '/usr/lib/rabbitmq/bin/rabbitmq-server'))
 {
@@ -158,6 +160,15 @@ $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 $node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid");
 my $took = time - $t0;
 ok($took < 5, sprintf('the worker ended %.1f s after pg_terminate_backend', $took));
+# Other topics keep flowing while the broker is down.
+my $listener = start_listener($node, 'postgres', 'side');
+$node->safe_psql('postgres', q{
+	SELECT event_store.relay_route('side', 'notify:side');
+	SELECT event_store.outbox_send('side', '{"side": 1}');
+});
+my @side = wait_for_lines($listener, 1, 30, 'side');
+is(scalar(@side), 1, 'a NOTIFY topic is relayed while the broker is down');
+stop_listener($listener);
 my $errors = $node->safe_psql('postgres',
 	q{SELECT last_error FROM event_store.relay_sinks WHERE name = 'rabbit'});
 like($errors, qr/AMQP sink "rabbit"/, 'the sink reports its error');
