@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -243,6 +244,13 @@ named_confirm(void *state, EsSinkMessage *messages, int count, int timeout_ms)
 			error = messages[i].error;
 		}
 	}
+	/*
+	 * The relay commits asynchronously; a broker has these messages now, so
+	 * their deletion must survive a crash, or they would all be published
+	 * again: only a batch whose commit had not happened is.
+	 */
+	if (delivered > 0)
+		ForceSyncCommit();
 	connected = nc->conn != NULL && nc->driver->usable(nc->conn);
 	if (nc->conn != NULL && !connected)
 		drop_connection(nc);
