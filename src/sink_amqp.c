@@ -14,7 +14,9 @@
  * failure with the broker's reason.
  *
  * Connect, login and every wait are bounded; waits poll in short slices
- * and answer interrupts.  A connection that failed in any way is closed
+ * and answer interrupts.  Connecting and logging in cannot be interrupted,
+ * so their bound (connect_timeout_ms) is a second by default: the worker
+ * answers SIGTERM within it.  A connection that failed in any way is closed
  * and made again at the next batch; messages not acknowledged by then are
  * reported failed and published again (at-least-once).
  *
@@ -34,7 +36,7 @@
 #include "sink_named.h"
 
 #define AMQP_CHANNEL 1
-#define AMQP_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define AMQP_DEFAULT_CONNECT_TIMEOUT_MS 1000
 #define AMQP_POLL_SLICE_MS 50
 
 typedef struct AmqpConn
@@ -44,6 +46,8 @@ typedef struct AmqpConn
 	bool		broken;
 	uint64		next_tag;		/* delivery tag of the next publish */
 	int			in_flight;
+	int			heartbeat;		/* seconds; 0: none */
+	TimestampTz last_used;		/* end of the last batch */
 } AmqpConn;
 
 static int
@@ -128,6 +132,8 @@ amqp_connect_conn(const char *name, const char *url, const char *options_json, c
 	}
 	strlcpy(ac->name, name, NAMEDATALEN);
 	ac->next_tag = 1;
+	ac->heartbeat = heartbeat;
+	ac->last_used = GetCurrentTimestamp();
 	ac->state = amqp_new_connection();
 	socket = amqp_tcp_socket_new(ac->state);
 	if (socket == NULL)
@@ -426,12 +432,26 @@ amqp_confirm_batch(void *conn, EsSinkMessage *messages, int count, int timeout_m
 	}
 	batch_published = 0;
 	ac->in_flight = 0;
+	ac->last_used = GetCurrentTimestamp();
 }
 
+/*
+ * Heartbeats are served only while a batch reads from the connection: one
+ * idle for more than half the heartbeat interval may have been closed by
+ * the broker, so it is made again rather than found broken by a batch.
+ */
 static bool
 amqp_usable(void *conn)
 {
-	return !((AmqpConn *) conn)->broken;
+	AmqpConn   *ac = conn;
+
+	if (ac->broken)
+		return false;
+	if (ac->heartbeat > 0 &&
+		TimestampDifferenceExceeds(ac->last_used, GetCurrentTimestamp(),
+								   ac->heartbeat * 500))
+		return false;
+	return true;
 }
 
 static int

@@ -51,7 +51,7 @@ $node->safe_psql('postgres', qq{
 	CREATE EXTENSION event_store;
 	SET log_statement = 'none';
 	SELECT event_store.relay_sink_create('rabbit',
-		'amqp://relay:$secret\@127.0.0.1:$rmq->{port}/%2f', '{"connect_timeout_ms": 2000}');
+		'amqp://relay:$secret\@127.0.0.1:$rmq->{port}/%2f', '{"heartbeat": 10}');
 	SELECT event_store.outbox_configure('orders', max_attempts => 1000,
 		backoff_base => '100 ms', backoff_max => '1 s');
 });
