@@ -360,6 +360,11 @@ amqp_confirm_batch(void *conn, EsSinkMessage *messages, int count, int timeout_m
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
+		if (es_relay_stop_requested())
+		{
+			why = "the relay worker was asked to stop";
+			break;
+		}
 		amqp_maybe_release_buffers(ac->state);
 		rc = amqp_simple_wait_frame_noblock(ac->state, &frame, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)

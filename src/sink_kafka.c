@@ -199,6 +199,8 @@ poll_until(KafkaConn *kc, TimestampTz deadline)
 	while (kc->outstanding > 0 && GetCurrentTimestamp() < deadline)
 	{
 		CHECK_FOR_INTERRUPTS();
+		if (es_relay_stop_requested())
+			break;
 		rd_kafka_poll(kc->rk, KAFKA_POLL_SLICE_MS);
 	}
 }
