@@ -33,6 +33,9 @@ OBJS = \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
+	src/sink_amqp.o \
+	src/sink_config.o \
+	src/sink_kafka.o \
 	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
@@ -52,7 +55,7 @@ EXTRA_CLEAN = $(DATA_built)
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
 	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
-	event_routes relay
+	event_routes relay relay_sinks
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=event_store
@@ -63,6 +66,8 @@ ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
 	--load-extension=event_store
 
 PG_CPPFLAGS = -I$(srcdir)/src
+# The Kafka and AMQP sinks (librdkafka-dev, librabbitmq-dev).
+SHLIB_LINK = -lrdkafka -lrabbitmq
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
 PG_CONFIG ?= pg_config
@@ -98,7 +103,7 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
@@ -106,9 +111,17 @@ all: $(TOOLS)
 tools/%: tools/%.c tools/tools_common.h
 	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)
 
+# Test helpers of the AMQP and Kafka sinks: a queue consumer, and a host of
+# librdkafka's mock Kafka cluster.
+tools/es_amqp_consume: tools/es_amqp_consume.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrabbitmq
+
+tools/es_kafka_mock: tools/es_kafka_mock.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrdkafka
+
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/compat.h src/event_store.h src/guc.h src/sink.h
+$(OBJS): src/compat.h src/event_store.h src/guc.h src/sink.h src/sink_named.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

@@ -28,7 +28,7 @@ case "$mode" in
     *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
 esac
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgq3 libpq-dev bc
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev postgresql-15-pgq3 libpq-dev bc
 echo "building and installing event_store"
 build_and_install "$here"
 

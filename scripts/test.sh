@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test suite of event_store on throwaway clusters:
-# pg_regress, isolation, TAP (crash and restart) and pgTAP, then the client
+# pg_regress, isolation, TAP (crash and restart, the Kafka and RabbitMQ
+# sinks against brokers the tests start) and pgTAP, then the client
 # examples of examples/ (Python, Node.js, C) and the monitoring query file
 # under prometheus-postgres-exporter.
 #
@@ -42,6 +43,23 @@ case $exporter_was_installed in
         systemctl stop prometheus-postgres-exporter.service >/dev/null 2>&1 || true
     else
         service prometheus-postgres-exporter stop >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
+
+# The Kafka and RabbitMQ sinks: their client libraries, the RabbitMQ server
+# and clients (the tests start a throwaway node of their own), kcat.  The
+# package starts a system node when it is installed: stop the one this run
+# installed (a node that was there before is left alone).
+rabbitmq_was_installed=$(dpkg-query -W -f='${Status}' rabbitmq-server 2>/dev/null || true)
+ensure_packages librdkafka-dev librabbitmq-dev rabbitmq-server kcat amqp-tools
+case $rabbitmq_was_installed in
+*"install ok installed"*) ;;
+*)
+    if [ -d /run/systemd/system ]; then
+        systemctl stop rabbitmq-server.service >/dev/null 2>&1 || true
+    else
+        service rabbitmq-server stop >/dev/null 2>&1 || true
     fi
     ;;
 esac
@@ -95,7 +113,8 @@ make -C "$work" -s install >/dev/null
 
 run_suite "regression (pg_regress)" make -C "$work" -s installcheck-regress
 run_suite "isolation (pg_isolation_regress)" make -C "$work" -s installcheck-isolation
-# The client examples and the exporter run as suites of their own, after
+# The client examples, the exporter and the broker sinks run as suites of
+# their own, after
 # the rest of the TAP suite; each of them fails rather than skips when what
 # it needs is missing.
 client_tests=(
@@ -103,6 +122,8 @@ client_tests=(
     "client example: Node.js, pg|test/t/062_client_node.pl"
     "client example: C, libpq|test/t/063_client_c.pl"
     "monitoring: prometheus-postgres-exporter|test/t/064_prometheus_exporter.pl"
+    "relay sink: RabbitMQ, rabbitmq-server|test/t/081_sink_amqp.pl"
+    "relay sink: Kafka, librdkafka mock cluster|test/t/082_sink_kafka.pl"
 )
 core_tap=$(cd "$work" && for t in test/t/*.pl; do
     case " ${client_tests[*]} " in *"|$t "*) ;; *) printf '%s ' "$t" ;; esac

@@ -261,8 +261,8 @@ leave(const char *why, bool log)
 }
 
 /* The database is being dropped, renamed, moved or copied. */
-static bool
-stop_requested(void)
+bool
+es_relay_stop_requested(void)
 {
 	bool		stop;
 
@@ -657,7 +657,7 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	{
 		RelayRoute *route = lfirst(lc);
 
-		if (stop_requested())
+		if (es_relay_stop_requested())
 			return false;
 		PG_TRY();
 		{
@@ -978,7 +978,7 @@ es_relay_main(Datum main_arg)
 			if (!es_database_is_listed(my_database_name))
 				leave("database no longer listed in event_store.databases", true);
 		}
-		if (stop_requested())
+		if (es_relay_stop_requested())
 			leave("the database is being dropped, renamed or copied", false);
 
 		MemoryContextSwitchTo(cycle_context);

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * sink_notify.c
- *	  The notify: sink: outbox messages published with NOTIFY, and the
- *	  table of sinks (es_sink_lookup).
+ *	  The notify: sink: outbox messages published with NOTIFY.
  *
  * A message becomes one notification on the route's channel, its payload
  * the JSON object {"id", "key", "topic", "headers", "payload"}.  NOTIFY is
@@ -231,27 +230,3 @@ const EsSinkMethods es_sink_notify = {
 	.confirm = notify_confirm,
 	.close = notify_close
 };
-
-/* Every sink, by scheme. */
-static const EsSinkMethods *const sinks[] = {
-	&es_sink_notify
-};
-
-const EsSinkMethods *
-es_sink_lookup(const char *uri, const char **target)
-{
-	const char *colon = strchr(uri, ':');
-
-	if (colon == NULL)
-		return NULL;
-	for (size_t i = 0; i < lengthof(sinks); i++)
-	{
-		if (strlen(sinks[i]->scheme) == (size_t) (colon - uri) &&
-			pg_strncasecmp(uri, sinks[i]->scheme, colon - uri) == 0)
-		{
-			*target = colon + 1;
-			return sinks[i];
-		}
-	}
-	return NULL;
-}

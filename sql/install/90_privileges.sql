@@ -19,7 +19,9 @@ GRANT EXECUTE ON FUNCTION
 	event_store.subscription_ack(text, bigint, integer),
 	event_store.relay_fetch(bigint),
 	event_store.relay_worker_status(),
-	event_store.relay_available()
+	event_store.relay_available(),
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb)
 TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -55,7 +57,9 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_dedup_purge(interval),
 	event_store.route_events(text, text, text),
 	event_store.unroute_events(text, text, text),
-	event_store.relay_route(text, text),
+	event_store.relay_route(text, text, text),
+	event_store.relay_sink_create(text, text, jsonb),
+	event_store.relay_sink_drop(text),
 	event_store.relay_unroute(text),
 	event_store.relay_pause(text),
 	event_store.relay_resume(text)

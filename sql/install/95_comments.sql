@@ -113,8 +113,6 @@ COMMENT ON TABLE event_store.relay_routes IS
 	'Routes from outbox topics to sinks, which the relay workers publish to.';
 COMMENT ON TABLE event_store.relay_parked IS
 	'Copies of relayed messages too large to publish inline, for relay_fetch.';
-COMMENT ON FUNCTION event_store.relay_route(text, text) IS
-	'Routes a topic to a sink (notify:<channel>), replacing its route if it has one.';
 COMMENT ON FUNCTION event_store.relay_unroute(text) IS
 	'Removes the route of a topic; its messages stay in the outbox.';
 COMMENT ON FUNCTION event_store.relay_pause(text) IS

@@ -19,7 +19,9 @@ SELECT set_eq(
 	ARRAY['outbox:SELECT', 'outbox:UPDATE', 'outbox:DELETE',
 		  'relay_parked:SELECT', 'relay_parked:INSERT', 'relay_parked:DELETE',
 		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT',
-		  'outbox_topics:SELECT', 'outbox_dead_letters:INSERT'],
+		  'outbox_topics:SELECT', 'outbox_dead_letters:INSERT',
+		  'relay_sink_definitions:SELECT', 'relay_sink_state:SELECT',
+		  'relay_sink_state:INSERT', 'relay_sink_state:UPDATE'],
 	'the relay role has exactly the table privileges relaying needs');
 SELECT set_eq(
 	$$SELECT oid::regprocedure::text FROM pg_proc
@@ -69,7 +71,9 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.subscription_ack(text,bigint,integer)',
 	'event_store.relay_fetch(bigint)',
 	'event_store.relay_worker_status()',
-	'event_store.relay_available()']);
+	'event_store.relay_available()',
+	'event_store.relay_sink_mask_url(text)',
+	'event_store.relay_sink_mask_options(jsonb)']);
 INSERT INTO expected_grants
 SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
 UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
@@ -105,7 +109,9 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.outbox_dedup_purge(interval)',
 	'event_store.route_events(text,text,text)',
 	'event_store.unroute_events(text,text,text)',
-	'event_store.relay_route(text,text)',
+	'event_store.relay_route(text,text,text)',
+	'event_store.relay_sink_create(text,text,jsonb)',
+	'event_store.relay_sink_drop(text)',
 	'event_store.relay_unroute(text)',
 	'event_store.relay_pause(text)',
 	'event_store.relay_resume(text)']);
