@@ -53,10 +53,12 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/event_store--*.sql sql/event_st
 EXTRA_CLEAN = $(DATA_built)
 
 # Regression tests run in this order, in one database; setup comes first.
+# Their inputs and expected outputs are where PGXS looks: sql/ and expected/
+# (beside the install scripts); their results go to test/output_regress.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
 	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
 	event_routes relay relay_sinks
-REGRESS_OPTS = --inputdir=test --outputdir=test \
+REGRESS_OPTS = --inputdir=. --outputdir=test/output_regress \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=event_store
 

@@ -86,7 +86,7 @@ run_suite() {
 }
 
 show_diffs() {
-    for f in "$work"/test/regression.assertions.diffs "$work"/test/regression.diffs "$work"/test/output_iso/regression.diffs; do
+    for f in "$work"/test/regression.assertions.diffs "$work"/test/output_regress/regression.diffs "$work"/test/output_iso/regression.diffs; do
         [ -s "$f" ] && { echo "--- $f"; cat "$f"; }
     done
     return 0
@@ -104,7 +104,7 @@ make -C "$work" -s clean >/dev/null
 as_pg make -C "$work" -s COPT="$STRICT_CFLAGS -DUSE_ASSERT_CHECKING" >/dev/null
 make -C "$work" -s install >/dev/null
 run_suite "regression, assertions enabled (pg_regress)" make -C "$work" -s installcheck-regress
-if [ -f "$work"/test/regression.diffs ]; then mv "$work"/test/regression.diffs "$work"/test/regression.assertions.diffs; fi
+if [ -f "$work"/test/output_regress/regression.diffs ]; then mv "$work"/test/output_regress/regression.diffs "$work"/test/regression.assertions.diffs; fi
 
 log "building and installing"
 make -C "$work" -s clean >/dev/null
