@@ -19,6 +19,7 @@ OBJS = \
 	src/guc.o \
 	src/ids.o \
 	src/launcher.o \
+	src/lifecycle.o \
 	src/outbox.o \
 	src/plans.o \
 	src/read.o \

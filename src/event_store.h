@@ -174,6 +174,12 @@ typedef struct EsFeedQuery
 	int32		max_count;
 	int32		group_member;	/* consumer group, when group_size > 0 */
 	int32		group_size;
+	int			ntypes;			/* event type filter: 0 for none */
+	text	  **types;
+	text	   *stream_prefix;	/* NULL: any stream */
+	int64	   *covered;		/* out, optional: every event of the query
+								 * at or below this position was returned
+								 * or can never be */
 } EsFeedQuery;
 
 extern int64 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
@@ -192,11 +198,32 @@ typedef struct EsStreamScan
 
 typedef struct EsStreamHead
 {
-	bool		exists;			/* stream has at least one event */
+	bool		exists;			/* stream has (or had) at least one event */
 	bool		deleted;		/* last event is a tombstone */
+	bool		soft_deleted;	/* soft-deleted, not written since */
+	bool		has_last_id;	/* last event still in the log */
 	int64		version;		/* version of the last event, or -1 */
-	pg_uuid_t	last_id;		/* id of the last event, when it exists */
+	pg_uuid_t	last_id;		/* id of the last event, when has_last_id */
 } EsStreamHead;
+
+/* lifecycle.c: a stream's row of event_store.streams */
+typedef struct EsStreamMeta
+{
+	bool		found;
+	bool		has_max_count;
+	int64		max_count;
+	bool		has_max_age;
+	Interval	max_age;
+	bool		has_truncate_before;
+	int64		truncate_before;
+	int64		deleted_before; /* soft delete: versions below it; 0: none */
+	int64		removed_through;	/* last version the scavenger removed, or
+									 * -1 */
+} EsStreamMeta;
+
+extern void es_read_stream_meta(text *stream, Snapshot snapshot,
+								EsStreamMeta *meta);
+extern int64 es_stream_retention_cut(const EsStreamMeta *meta, int64 head_version);
 
 extern EsStreamScan *es_stream_scan_begin(Relation events,
 										  Relation stream_index, text *stream,
@@ -206,6 +233,11 @@ extern TupleTableSlot *es_stream_scan_next(EsStreamScan *ss);
 extern void es_stream_scan_end(EsStreamScan *ss);
 extern EsStreamHead es_read_stream_head(Relation events, Relation stream_index,
 										text *stream, Snapshot snapshot);
+struct EsStreamMeta;
+extern EsStreamHead es_read_stream_head_meta(Relation events,
+											 Relation stream_index,
+											 text *stream, Snapshot snapshot,
+											 struct EsStreamMeta *meta);
 extern Datum es_getattr(TupleTableSlot *slot, int attnum);
 extern void es_report_stream_deleted(text *stream) pg_attribute_noreturn();
 extern bool es_rows_are_events(Relation events, TupleDesc tupdesc);

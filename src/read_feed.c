@@ -9,7 +9,9 @@
  * safe head computed by feed.c, and decides row by row: a row the caller's
  * snapshot sees is shown; one it does not see is skipped if its transaction
  * aborted, and ends the read if that transaction may still become visible.
- * See feed.c for why that is enough.  Where the safe head cannot be known
+ * See feed.c for why that is enough.  Filters (consumer group member, event
+ * types, stream prefix) are applied to every row before that decision: a
+ * row a query does not select never holds it back.  Where the safe head cannot be known
  * (a hot standby, a logical replica: replica.c) reads are refused.
  *
  *-------------------------------------------------------------------------
@@ -22,6 +24,8 @@
 #include "access/tableam.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_type_d.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -33,11 +37,58 @@ PG_FUNCTION_INFO_V1(event_store_read_all);
 PG_FUNCTION_INFO_V1(event_store_read_category);
 PG_FUNCTION_INFO_V1(event_store_read_feed);
 PG_FUNCTION_INFO_V1(event_store_feed_head);
+PG_FUNCTION_INFO_V1(event_store_read_feed_covered);
+
+/* What the session's last read_feed covered (read_feed_covered). */
+static int64 last_read_feed_covered = -1;
+
+/*
+ * Does the query select this row: its consumer group member, its event
+ * types, its stream prefix?
+ */
+static bool
+feed_row_selected(const EsFeedQuery *query, TupleTableSlot *slot)
+{
+	if (query->group_size > 0 || query->stream_prefix != NULL)
+	{
+		text	   *stream = DatumGetTextPP(es_getattr(slot, Anum_events_stream));
+
+		if (query->group_size > 0 &&
+			es_consumer_group_member(VARDATA_ANY(stream),
+									 VARSIZE_ANY_EXHDR(stream),
+									 query->group_size) != query->group_member)
+			return false;
+		if (query->stream_prefix != NULL)
+		{
+			Size		plen = VARSIZE_ANY_EXHDR(query->stream_prefix);
+
+			if (VARSIZE_ANY_EXHDR(stream) < plen ||
+				memcmp(VARDATA_ANY(stream), VARDATA_ANY(query->stream_prefix),
+					   plen) != 0)
+				return false;
+		}
+	}
+	if (query->ntypes > 0)
+	{
+		text	   *type = DatumGetTextPP(es_getattr(slot, Anum_events_type));
+		Size		len = VARSIZE_ANY_EXHDR(type);
+
+		for (int i = 0; i < query->ntypes; i++)
+			if (VARSIZE_ANY_EXHDR(query->types[i]) == len &&
+				memcmp(VARDATA_ANY(query->types[i]), VARDATA_ANY(type), len) == 0)
+				return true;
+		return false;
+	}
+	return true;
+}
 
 /*
  * Append to tupstore the events of the feed (or of one category) from
  * query->from_position, at most query->max_count, that a reader may see
- * now.  Returns the number of events stored.
+ * now, that its filters select.  Returns the number of events stored; in
+ * *query->covered, if set, the position up to which the query has seen
+ * all it will ever select (a filtered consumer can move its checkpoint
+ * there even when nothing was selected).
  */
 int64
 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
@@ -55,6 +106,8 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	AttrNumber	position_attno;
 	int64		head;
 	int64		count = 0;
+	int64		covered = query->from_position - 1;
+	bool		exhausted = false;
 	bool		as_is;
 
 	events = es_open_relation("events", AccessShareLock);
@@ -63,6 +116,8 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	if (query->max_count == 0 || query->from_position > head)
 	{
 		table_close(events, AccessShareLock);
+		if (query->covered)
+			*query->covered = Max(covered, 0);
 		return 0;
 	}
 
@@ -99,12 +154,19 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	scan = index_beginscan(events, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 
-	while (count < query->max_count &&
-		   (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	while (count < query->max_count)
 	{
 		bool		visible;
+		int64		position;
 
 		CHECK_FOR_INTERRUPTS();
+
+		tid = index_getnext_tid(scan, ForwardScanDirection);
+		if (tid == NULL)
+		{
+			exhausted = true;
+			break;
+		}
 
 		visible = index_fetch_heap(scan, slot);
 		if (!visible)
@@ -118,25 +180,36 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 				continue;
 		}
 
-		if (query->group_size > 0)
+		/*
+		 * A row the query does not select is skipped whether or not it is
+		 * visible: its commit could never show the reader anything, so it
+		 * need not hold the read back.
+		 */
+		position = DatumGetInt64(es_getattr(slot, Anum_events_position));
+		if (!feed_row_selected(query, slot))
 		{
-			text	   *stream = DatumGetTextPP(es_getattr(slot, Anum_events_stream));
-
-			if (es_consumer_group_member(VARDATA_ANY(stream),
-										 VARSIZE_ANY_EXHDR(stream),
-										 query->group_size) != query->group_member)
-				continue;
+			covered = position;
+			continue;
 		}
 
 		if (!visible)
 		{
 			if (es_feed_classify_invisible_row(slot, snapshot) == ES_ROW_STOP)
+			{
+				covered = position - 1;
 				break;
+			}
+			covered = position;
 			continue;
 		}
 		es_put_event(tupstore, tupdesc, slot, as_is);
+		covered = position;
 		count++;
 	}
+	if (exhausted)
+		covered = head;
+	if (query->covered)
+		*query->covered = Max(covered, 0);
 	table_index_fetch_end(any_fetch);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -186,6 +259,64 @@ es_check_consumer_group(bool member_isnull, int32 member,
 				 errhint("Members are numbered from 0 to size - 1.")));
 }
 
+/*
+ * The filter arguments (event_types text[], stream_prefix text) at argno
+ * and argno + 1, when the function has them.  NULL means no filter.
+ */
+static void
+feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		ArrayType  *types = PG_GETARG_ARRAYTYPE_P(argno);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		if (ARR_NDIM(types) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("event_types must be a one-dimensional array")));
+		deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event_types must not be empty"),
+					 errhint("Pass NULL to read events of every type.")));
+		query->types = palloc(n * sizeof(text *));
+		for (int i = 0; i < n; i++)
+		{
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("event_types must not contain NULL")));
+			query->types[i] = DatumGetTextPP(elems[i]);
+			if (VARSIZE_ANY_EXHDR(query->types[i]) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("event_types must not contain an empty type")));
+		}
+		query->ntypes = n;
+	}
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+	{
+		query->stream_prefix = PG_GETARG_TEXT_PP(argno + 1);
+		if (VARSIZE_ANY_EXHDR(query->stream_prefix) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stream_prefix must not be empty"),
+					 errhint("Pass NULL to read events of every stream.")));
+		if (VARSIZE_ANY_EXHDR(query->stream_prefix) > ES_MAX_STREAM_NAME_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("stream_prefix is too long"),
+					 errdetail("Stream names are at most %d bytes; this prefix has %d.",
+							   ES_MAX_STREAM_NAME_BYTES,
+							   (int) VARSIZE_ANY_EXHDR(query->stream_prefix))));
+	}
+}
+
 /* Return the events of a feed query as the function's result set. */
 static Datum
 return_feed(FunctionCallInfo fcinfo, const EsFeedQuery *query)
@@ -198,7 +329,7 @@ return_feed(FunctionCallInfo fcinfo, const EsFeedQuery *query)
 }
 
 /*
- * read_all(from_position, max_count)
+ * read_all(from_position, max_count, event_types, stream_prefix)
  */
 Datum
 event_store_read_all(PG_FUNCTION_ARGS)
@@ -207,6 +338,7 @@ event_store_read_all(PG_FUNCTION_ARGS)
 
 	query.from_position = checked_from_position(fcinfo, 0);
 	query.max_count = es_checked_max_count(fcinfo, 1);
+	feed_filter_from_args(fcinfo, 2, &query);
 	return return_feed(fcinfo, &query);
 }
 
@@ -241,7 +373,7 @@ feed_query_from_args(FunctionCallInfo fcinfo, EsFeedQuery *query)
 
 /*
  * read_category(category, from_position, max_count, consumer_group_member,
- *				 consumer_group_size)
+ *				 consumer_group_size, event_types, stream_prefix)
  */
 Datum
 event_store_read_category(PG_FUNCTION_ARGS)
@@ -250,6 +382,7 @@ event_store_read_category(PG_FUNCTION_ARGS)
 
 	es_require_arg(fcinfo, 0, "category");
 	feed_query_from_args(fcinfo, &query);
+	feed_filter_from_args(fcinfo, 5, &query);
 	es_check_category(VARDATA_ANY(query.category),
 					  VARSIZE_ANY_EXHDR(query.category));
 	return return_feed(fcinfo, &query);
@@ -257,8 +390,9 @@ event_store_read_category(PG_FUNCTION_ARGS)
 
 /*
  * read_feed(category, from_position, max_count, consumer_group_member,
- *			 consumer_group_size): read_category, or the whole feed when
- * category is NULL.  What subscriptions read.
+ *			 consumer_group_size, event_types, stream_prefix): read_category,
+ * or the whole feed when category is NULL.  What subscriptions read.  It
+ * remembers how far it covered the feed, for read_feed_covered().
  */
 Datum
 event_store_read_feed(PG_FUNCTION_ARGS)
@@ -266,7 +400,23 @@ event_store_read_feed(PG_FUNCTION_ARGS)
 	EsFeedQuery query = {0};
 
 	feed_query_from_args(fcinfo, &query);
+	feed_filter_from_args(fcinfo, 5, &query);
+	last_read_feed_covered = -1;
+	query.covered = &last_read_feed_covered;
 	return return_feed(fcinfo, &query);
+}
+
+/*
+ * read_feed_covered(): the position up to which the last read_feed of this
+ * session covered the feed: a subscription whose filter selected nothing
+ * moves its checkpoint there.  NULL before any read_feed.
+ */
+Datum
+event_store_read_feed_covered(PG_FUNCTION_ARGS)
+{
+	if (last_read_feed_covered < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(last_read_feed_covered);
 }
 
 /*

@@ -82,9 +82,13 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_append_event'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- soft => false: the permanent tombstone; soft => true: the stream reads as
+-- empty and can be written again, its versions continuing (its events are
+-- left to scavenge).
 CREATE FUNCTION event_store.delete_stream(
 	stream text,
-	expected_version bigint DEFAULT NULL)
+	expected_version bigint DEFAULT NULL,
+	soft boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_delete_stream'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

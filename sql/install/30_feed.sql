@@ -2,9 +2,12 @@
 -- Global feed (gap-safe; see src/feed.c)
 --------------------------------------------------------------------------
 
+-- event_types and stream_prefix filter the feed (NULL: no filter).
 CREATE FUNCTION event_store.read_all(
 	from_position bigint DEFAULT 0,
-	max_count integer DEFAULT 1000)
+	max_count integer DEFAULT 1000,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_all'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
@@ -14,7 +17,9 @@ CREATE FUNCTION event_store.read_category(
 	from_position bigint DEFAULT 0,
 	max_count integer DEFAULT 1000,
 	consumer_group_member integer DEFAULT NULL,
-	consumer_group_size integer DEFAULT NULL)
+	consumer_group_size integer DEFAULT NULL,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_category'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
@@ -38,14 +43,24 @@ AS 'MODULE_PATHNAME', 'event_store_consumer_group_member'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The feed, optionally one category, optionally one member of a consumer
--- group: what subscriptions read.  Not granted; the subscription functions
--- call it.
+-- group, optionally filtered: what subscriptions read.  Not granted; the
+-- subscription functions call it.
 CREATE FUNCTION event_store.read_feed(
 	category text,
 	from_position bigint,
 	max_count integer,
 	consumer_group_member integer,
-	consumer_group_size integer)
+	consumer_group_size integer,
+	event_types text[],
+	stream_prefix text)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_feed'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+-- How far the session's last read_feed covered the feed: a filtered
+-- subscription moves its checkpoint there when its filter selected
+-- nothing.  Not granted.
+CREATE FUNCTION event_store.read_feed_covered()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_read_feed_covered'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;

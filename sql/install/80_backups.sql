@@ -7,6 +7,7 @@
 --------------------------------------------------------------------------
 SELECT pg_catalog.pg_extension_config_dump('event_store.events', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.position_high_water', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.stream_settings', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.subscription_checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');
