@@ -833,7 +833,8 @@ COMMENT ON FUNCTION event_store.stream_metadata(text) IS
 
 -- Remove the events that retention and soft deletes cover, at most
 -- max_events of them (NULL: all), stream by stream.  A tombstone is never
--- removed.  Returns how many events it removed.
+-- removed.  Then zeroes the free space of pages that erasures left and
+-- VACUUM cleaned.  Returns how many events it removed.
 CREATE FUNCTION event_store.scavenge(max_events bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -841,6 +842,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s event_store.stream_settings;
+	p event_store.erased_pages;
 	head bigint;
 	cut bigint;
 	oldest timestamptz;
@@ -884,17 +886,48 @@ BEGIN
 		END IF;
 		removed := removed + n;
 	END LOOP;
+	-- Wipe what erasures left in pages that VACUUM has cleaned since.
+	FOR p IN SELECT * FROM event_store.erased_pages AS ep
+			 ORDER BY ep.relname, ep.block
+	LOOP
+		IF event_store.scrub_page(p.relname, p.block) THEN
+			DELETE FROM event_store.erased_pages AS ep
+			WHERE ep.relname = p.relname AND ep.block = p.block;
+		END IF;
+	END LOOP;
 	RETURN removed;
 END
 $$;
 COMMENT ON FUNCTION event_store.scavenge(bigint) IS
 	'Remove the events that retention and soft deletes cover, at most max_events; returns how many.';
 
+-- Pages of the extension's tables that held row versions erase_stream
+-- replaced or deleted.  VACUUM frees those versions but leaves their bytes
+-- in the page's free space; scavenge zeroes it (scrub_page) once VACUUM
+-- removed them, then forgets the page.  Not saved by pg_dump: the pages of
+-- a restored table are new.
+CREATE TABLE event_store.erased_pages (
+	relname		text COLLATE "C" NOT NULL,
+	block		bigint NOT NULL,
+	erased_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (relname, block)
+);
+COMMENT ON TABLE event_store.erased_pages IS
+	'Pages whose free space scavenge still has to zero after an erasure.';
+REVOKE ALL ON event_store.erased_pages FROM PUBLIC;
+
+-- See src/lifecycle.c.  Not granted.
+CREATE FUNCTION event_store.scrub_page(relname text, block bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'event_store_scrub_page'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Erase a stream's personal data for good: every event keeps its position,
 -- stream, version, type, id and time, but its data becomes JSON null and
 -- its metadata NULL; the messages routed from its events are deleted from
 -- the outbox and the dead letters.  VACUUM then frees the old row
--- versions.  Returns how many events it erased.
+-- versions, and scavenge zeroes the bytes they leave in the pages.
+-- Returns how many events it erased.
 CREATE FUNCTION event_store.erase_stream(stream text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -904,6 +937,22 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM event_store.lock_stream(stream);
+	INSERT INTO event_store.erased_pages (relname, block)
+	SELECT DISTINCT 'events', (e.ctid::text::point)[0]::bigint
+	FROM event_store.events AS e
+	WHERE e.stream = erase_stream.stream
+	  AND (e.data <> 'null'::jsonb OR e.metadata IS NOT NULL)
+	UNION
+	SELECT 'outbox', (o.ctid::text::point)[0]::bigint
+	FROM event_store.outbox AS o
+	WHERE o.key = erase_stream.stream AND o.headers ? 'event_id'
+	  AND o.headers ->> 'stream' = erase_stream.stream
+	UNION
+	SELECT 'outbox_dead_letters', (d.ctid::text::point)[0]::bigint
+	FROM event_store.outbox_dead_letters AS d
+	WHERE d.key = erase_stream.stream AND d.headers ? 'event_id'
+	  AND d.headers ->> 'stream' = erase_stream.stream
+	ON CONFLICT DO NOTHING;
 	UPDATE event_store.events AS e
 	SET data = 'null'::jsonb, metadata = NULL
 	WHERE e.stream = erase_stream.stream
@@ -1155,6 +1204,7 @@ SELECT pg_catalog.pg_extension_config_dump('event_store.stream_settings', '');
 
 REVOKE ALL ON FUNCTION
 	event_store.lock_stream(text),
+	event_store.scrub_page(text, bigint),
 	event_store.set_stream_metadata(text, bigint, interval, bigint),
 	event_store.stream_metadata(text),
 	event_store.scavenge(bigint),

@@ -13,6 +13,9 @@
  * event, it records that version in the row (removed_through), so that the
  * stream's versions continue where they were.
  *
+ * Erasure rewrites rows; scrub_page then wipes the bytes that VACUUM frees
+ * but leaves in place.
+ *
  * Most stores never set metadata: while the table has never had a row
  * (no block on disk), no lookup is made at all.
  *
@@ -21,12 +24,15 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xloginsert.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -34,6 +40,7 @@
 #include "event_store.h"
 
 PG_FUNCTION_INFO_V1(event_store_lock_stream);
+PG_FUNCTION_INFO_V1(event_store_scrub_page);
 
 /* Columns of event_store.stream_settings. */
 enum
@@ -136,4 +143,93 @@ event_store_lock_stream(PG_FUNCTION_ARGS)
 
 	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 	PG_RETURN_VOID();
+}
+
+/*
+ * scrub_page(relname, block): after an erasure, wipe what is left of the
+ * old row versions on one page of one of the extension's tables.
+ *
+ * VACUUM removes dead row versions from a page by packing the live ones
+ * together, but leaves the bytes it freed in the page's hole (between the
+ * line pointers and the tuples) as they were: erased data would stay in
+ * the table's files.  Once the page holds no row version that is dead or
+ * still visible to someone as deleted, the hole is zeroed and the page is
+ * logged whole (a full-page image, whose hole replay fills with zeros).
+ * Returns true when the page is clean (or gone, the table having been
+ * truncated), false when dead row versions are still there: VACUUM has
+ * not removed them yet, or a snapshot still needs them; try again later.
+ * Not granted; scavenge calls it for the pages erase_stream recorded.
+ */
+Datum
+event_store_scrub_page(PG_FUNCTION_ARGS)
+{
+	char	   *relname;
+	int64		block;
+	Relation	rel;
+	Buffer		buffer;
+	Page		page;
+	PageHeader	header;
+	TransactionId oldest_xmin;
+	OffsetNumber maxoff;
+	bool		clean = true;
+
+	es_require_arg(fcinfo, 0, "relation name");
+	es_require_arg(fcinfo, 1, "block");
+	relname = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	block = PG_GETARG_INT64(1);
+	if (strcmp(relname, "events") != 0 && strcmp(relname, "outbox") != 0 &&
+		strcmp(relname, "outbox_dead_letters") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" is not scrubbed", relname)));
+
+	rel = es_open_relation(relname, AccessShareLock);
+	if (block < 0 || block >= (int64) RelationGetNumberOfBlocks(rel))
+	{
+		table_close(rel, AccessShareLock);
+		PG_RETURN_BOOL(true);
+	}
+
+	oldest_xmin = GetOldestNonRemovableTransactionId(rel);
+	buffer = ReadBuffer(rel, (BlockNumber) block);
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	page = BufferGetPage(buffer);
+	header = (PageHeader) page;
+
+	if (!PageIsNew(page))
+	{
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff && clean;
+			 off = OffsetNumberNext(off))
+		{
+			ItemId		item = PageGetItemId(page, off);
+			HeapTupleData tuple;
+			HTSV_Result state;
+
+			if (!ItemIdIsNormal(item))
+				continue;
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, item);
+			tuple.t_len = ItemIdGetLength(item);
+			tuple.t_tableOid = RelationGetRelid(rel);
+			ItemPointerSet(&tuple.t_self, (BlockNumber) block, off);
+			state = HeapTupleSatisfiesVacuum(&tuple, oldest_xmin, buffer);
+			if (state != HEAPTUPLE_LIVE && state != HEAPTUPLE_INSERT_IN_PROGRESS)
+				clean = false;
+		}
+	}
+
+	if (clean && !PageIsNew(page) && header->pd_upper > header->pd_lower)
+	{
+		START_CRIT_SECTION();
+		memset((char *) page + header->pd_lower, 0,
+			   header->pd_upper - header->pd_lower);
+		MarkBufferDirty(buffer);
+		if (RelationNeedsWAL(rel))
+			log_newpage_buffer(buffer, true);
+		END_CRIT_SECTION();
+	}
+
+	UnlockReleaseBuffer(buffer);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_BOOL(clean);
 }
