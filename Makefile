@@ -83,7 +83,7 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_filter_bench
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)

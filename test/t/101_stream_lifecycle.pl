@@ -177,7 +177,7 @@ is( $node->safe_psql(
 	'after scavenging, streams with max_count 5 keep at most 5 events');
 is( $node->safe_psql(
 		'postgres',
-		q{SELECT count(*) FROM event_store.read_stream('log-1')}),
+		q{SELECT count(*) FROM event_store.read_stream('log-2')}),
 	'5', 'read_stream shows the last 5');
 $node->safe_psql('postgres', 'CALL consume(3)');
 is( $node->safe_psql(
