@@ -24,6 +24,8 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/htup_details.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -32,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
@@ -611,6 +614,10 @@ soft_delete_stream(text *stream, bool has_expected, int64 expected)
 	Oid			argtypes[2] = {TEXTOID, INT8OID};
 	Datum		args[2];
 	int			rc;
+	HeapTuple	tuple;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	es_check_writable("delete_stream");
 	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
@@ -635,6 +642,21 @@ soft_delete_stream(text *stream, bool has_expected, int64 expected)
 				 errdetail("It has no events.")));
 	}
 
+	/*
+	 * The row is written as the owner of the extension's schema (a
+	 * superuser, checked at install): no role may write the table itself.
+	 * An error restores the caller's identity with the transaction.
+	 */
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(es_schema_oid()));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for the namespace of event_store");
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
 	args[0] = PointerGetDatum(stream);
 	args[1] = Int64GetDatum(head.version + 1);
 	SPI_connect();
@@ -646,6 +668,7 @@ soft_delete_stream(text *stream, bool has_expected, int64 expected)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	CommandCounterIncrement();
 	return head.version;
 }

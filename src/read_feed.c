@@ -21,6 +21,7 @@
 #include "access/genam.h"
 #include "access/relscan.h"
 #include "access/table.h"
+#include "access/itup.h"
 #include "access/tableam.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -44,14 +45,28 @@ static int64 last_read_feed_covered = -1;
 
 /*
  * Does the query select this row: its consumer group member, its event
- * types, its stream prefix?
+ * types, its stream prefix, and its category when the scan's index does
+ * not ensure it?
  */
 static bool
-feed_row_selected(const EsFeedQuery *query, TupleTableSlot *slot)
+feed_row_selected(const EsFeedQuery *query, TupleTableSlot *slot,
+				  bool check_category)
 {
-	if (query->group_size > 0 || query->stream_prefix != NULL)
+	if (query->group_size > 0 || query->stream_prefix != NULL || check_category)
 	{
 		text	   *stream = DatumGetTextPP(es_getattr(slot, Anum_events_stream));
+
+		/* The category is the part of the name before its first '-'. */
+		if (check_category)
+		{
+			Size		clen = VARSIZE_ANY_EXHDR(query->category);
+			Size		slen = VARSIZE_ANY_EXHDR(stream);
+
+			if (slen < clen ||
+				memcmp(VARDATA_ANY(stream), VARDATA_ANY(query->category), clen) != 0 ||
+				(slen > clen && VARDATA_ANY(stream)[clen] != '-'))
+				return false;
+		}
 
 		if (query->group_size > 0 &&
 			es_consumer_group_member(VARDATA_ANY(stream),
@@ -83,12 +98,44 @@ feed_row_selected(const EsFeedQuery *query, TupleTableSlot *slot)
 }
 
 /*
+ * One index scan of a feed read, and the entry it stands on.
+ */
+typedef struct FeedScan
+{
+	IndexScanDesc scan;
+	ItemPointer tid;			/* NULL when the scan is done */
+	int64		position;		/* of the entry, when positions are read */
+} FeedScan;
+
+static void
+feed_scan_advance(FeedScan *fs, AttrNumber position_attno, bool read_position)
+{
+	fs->tid = index_getnext_tid(fs->scan, ForwardScanDirection);
+	if (fs->tid != NULL && read_position)
+	{
+		bool		isnull;
+
+		fs->position = DatumGetInt64(index_getattr(fs->scan->xs_itup,
+												   position_attno,
+												   fs->scan->xs_itupdesc,
+												   &isnull));
+	}
+}
+
+/*
  * Append to tupstore the events of the feed (or of one category) from
  * query->from_position, at most query->max_count, that a reader may see
  * now, that its filters select.  Returns the number of events stored; in
  * *query->covered, if set, the position up to which the query has seen
  * all it will ever select (a filtered consumer can move its checkpoint
  * there even when nothing was selected).
+ *
+ * A read filtered by event types scans the (type, position) index once
+ * per type and merges the scans in position order, so the events of other
+ * types are never visited; other reads scan the position index, or the
+ * (category, position) index for a category.  A scan of several types
+ * stops at the same rows a scan of all events would, since it meets the
+ * rows it selects in the same order.
  */
 int64
 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
@@ -96,14 +143,15 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 {
 	Relation	events;
 	Relation	index;
-	IndexScanDesc scan;
+	FeedScan   *scans;
+	int			nscans;
 	IndexFetchTableData *any_fetch;
-	ItemPointer tid;
 	TupleTableSlot *slot;
 	Snapshot	snapshot = GetActiveSnapshot();
 	ScanKeyData keys[3];
-	int			nkeys = 0;
 	AttrNumber	position_attno;
+	bool		by_type = query->ntypes > 0;
+	bool		check_category = false;
 	int64		head;
 	int64		count = 0;
 	int64		covered = query->from_position - 1;
@@ -121,26 +169,26 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 		return 0;
 	}
 
-	if (query->category != NULL)
+	if (by_type)
+	{
+		index = es_open_relation("events_type_position_idx", AccessShareLock);
+		position_attno = 2;
+		nscans = query->ntypes;
+		check_category = (query->category != NULL);
+	}
+	else if (query->category != NULL)
 	{
 		index = es_open_relation("events_category_position_idx",
 						   AccessShareLock);
-		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber,
-							   InvalidOid, index->rd_indcollation[0],
-							   F_TEXTEQ, PointerGetDatum(query->category));
 		position_attno = 2;
+		nscans = 1;
 	}
 	else
 	{
 		index = es_open_relation("events_pkey", AccessShareLock);
 		position_attno = 1;
+		nscans = 1;
 	}
-	ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
-						   BTGreaterEqualStrategyNumber, InvalidOid, InvalidOid,
-						   F_INT8GE, Int64GetDatum(query->from_position));
-	ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
-						   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
-						   F_INT8LE, Int64GetDatum(head));
 
 	/*
 	 * Fetch each row with the reader's snapshot; a row it cannot see is
@@ -151,42 +199,69 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	as_is = es_rows_are_events(events, tupdesc);
 	slot = table_slot_create(events, NULL);
 	any_fetch = table_index_fetch_begin(events);
-	scan = index_beginscan(events, index, snapshot, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
+	scans = palloc0(nscans * sizeof(FeedScan));
+	for (int i = 0; i < nscans; i++)
+	{
+		int			nkeys = 0;
+		text	   *leading = by_type ? query->types[i] : query->category;
+
+		if (leading != NULL)
+			ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber,
+								   InvalidOid, index->rd_indcollation[0],
+								   F_TEXTEQ, PointerGetDatum(leading));
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
+							   BTGreaterEqualStrategyNumber, InvalidOid, InvalidOid,
+							   F_INT8GE, Int64GetDatum(query->from_position));
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
+							   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
+							   F_INT8LE, Int64GetDatum(head));
+		scans[i].scan = index_beginscan(events, index, snapshot, nkeys, 0);
+		/* Merging several scans needs each entry's position first. */
+		scans[i].scan->xs_want_itup = (nscans > 1);
+		index_rescan(scans[i].scan, keys, nkeys, NULL, 0);
+		feed_scan_advance(&scans[i], position_attno, nscans > 1);
+	}
 
 	while (count < query->max_count)
 	{
+		FeedScan   *cur = NULL;
 		bool		visible;
 		int64		position;
 
 		CHECK_FOR_INTERRUPTS();
 
-		tid = index_getnext_tid(scan, ForwardScanDirection);
-		if (tid == NULL)
+		for (int i = 0; i < nscans; i++)
+			if (scans[i].tid != NULL &&
+				(cur == NULL || scans[i].position < cur->position))
+				cur = &scans[i];
+		if (cur == NULL)
 		{
 			exhausted = true;
 			break;
 		}
 
-		visible = index_fetch_heap(scan, slot);
+		visible = index_fetch_heap(cur->scan, slot);
 		if (!visible)
 		{
 			bool		call_again = false;
 			bool		all_dead = false;
 
 			/* Gone altogether (pruned): an aborted row, nothing to wait for. */
-			if (!table_index_fetch_tuple(any_fetch, tid, SnapshotAny, slot,
+			if (!table_index_fetch_tuple(any_fetch, cur->tid, SnapshotAny, slot,
 										 &call_again, &all_dead))
+			{
+				feed_scan_advance(cur, position_attno, nscans > 1);
 				continue;
+			}
 		}
+		feed_scan_advance(cur, position_attno, nscans > 1);
 
 		/*
 		 * A row the query does not select is skipped whether or not it is
-		 * visible: its commit could never show the reader anything, so it
-		 * need not hold the read back.
+		 * visible: its commit could never show the reader anything.
 		 */
 		position = DatumGetInt64(es_getattr(slot, Anum_events_position));
-		if (!feed_row_selected(query, slot))
+		if (!feed_row_selected(query, slot, check_category))
 		{
 			covered = position;
 			continue;
@@ -211,7 +286,9 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 	if (query->covered)
 		*query->covered = Max(covered, 0);
 	table_index_fetch_end(any_fetch);
-	index_endscan(scan);
+	for (int i = 0; i < nscans; i++)
+		index_endscan(scans[i].scan);
+	pfree(scans);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	table_close(events, AccessShareLock);

@@ -39,6 +39,9 @@ CREATE TABLE event_store.events (
 );
 CREATE INDEX events_category_position_idx
 	ON event_store.events ((event_store.category(stream)) COLLATE "C", position);
+-- Feed reads filtered by event types (src/read_feed.c).
+CREATE INDEX events_type_position_idx
+	ON event_store.events (type COLLATE "C", position);
 
 REVOKE ALL ON event_store.events FROM PUBLIC;
 GRANT SELECT ON event_store.events TO event_store_reader;

@@ -58,9 +58,6 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_resume(text)
 TO event_store_admin;
 
--- delete_stream(soft => true) writes the stream's row as its caller.
-GRANT SELECT, INSERT, UPDATE ON event_store.stream_settings TO event_store_admin;
-
 -- The relay wakes consumer group members for their own streams.
 GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer)
 	TO event_store_relay;
