@@ -98,6 +98,8 @@ extern int	es_max_relay_workers;
 extern int	es_restart_time;
 extern int	es_relay_reference_ttl;
 extern int	es_relay_idle_timeout;
+extern int	es_scavenge_interval;
+extern int	es_scavenge_batch;
 extern void es_define_gucs(void);
 
 /* args.c: checks of SQL arguments shared by several functions */
@@ -334,8 +336,10 @@ typedef struct EsRelayDatabase
 	int64		announced_head; /* last feed head announced */
 	bool		failed;			/* the last worker failed: wait restart_time */
 	TimestampTz waiting_since;	/* pending with no worker since */
-	TimestampTz next_due;		/* a delayed message comes due: start a
-								 * worker then (0: none) */
+	TimestampTz next_due;		/* a delayed message comes due, or the
+								 * scavenger: start a worker then (0: none) */
+	TimestampTz scavenged_at;	/* the workers' last complete scavenge of
+								 * this instance, or when they first saw it */
 	TimestampTz exited_at;
 	TimestampTz started_at;
 	TimestampTz last_batch_at;

@@ -247,6 +247,18 @@ is( $node->safe_psql(
 	'0:Registered:null:- 1:Renamed:null:-',
 	'the erased events keep their versions and types');
 
+# The relay workers scavenge on their schedule.
+$node->safe_psql('postgres', q{
+SELECT event_store.append_event('auto-1', 'Log', '{}') FROM generate_series(1, 30);
+SELECT event_store.set_stream_metadata('auto-1', max_count => 3);
+ALTER SYSTEM SET event_store.scavenge_interval = '1s';
+ALTER SYSTEM SET event_store.scavenge_batch = 10;
+SELECT pg_reload_conf();
+});
+ok( $node->poll_query_until(
+		'postgres', q{SELECT count(*) = 3 FROM event_store.events WHERE stream = 'auto-1'}),
+	'the relay workers scavenge on their schedule, in batches');
+
 # A restart replays the wiped pages from their full-page images.
 crash_and_restart($node);
 is(marker_files(), '', 'after crash recovery the marker is in no file');
