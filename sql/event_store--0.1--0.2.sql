@@ -925,8 +925,9 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Erase a stream's personal data for good: every event keeps its position,
 -- stream, version, type, id and time, but its data becomes JSON null and
 -- its metadata NULL; the messages routed from its events are deleted from
--- the outbox and the dead letters.  VACUUM then frees the old row
--- versions, and scavenge zeroes the bytes they leave in the pages.
+-- the outbox, the dead letters and the parked notifications of the relay.
+-- VACUUM then frees the old row versions, and scavenge zeroes the bytes
+-- they leave in the pages.
 -- Returns how many events it erased.
 CREATE FUNCTION event_store.erase_stream(stream text)
 RETURNS bigint
@@ -952,6 +953,11 @@ BEGIN
 	FROM event_store.outbox_dead_letters AS d
 	WHERE d.key = erase_stream.stream AND d.headers ? 'event_id'
 	  AND d.headers ->> 'stream' = erase_stream.stream
+	UNION
+	SELECT 'relay_parked', (r.ctid::text::point)[0]::bigint
+	FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream
 	ON CONFLICT DO NOTHING;
 	UPDATE event_store.events AS e
 	SET data = 'null'::jsonb, metadata = NULL
@@ -967,6 +973,10 @@ BEGIN
 	WHERE d.key = erase_stream.stream
 	  AND d.headers ? 'event_id'
 	  AND d.headers ->> 'stream' = erase_stream.stream;
+	DELETE FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream
+	  AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream;
 	RETURN n;
 END
 $$;
@@ -1204,6 +1214,15 @@ CROSS JOIN LATERAL (
 	  AND (s.event_types IS NULL OR e.type = ANY (s.event_types))
 	  AND (s.stream_prefix IS NULL OR starts_with(e.stream, s.stream_prefix))
 ) AS pending;
+
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint, boolean) IS
+	'End a stream with a tombstone, or soft-delete it (it reads as empty and can be written again).';
+COMMENT ON FUNCTION event_store.read_all(bigint, integer, text[], text) IS
+	'The global feed in position order, gap-safe, optionally filtered by event types and stream prefix.';
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer, text[], text) IS
+	'The feed of one category, gap-safe, optionally one consumer group member, optionally filtered by event types and stream prefix.';
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean, text[], text) IS
+	'Create a durable subscription to the feed or a category, optionally filtered by event types and stream prefix.';
 
 SELECT pg_catalog.pg_extension_config_dump('event_store.stream_settings', '');
 

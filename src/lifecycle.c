@@ -178,7 +178,8 @@ event_store_scrub_page(PG_FUNCTION_ARGS)
 	relname = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	block = PG_GETARG_INT64(1);
 	if (strcmp(relname, "events") != 0 && strcmp(relname, "outbox") != 0 &&
-		strcmp(relname, "outbox_dead_letters") != 0)
+		strcmp(relname, "outbox_dead_letters") != 0 &&
+		strcmp(relname, "relay_parked") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("relation \"%s\" is not scrubbed", relname)));

@@ -95,6 +95,8 @@ CREATE FUNCTION event_store.delete_stream(
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_delete_stream'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint, boolean) IS
+	'End a stream with a tombstone, or soft-delete it (it reads as empty and can be written again).';
 
 CREATE FUNCTION event_store.read_stream(
 	stream text,

@@ -184,8 +184,9 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Erase a stream's personal data for good: every event keeps its position,
 -- stream, version, type, id and time, but its data becomes JSON null and
 -- its metadata NULL; the messages routed from its events are deleted from
--- the outbox and the dead letters.  VACUUM then frees the old row
--- versions, and scavenge zeroes the bytes they leave in the pages.
+-- the outbox, the dead letters and the parked notifications of the relay.
+-- VACUUM then frees the old row versions, and scavenge zeroes the bytes
+-- they leave in the pages.
 -- Returns how many events it erased.
 CREATE FUNCTION event_store.erase_stream(stream text)
 RETURNS bigint
@@ -211,6 +212,11 @@ BEGIN
 	FROM event_store.outbox_dead_letters AS d
 	WHERE d.key = erase_stream.stream AND d.headers ? 'event_id'
 	  AND d.headers ->> 'stream' = erase_stream.stream
+	UNION
+	SELECT 'relay_parked', (r.ctid::text::point)[0]::bigint
+	FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream
 	ON CONFLICT DO NOTHING;
 	UPDATE event_store.events AS e
 	SET data = 'null'::jsonb, metadata = NULL
@@ -226,6 +232,10 @@ BEGIN
 	WHERE d.key = erase_stream.stream
 	  AND d.headers ? 'event_id'
 	  AND d.headers ->> 'stream' = erase_stream.stream;
+	DELETE FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream
+	  AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream;
 	RETURN n;
 END
 $$;

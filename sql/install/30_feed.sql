@@ -11,6 +11,8 @@ CREATE FUNCTION event_store.read_all(
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_all'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION event_store.read_all(bigint, integer, text[], text) IS
+	'The global feed in position order, gap-safe, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.read_category(
 	category text,
@@ -23,6 +25,8 @@ CREATE FUNCTION event_store.read_category(
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_category'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer, text[], text) IS
+	'The feed of one category, gap-safe, optionally one consumer group member, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.feed_head()
 RETURNS bigint

@@ -206,6 +206,8 @@ BEGIN
 	PERFORM event_store.relay_wake();
 END
 $$;
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean, text[], text) IS
+	'Create a durable subscription to the feed or a category, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.subscription_drop(subscription text)
 RETURNS void
