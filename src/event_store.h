@@ -40,6 +40,7 @@
 #define ES_MAX_TOPIC_BYTES			255
 #define ES_MAX_KEY_BYTES			1024
 #define ES_MAX_ERROR_BYTES			8192
+#define ES_MAX_FILTER_TYPES			100
 
 /* Expected-version sentinels of append (see SPEC.md). */
 #define ES_EXPECT_NO_STREAM		(-1)

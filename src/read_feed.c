@@ -9,10 +9,14 @@
  * safe head computed by feed.c, and decides row by row: a row the caller's
  * snapshot sees is shown; one it does not see is skipped if its transaction
  * aborted, and ends the read if that transaction may still become visible.
- * See feed.c for why that is enough.  Filters (consumer group member, event
- * types, stream prefix) are applied to every row before that decision: a
- * row a query does not select never holds it back.  Where the safe head cannot be known
+ * See feed.c for why that is enough.  Where the safe head cannot be known
  * (a hot standby, a logical replica: replica.c) reads are refused.
+ *
+ * Filters (consumer group member, event types, stream prefix) are applied
+ * to every row before that decision: a row the query does not select is
+ * skipped, visible or not.  A read filtered by event types scans the
+ * (type, position) index instead, one scan per type, merged in position
+ * order.
  *
  *-------------------------------------------------------------------------
  */
@@ -361,20 +365,35 @@ feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("event_types must not be empty"),
 					 errhint("Pass NULL to read events of every type.")));
+		if (n > ES_MAX_FILTER_TYPES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many event types in a filter: %d", n),
+					 errdetail("A filter has at most %d event types.",
+							   ES_MAX_FILTER_TYPES)));
 		query->types = palloc(n * sizeof(text *));
 		for (int i = 0; i < n; i++)
 		{
+			text	   *type;
+			bool		duplicate = false;
+
 			if (nulls[i])
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						 errmsg("event_types must not contain NULL")));
-			query->types[i] = DatumGetTextPP(elems[i]);
-			if (VARSIZE_ANY_EXHDR(query->types[i]) == 0)
+			type = DatumGetTextPP(elems[i]);
+			if (VARSIZE_ANY_EXHDR(type) == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("event_types must not contain an empty type")));
+			/* Each type is one index scan: a repeated one would repeat rows. */
+			for (int j = 0; j < query->ntypes && !duplicate; j++)
+				duplicate = (VARSIZE_ANY_EXHDR(query->types[j]) == VARSIZE_ANY_EXHDR(type) &&
+							 memcmp(VARDATA_ANY(query->types[j]), VARDATA_ANY(type),
+									VARSIZE_ANY_EXHDR(type)) == 0);
+			if (!duplicate)
+				query->types[query->ntypes++] = type;
 		}
-		query->ntypes = n;
 	}
 	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
 	{

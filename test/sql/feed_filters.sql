@@ -16,12 +16,15 @@ SELECT position, stream, type FROM event_store.read_category('order', event_type
 SELECT position, stream, type FROM event_store.read_category('order', stream_prefix => 'order-2');
 SELECT position, stream, type FROM event_store.read_category('order', 0, 10, 0, 1, '{Paid}');
 SELECT position, stream, type FROM event_store.read_all(event_types => '{Nothing}');
+-- A type given twice is read once.
+SELECT position, stream, type FROM event_store.read_all(event_types => '{Paid,Issued,Paid}');
 
 -- Bad filters.
 SELECT try($$SELECT * FROM event_store.read_all(event_types => '{}')$$);
 SELECT try($$SELECT * FROM event_store.read_all(event_types => '{Placed,NULL}')$$);
 SELECT try($$SELECT * FROM event_store.read_all(event_types => '{""}')$$);
 SELECT try($$SELECT * FROM event_store.read_all(event_types => '{{a},{b}}')$$);
+SELECT try($$SELECT * FROM event_store.read_all(event_types => array_fill('x'::text, ARRAY[101]))$$);
 SELECT try($$SELECT * FROM event_store.read_all(stream_prefix => '')$$);
 SELECT try($$SELECT * FROM event_store.read_all(stream_prefix => repeat('x', 1025))$$);
 SELECT try($$SELECT * FROM event_store.read_category('order', event_types => '{}')$$);
