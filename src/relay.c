@@ -768,6 +768,7 @@ static void
 scavenge_if_due(void)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz due = scavenge_due();
 
 	while (due != 0 && due <= GetCurrentTimestamp())
@@ -800,7 +801,7 @@ scavenge_if_due(void)
 		}
 		PG_CATCH();
 		{
-			step_failed(CurrentMemoryContext, "scavenge");
+			step_failed(outer, "scavenge");
 		}
 		PG_END_TRY();
 
