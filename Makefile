@@ -23,6 +23,7 @@ OBJS = \
 	src/guc.o \
 	src/ids.o \
 	src/launcher.o \
+	src/lifecycle.o \
 	src/outbox.o \
 	src/plans.o \
 	src/read.o \
@@ -57,7 +58,7 @@ EXTRA_CLEAN = $(DATA_built)
 # (beside the install scripts); their results go to test/output_regress.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
 	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
-	event_routes relay relay_sinks
+	event_routes relay relay_sinks stream_lifecycle feed_filters
 REGRESS_OPTS = --inputdir=. --outputdir=test/output_regress \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=event_store
@@ -105,7 +106,8 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock \
+	tools/es_filter_bench
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)

@@ -19,6 +19,8 @@ CREATE TABLE plain_events (
 );
 CREATE INDEX plain_events_category_position_idx
 	ON plain_events ((event_store.category(stream)) COLLATE "C", position);
+CREATE INDEX plain_events_type_position_idx
+	ON plain_events (type COLLATE "C", position);
 
 -- Baseline of the outbox: a hand-written queue, INSERT to send,
 -- DELETE ... FOR UPDATE SKIP LOCKED to consume, vacuumed like the outbox.

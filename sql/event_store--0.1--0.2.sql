@@ -1713,3 +1713,513 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_sink_mask_url(text),
 	event_store.relay_sink_mask_options(jsonb)
 TO event_store_reader;
+
+-- Stream lifecycle and filtered feeds: stream metadata (retention) in
+-- event_store.stream_settings, which read_stream and append read;
+-- delete_stream(..., soft); scavenge, erase_stream; read_all,
+-- read_category and subscriptions take event_types and stream_prefix
+-- filters (src/lifecycle.c, src/read_feed.c).
+CREATE TABLE event_store.stream_settings (
+	stream		text COLLATE "C" PRIMARY KEY,
+	max_count	bigint CHECK (max_count >= 1),
+	max_age		interval CHECK (max_age > '0'::interval),
+	truncate_before bigint CHECK (truncate_before >= 0),
+	deleted_before bigint NOT NULL DEFAULT 0 CHECK (deleted_before >= 0),
+	removed_through bigint,
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE event_store.stream_settings IS
+	'Retention limits and soft deletion of streams (set_stream_metadata, delete_stream(soft => true)).';
+
+REVOKE ALL ON event_store.stream_settings FROM PUBLIC;
+
+-- The stream's append lock, for the functions below (src/lifecycle.c).
+-- Not granted.
+CREATE FUNCTION event_store.lock_stream(stream text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_lock_stream'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Set a stream's retention: NULL clears a limit.  read_stream applies the
+-- limits at once; scavenge removes the events they cover.
+CREATE FUNCTION event_store.set_stream_metadata(
+	stream text,
+	max_count bigint DEFAULT NULL,
+	max_age interval DEFAULT NULL,
+	truncate_before bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.lock_stream(stream);
+	IF max_count < 1 THEN
+		RAISE EXCEPTION 'max_count must be at least 1: %', max_count
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL to keep every event, or delete the stream.';
+	END IF;
+	IF max_age <= '0'::interval THEN
+		RAISE EXCEPTION 'max_age must be positive: %', max_age
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF truncate_before < 0 THEN
+		RAISE EXCEPTION 'truncate_before must not be negative: %', truncate_before
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- EV003 for a deleted stream.
+	PERFORM event_store.stream_version(stream);
+	INSERT INTO event_store.stream_settings AS s (stream, max_count, max_age, truncate_before)
+	VALUES (set_stream_metadata.stream, set_stream_metadata.max_count,
+			set_stream_metadata.max_age, set_stream_metadata.truncate_before)
+	ON CONFLICT ON CONSTRAINT stream_settings_pkey DO UPDATE
+	SET max_count = excluded.max_count, max_age = excluded.max_age,
+		truncate_before = excluded.truncate_before, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION event_store.set_stream_metadata(text, bigint, interval, bigint) IS
+	'Set the retention of a stream (max_count, max_age, truncate_before); NULL clears a limit.';
+
+-- A stream's retention and soft deletion: one row, NULL limits when none.
+CREATE FUNCTION event_store.stream_metadata(stream text)
+RETURNS TABLE (max_count bigint, max_age interval, truncate_before bigint,
+			   deleted_before bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF stream IS NULL THEN
+		RAISE EXCEPTION 'stream name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	RETURN QUERY
+	SELECT s.max_count, s.max_age, s.truncate_before,
+		   nullif(s.deleted_before, 0)
+	FROM (SELECT) AS one
+	LEFT JOIN event_store.stream_settings AS s ON s.stream = stream_metadata.stream;
+END
+$$;
+COMMENT ON FUNCTION event_store.stream_metadata(text) IS
+	'The retention of a stream, and the version below which it was soft-deleted.';
+
+-- Remove the events that retention and soft deletes cover, at most
+-- max_events of them (NULL: all), stream by stream.  A tombstone is never
+-- removed.  Then zeroes the free space of pages that erasures left and
+-- VACUUM cleaned.  Returns how many events it removed.
+CREATE FUNCTION event_store.scavenge(max_events bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s event_store.stream_settings;
+	p event_store.erased_pages;
+	head bigint;
+	cut bigint;
+	oldest timestamptz;
+	n bigint;
+	last_removed bigint;
+	removed bigint := 0;
+BEGIN
+	IF max_events < 1 THEN
+		RAISE EXCEPTION 'max_events must be at least 1: %', max_events
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL to remove everything there is to remove.';
+	END IF;
+	FOR s IN SELECT * FROM event_store.stream_settings AS st
+			 WHERE st.max_count IS NOT NULL OR st.max_age IS NOT NULL
+				OR st.truncate_before IS NOT NULL OR st.deleted_before > 0
+			 ORDER BY st.stream
+	LOOP
+		EXIT WHEN removed >= max_events;
+		SELECT e.version INTO head FROM event_store.events AS e
+		WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1;
+		CONTINUE WHEN head IS NULL;
+		cut := greatest(coalesce(s.truncate_before, 0), s.deleted_before,
+						head - s.max_count + 1);
+		oldest := now() - s.max_age;
+		WITH gone AS (
+			DELETE FROM event_store.events AS e
+			WHERE e.position IN (
+				SELECT c.position FROM event_store.events AS c
+				WHERE c.stream = s.stream
+				  AND c.type <> '$stream_deleted'
+				  AND (c.version < cut OR c.recorded_at < oldest)
+				ORDER BY c.version
+				LIMIT max_events - removed)
+			RETURNING e.version)
+		SELECT count(*), max(gone.version) INTO n, last_removed FROM gone;
+		-- The stream's last event is gone: remember its version.
+		IF last_removed = head THEN
+			UPDATE event_store.stream_settings AS st
+			SET removed_through = greatest(st.removed_through, head)
+			WHERE st.stream = s.stream;
+		END IF;
+		removed := removed + n;
+	END LOOP;
+	-- Wipe what erasures left in pages that VACUUM has cleaned since.
+	FOR p IN SELECT * FROM event_store.erased_pages AS ep
+			 ORDER BY ep.relname, ep.block
+	LOOP
+		IF event_store.scrub_page(p.relname, p.block) THEN
+			DELETE FROM event_store.erased_pages AS ep
+			WHERE ep.relname = p.relname AND ep.block = p.block;
+		END IF;
+	END LOOP;
+	RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION event_store.scavenge(bigint) IS
+	'Remove the events that retention and soft deletes cover, at most max_events; returns how many.';
+
+-- Pages of the extension's tables that held row versions erase_stream
+-- replaced or deleted.  VACUUM frees those versions but leaves their bytes
+-- in the page's free space; scavenge zeroes it (scrub_page) once VACUUM
+-- removed them, then forgets the page.  Not saved by pg_dump: the pages of
+-- a restored table are new.
+CREATE TABLE event_store.erased_pages (
+	relname		text COLLATE "C" NOT NULL,
+	block		bigint NOT NULL,
+	erased_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (relname, block)
+);
+COMMENT ON TABLE event_store.erased_pages IS
+	'Pages whose free space scavenge still has to zero after an erasure.';
+REVOKE ALL ON event_store.erased_pages FROM PUBLIC;
+
+-- See src/lifecycle.c.  Not granted.
+CREATE FUNCTION event_store.scrub_page(relname text, block bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'event_store_scrub_page'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Erase a stream's personal data for good: every event keeps its position,
+-- stream, version, type, id and time, but its data becomes JSON null and
+-- its metadata NULL; the messages routed from its events are deleted from
+-- the outbox, the dead letters and the parked notifications of the relay.
+-- VACUUM then frees the old row versions, and scavenge zeroes the bytes
+-- they leave in the pages.
+-- Returns how many events it erased.
+CREATE FUNCTION event_store.erase_stream(stream text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	PERFORM event_store.lock_stream(stream);
+	INSERT INTO event_store.erased_pages (relname, block)
+	SELECT DISTINCT 'events', (e.ctid::text::point)[0]::bigint
+	FROM event_store.events AS e
+	WHERE e.stream = erase_stream.stream
+	  AND (e.data <> 'null'::jsonb OR e.metadata IS NOT NULL)
+	UNION
+	SELECT 'outbox', (o.ctid::text::point)[0]::bigint
+	FROM event_store.outbox AS o
+	WHERE o.key = erase_stream.stream AND o.headers ? 'event_id'
+	  AND o.headers ->> 'stream' = erase_stream.stream
+	UNION
+	SELECT 'outbox_dead_letters', (d.ctid::text::point)[0]::bigint
+	FROM event_store.outbox_dead_letters AS d
+	WHERE d.key = erase_stream.stream AND d.headers ? 'event_id'
+	  AND d.headers ->> 'stream' = erase_stream.stream
+	UNION
+	SELECT 'relay_parked', (r.ctid::text::point)[0]::bigint
+	FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream
+	ON CONFLICT DO NOTHING;
+	UPDATE event_store.events AS e
+	SET data = 'null'::jsonb, metadata = NULL
+	WHERE e.stream = erase_stream.stream
+	  AND (e.data <> 'null'::jsonb OR e.metadata IS NOT NULL);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	-- Routed copies carry the stream in their headers (src/route.c).
+	DELETE FROM event_store.outbox AS o
+	WHERE o.key = erase_stream.stream
+	  AND o.headers ? 'event_id'
+	  AND o.headers ->> 'stream' = erase_stream.stream;
+	DELETE FROM event_store.outbox_dead_letters AS d
+	WHERE d.key = erase_stream.stream
+	  AND d.headers ? 'event_id'
+	  AND d.headers ->> 'stream' = erase_stream.stream;
+	DELETE FROM event_store.relay_parked AS r
+	WHERE r.key = erase_stream.stream
+	  AND r.headers ? 'event_id'
+	  AND r.headers ->> 'stream' = erase_stream.stream;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION event_store.erase_stream(text) IS
+	'Erase the data and metadata of a stream''s events and their routed outbox messages and dead letters; returns how many events it erased.';
+
+-- Feed reads filtered by event types (src/read_feed.c).  Builds the index
+-- over the whole log: on a large store, expect the update to take a while.
+CREATE INDEX events_type_position_idx
+	ON event_store.events (type COLLATE "C", position);
+
+DROP FUNCTION event_store.delete_stream(text, bigint);
+CREATE FUNCTION event_store.delete_stream(
+	stream text,
+	expected_version bigint DEFAULT NULL,
+	soft boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_delete_stream'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+DROP FUNCTION event_store.read_all(bigint, integer);
+CREATE FUNCTION event_store.read_all(
+	from_position bigint DEFAULT 0,
+	max_count integer DEFAULT 1000,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_all'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+
+DROP FUNCTION event_store.read_category(text, bigint, integer, integer, integer);
+CREATE FUNCTION event_store.read_category(
+	category text,
+	from_position bigint DEFAULT 0,
+	max_count integer DEFAULT 1000,
+	consumer_group_member integer DEFAULT NULL,
+	consumer_group_size integer DEFAULT NULL,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_category'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+
+DROP FUNCTION event_store.read_feed(text, bigint, integer, integer, integer);
+CREATE FUNCTION event_store.read_feed(
+	category text,
+	from_position bigint,
+	max_count integer,
+	consumer_group_member integer,
+	consumer_group_size integer,
+	event_types text[],
+	stream_prefix text)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_read_feed'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+CREATE FUNCTION event_store.read_feed_covered()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_read_feed_covered'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+ALTER TABLE event_store.subscriptions
+	ADD COLUMN event_types text[],
+	ADD COLUMN stream_prefix text COLLATE "C";
+
+DROP FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean);
+CREATE FUNCTION event_store.subscription_create(
+	subscription text,
+	category text DEFAULT NULL,
+	group_size integer DEFAULT 1,
+	from_position bigint DEFAULT 0,
+	if_not_exists boolean DEFAULT false,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	checkpoint bigint;
+	existing event_store.subscriptions;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	PERFORM event_store.check_category(category);
+	IF group_size IS NULL THEN
+		RAISE EXCEPTION 'group_size must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF group_size < 1 THEN
+		RAISE EXCEPTION 'consumer group size must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF group_size > 1024 THEN
+		RAISE EXCEPTION 'consumer group size must be at most 1024'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF if_not_exists IS NULL THEN
+		RAISE EXCEPTION 'if_not_exists must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- The feed's own checks of the filter (no rows are read).
+	PERFORM FROM event_store.read_all(0, 0, event_types, stream_prefix);
+
+	-- NULL: only events after the current head.
+	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
+					   ELSE greatest(from_position - 1, 0) END;
+
+	INSERT INTO event_store.subscriptions AS s
+		(name, category, group_size, event_types, stream_prefix)
+	VALUES (subscription, category, group_size, event_types, stream_prefix)
+	ON CONFLICT (name) DO NOTHING;
+	IF NOT FOUND THEN
+		-- Waited for a concurrent creator, if any: its row is committed.
+		SELECT * INTO existing FROM event_store.subscriptions AS s
+		WHERE s.name = subscription;
+		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
+				AND existing.group_size = group_size
+				AND existing.event_types IS NOT DISTINCT FROM event_types
+				AND existing.stream_prefix IS NOT DISTINCT FROM stream_prefix THEN
+			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
+			RETURN;
+		END IF;
+		IF if_not_exists THEN
+			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
+				USING ERRCODE = 'duplicate_object',
+					  DETAIL = format('It has category %s and a consumer group of size %s.',
+									  coalesce(quote_literal(existing.category), 'NULL'),
+									  existing.group_size);
+		END IF;
+		RAISE EXCEPTION 'subscription "%" already exists', subscription
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
+	SELECT subscription_create.subscription, m, checkpoint
+	FROM generate_series(0, group_size - 1) AS m;
+	IF NOT event_store.relay_available() THEN
+		RAISE WARNING 'the relay workers are not running'
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
+								  event_store.subscription_channel(subscription)),
+				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
+	END IF;
+	-- The relay worker announces subscriptions: let it know there is one.
+	PERFORM event_store.relay_wake();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_fetch(
+	subscription text,
+	max_count integer DEFAULT 100,
+	member integer DEFAULT 0)
+RETURNS SETOF event_store.event
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	checkpoint bigint;
+	fence uuid;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	-- A standby cannot lock rows: refuse with the feed's own error first.
+	IF pg_catalog.pg_is_in_recovery() THEN
+		PERFORM event_store.feed_head();
+	END IF;
+	-- Read the subscription and the checkpoint in one statement, so that a
+	-- concurrent drop (and create) is seen whole or not at all.  The
+	-- subscription's row is locked first, as subscription_drop deletes it
+	-- before the checkpoints: a drop either waits for this fetch or has
+	-- committed before it, and then the row is gone.
+	SELECT c.position, c.fence, s.category, s.group_size, s.event_types,
+		   s.stream_prefix
+	INTO checkpoint, fence, sub.category, sub.group_size, sub.event_types,
+		 sub.stream_prefix
+	FROM event_store.subscriptions AS s
+	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+	WHERE s.name = sub.name AND c.member = subscription_fetch.member
+	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" does not exist', subscription
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM event_store.subscription_remember(sub.name, member, fence);
+	RETURN QUERY SELECT * FROM event_store.read_feed(sub.category, checkpoint + 1,
+		max_count, member, sub.group_size, sub.event_types, sub.stream_prefix);
+	-- A filter that selected nothing still covered the feed up to some
+	-- position: move the checkpoint there, so that an idle filter does not
+	-- scan the same events again (nothing was shown, nothing to process).
+	IF NOT FOUND AND max_count > 0
+			AND (sub.event_types IS NOT NULL OR sub.stream_prefix IS NOT NULL) THEN
+		UPDATE event_store.subscription_checkpoints AS c
+		SET position = event_store.read_feed_covered(), updated_at = now()
+		WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
+		  AND c.position < event_store.read_feed_covered();
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE VIEW event_store.subscription_lag AS
+SELECT s.name AS subscription,
+	   s.category,
+	   c.member,
+	   s.group_size,
+	   c.position AS checkpoint,
+	   h.head,
+	   pending.events AS pending_events,
+	   now() - pending.oldest AS oldest_pending_age,
+	   c.updated_at AS acked_at,
+	   event_store.subscription_channel(s.name) AS channel
+FROM event_store.subscriptions AS s
+JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
+				   THEN event_store.feed_head() END AS head) AS h
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
+		   min(e.recorded_at) AS oldest
+	FROM event_store.events AS e
+	WHERE e.position > c.position AND e.position <= h.head
+	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
+	  AND (s.group_size = 1 OR
+		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+	  AND (s.event_types IS NULL OR e.type = ANY (s.event_types))
+	  AND (s.stream_prefix IS NULL OR starts_with(e.stream, s.stream_prefix))
+) AS pending;
+
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint, boolean) IS
+	'End a stream with a tombstone, or soft-delete it (it reads as empty and can be written again).';
+COMMENT ON FUNCTION event_store.read_all(bigint, integer, text[], text) IS
+	'The global feed in position order, gap-safe, optionally filtered by event types and stream prefix.';
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer, text[], text) IS
+	'The feed of one category, gap-safe, optionally one consumer group member, optionally filtered by event types and stream prefix.';
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean, text[], text) IS
+	'Create a durable subscription to the feed or a category, optionally filtered by event types and stream prefix.';
+
+SELECT pg_catalog.pg_extension_config_dump('event_store.stream_settings', '');
+
+REVOKE ALL ON FUNCTION
+	event_store.lock_stream(text),
+	event_store.scrub_page(text, bigint),
+	event_store.set_stream_metadata(text, bigint, interval, bigint),
+	event_store.stream_metadata(text),
+	event_store.scavenge(bigint),
+	event_store.erase_stream(text),
+	event_store.delete_stream(text, bigint, boolean),
+	event_store.read_all(bigint, integer, text[], text),
+	event_store.read_category(text, bigint, integer, integer, integer, text[], text),
+	event_store.read_feed(text, bigint, integer, integer, integer, text[], text),
+	event_store.read_feed_covered(),
+	event_store.subscription_create(text, text, integer, bigint, boolean, text[], text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	event_store.read_all(bigint, integer, text[], text),
+	event_store.read_category(text, bigint, integer, integer, integer, text[], text),
+	event_store.stream_metadata(text)
+TO event_store_reader;
+GRANT EXECUTE ON FUNCTION
+	event_store.delete_stream(text, bigint, boolean),
+	event_store.set_stream_metadata(text, bigint, interval, bigint),
+	event_store.scavenge(bigint),
+	event_store.erase_stream(text),
+	event_store.subscription_create(text, text, integer, bigint, boolean, text[], text)
+TO event_store_admin;
+
+-- Comments of the internal helpers of the filtered feed and the stream
+-- lifecycle, as the install script gives them.
+COMMENT ON FUNCTION event_store.read_feed(text, bigint, integer, integer, integer, text[], text) IS
+	'Internal: the gap-safe feed that the subscription functions read.';
+COMMENT ON FUNCTION event_store.lock_stream(text) IS
+	'Internal: takes the append lock of a stream, for the lifecycle functions.';
+COMMENT ON FUNCTION event_store.read_feed_covered() IS
+	'Internal: how far the session''s last read_feed covered the feed.';
+COMMENT ON FUNCTION event_store.scrub_page(text, bigint) IS
+	'Internal: wipes the free space of a page that held erased data.';

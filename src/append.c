@@ -24,13 +24,17 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/htup_details.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type_d.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
@@ -361,12 +365,15 @@ check_expected_version(text *stream, const EsStreamHead *head,
 {
 	bool		ok;
 
+	/* A soft-deleted stream does not exist, but its versions continue. */
+	bool		live = head->exists && !head->soft_deleted;
+
 	if (!has_expected)
 		return;
 	if (expected == ES_EXPECT_NO_STREAM)
-		ok = !head->exists;
+		ok = !live;
 	else if (expected == ES_EXPECT_STREAM_EXISTS)
-		ok = head->exists;
+		ok = live;
 	else
 		ok = head->exists && head->version == expected;
 
@@ -379,8 +386,10 @@ check_expected_version(text *stream, const EsStreamHead *head,
 				 errmsg("wrong expected version for stream \"%s\"", name),
 				 errdetail("Stream \"%s\": expected version %s, actual version %s.",
 						   name, expected_version_str(expected),
-						   head->exists ? psprintf(INT64_FORMAT, head->version)
-						   : "-1 (no stream)")));
+						   !head->exists ? "-1 (no stream)" :
+						   head->soft_deleted ?
+						   psprintf(INT64_FORMAT " (soft-deleted)", head->version) :
+						   psprintf(INT64_FORMAT, head->version))));
 	}
 }
 
@@ -398,7 +407,7 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
 	TupleTableSlot *slot;
 	int			i;
 
-	if (!head->exists || head->version < n - 1)
+	if (!head->exists || !head->has_last_id || head->version < n - 1)
 		return false;
 	for (i = 0; i < n; i++)
 		if (!new_events[i].has_id)
@@ -618,14 +627,91 @@ event_store_append_event(PG_FUNCTION_ARGS)
 }
 
 /*
- * delete_stream(stream, expected_version)
+ * Soft delete: the stream reads as empty from now on (its metadata row
+ * hides every version up to its current one), can be written again with
+ * its versions continuing, and the scavenger removes its events.  Nothing
+ * is written to the log.  Returns the version of the stream's last event,
+ * -1 for a stream that has none and expected_version -1.
+ */
+static int64
+soft_delete_stream(text *stream, bool has_expected, int64 expected)
+{
+	Relation	events;
+	Relation	stream_index;
+	EsStreamHead head;
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+	int			rc;
+	HeapTuple	tuple;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	es_check_writable("delete_stream");
+	es_lock_stream(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
+
+	events = es_open_relation("events", AccessShareLock);
+	stream_index = es_open_relation("events_stream_version_key",
+									AccessShareLock);
+	head = es_read_stream_head(events, stream_index, stream, SnapshotSelf);
+	index_close(stream_index, AccessShareLock);
+	table_close(events, AccessShareLock);
+
+	if (head.deleted)
+		es_report_stream_deleted(stream);
+	check_expected_version(stream, &head, has_expected, expected);
+	if (!head.exists)
+	{
+		if (has_expected && expected == ES_EXPECT_NO_STREAM)
+			return -1;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", text_to_cstring(stream)),
+				 errdetail("It has no events.")));
+	}
+
+	/*
+	 * The row is written as the owner of the extension's schema (a
+	 * superuser, checked at install): no role may write the table itself.
+	 * An error restores the caller's identity with the transaction.
+	 */
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(es_schema_oid()));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for the namespace of event_store");
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	args[0] = PointerGetDatum(stream);
+	args[1] = Int64GetDatum(head.version + 1);
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO event_store.stream_settings AS s (stream, deleted_before) "
+							   "VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE "
+							   "SET deleted_before = GREATEST(s.deleted_before, excluded.deleted_before), "
+							   "updated_at = pg_catalog.now()",
+							   2, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	CommandCounterIncrement();
+	return head.version;
+}
+
+/*
+ * delete_stream(stream, expected_version, soft)
  *
- * Ends a stream with a tombstone event: later appends, reads and
- * stream_version of the stream fail with EV003.  The stream's events stay in
- * the global feed, followed by the tombstone, so consumers learn of the
- * deletion.  Returns the version of the tombstone.  A stream that has no
- * events is refused (it would only burn the name), unless expected_version
- * is -1 (no stream), which asks for exactly that.
+ * Hard (soft false): ends a stream with a tombstone event: later appends,
+ * reads and stream_version of the stream fail with EV003.  The stream's
+ * events stay in the global feed, followed by the tombstone, so consumers
+ * learn of the deletion.  Returns the version of the tombstone.  A stream
+ * that has no events is refused (it would only burn the name), unless
+ * expected_version is -1 (no stream), which asks for exactly that.
+ *
+ * Soft: see soft_delete_stream.
  */
 Datum
 event_store_delete_stream(PG_FUNCTION_ARGS)
@@ -633,7 +719,14 @@ event_store_delete_stream(PG_FUNCTION_ARGS)
 	text	   *stream = es_checked_stream_arg(fcinfo, 0);
 	bool		has_expected;
 	int64		expected = checked_expected_version(fcinfo, 1, &has_expected);
-	EsNewEvent tombstone;
+	EsNewEvent	tombstone;
+
+	if (PG_NARGS() > 2)
+	{
+		es_require_arg(fcinfo, 2, "soft");
+		if (PG_GETARG_BOOL(2))
+			PG_RETURN_INT64(soft_delete_stream(stream, has_expected, expected));
+	}
 
 	tombstone.type = cstring_to_text(ES_TOMBSTONE_TYPE);
 	tombstone.data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,

@@ -40,6 +40,7 @@
 #define ES_MAX_TOPIC_BYTES			255
 #define ES_MAX_KEY_BYTES			1024
 #define ES_MAX_ERROR_BYTES			8192
+#define ES_MAX_FILTER_TYPES			100
 
 /* Expected-version sentinels of append (see SPEC.md). */
 #define ES_EXPECT_NO_STREAM		(-1)
@@ -164,11 +165,32 @@ typedef struct EsStreamScan
 
 typedef struct EsStreamHead
 {
-	bool		exists;			/* stream has at least one event */
+	bool		exists;			/* stream has (or had) at least one event */
 	bool		deleted;		/* last event is a tombstone */
+	bool		soft_deleted;	/* soft-deleted, not written since */
+	bool		has_last_id;	/* last event still in the log */
 	int64		version;		/* version of the last event, or -1 */
-	pg_uuid_t	last_id;		/* id of the last event, when it exists */
+	pg_uuid_t	last_id;		/* id of the last event, when has_last_id */
 } EsStreamHead;
+
+/* lifecycle.c: a stream's row of event_store.streams */
+typedef struct EsStreamMeta
+{
+	bool		found;
+	bool		has_max_count;
+	int64		max_count;
+	bool		has_max_age;
+	Interval	max_age;
+	bool		has_truncate_before;
+	int64		truncate_before;
+	int64		deleted_before; /* soft delete: versions below it; 0: none */
+	int64		removed_through;	/* last version the scavenger removed, or
+									 * -1 */
+} EsStreamMeta;
+
+extern void es_read_stream_meta(text *stream, Snapshot snapshot,
+								EsStreamMeta *meta);
+extern int64 es_stream_retention_cut(const EsStreamMeta *meta, int64 head_version);
 
 extern EsStreamScan *es_stream_scan_begin(Relation events,
 										  Relation stream_index, text *stream,
@@ -178,6 +200,11 @@ extern TupleTableSlot *es_stream_scan_next(EsStreamScan *ss);
 extern void es_stream_scan_end(EsStreamScan *ss);
 extern EsStreamHead es_read_stream_head(Relation events, Relation stream_index,
 										text *stream, Snapshot snapshot);
+struct EsStreamMeta;
+extern EsStreamHead es_read_stream_head_meta(Relation events,
+											 Relation stream_index,
+											 text *stream, Snapshot snapshot,
+											 struct EsStreamMeta *meta);
 extern Datum es_getattr(TupleTableSlot *slot, int attnum);
 extern void es_report_stream_deleted(text *stream) pg_attribute_noreturn();
 extern bool es_rows_are_events(Relation events, TupleDesc tupdesc);
@@ -271,8 +298,10 @@ typedef struct EsRelayDatabase
 	int64		announced_head; /* last feed head announced */
 	bool		failed;			/* the last worker failed: wait restart_time */
 	TimestampTz waiting_since;	/* pending with no worker since */
-	TimestampTz next_due;		/* a delayed message comes due: start a
-								 * worker then (0: none) */
+	TimestampTz next_due;		/* a delayed message comes due, or the
+								 * scavenger: start a worker then (0: none) */
+	TimestampTz scavenged_at;	/* the workers' last complete scavenge of
+								 * this instance, or when they first saw it */
 	TimestampTz exited_at;
 	TimestampTz started_at;
 	TimestampTz last_batch_at;

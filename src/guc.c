@@ -46,6 +46,12 @@ int			es_relay_reference_ttl = 3600;
 /* Seconds a relay worker with nothing to do stays before it exits. */
 int			es_relay_idle_timeout = 10;
 
+/* Seconds between two scavenges of a database by its relay worker (0: never). */
+int			es_scavenge_interval = 300;
+
+/* Events one scavenging transaction of a relay worker removes at most. */
+int			es_scavenge_batch = 1000;
+
 /* Databases whose feed counters shared memory has room for. */
 int			es_max_databases = 64;
 
@@ -130,6 +136,22 @@ es_define_gucs(void)
 							&es_relay_idle_timeout,
 							10, 0, 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.scavenge_interval",
+							"How often the relay workers scavenge each database.",
+							"They run event_store.scavenge() in transactions of event_store.scavenge_batch events; 0 turns it off.",
+							&es_scavenge_interval,
+							300, 0, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_store.scavenge_batch",
+							"Events one scavenging transaction of a relay worker removes at most.",
+							NULL,
+							&es_scavenge_batch,
+							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	/*

@@ -21,6 +21,8 @@ extern int	es_max_relay_workers;
 extern int	es_restart_time;
 extern int	es_relay_reference_ttl;
 extern int	es_relay_idle_timeout;
+extern int	es_scavenge_interval;
+extern int	es_scavenge_batch;
 extern void es_define_gucs(void);
 
 #endif							/* ES_GUC_H */

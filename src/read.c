@@ -17,6 +17,7 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -83,15 +84,20 @@ es_stream_scan_end(EsStreamScan *ss)
 
 /*
  * Read the head of a stream: whether it exists, its last version, the id
- * of its last event, and whether that event is a tombstone.
+ * of its last event, and whether that event is a tombstone.  A stream whose
+ * last events the scavenger removed keeps its version (its metadata row
+ * remembers it); a soft-deleted stream not written since exists, for its
+ * versions to continue, but reads as empty.  With meta non-NULL, the
+ * stream's metadata is returned there.
  */
 EsStreamHead
-es_read_stream_head(Relation events, Relation stream_index, text *stream,
-					Snapshot snapshot)
+es_read_stream_head_meta(Relation events, Relation stream_index, text *stream,
+						 Snapshot snapshot, EsStreamMeta *meta)
 {
 	EsStreamHead head = {.exists = false, .deleted = false, .version = -1};
 	EsStreamScan *ss;
 	TupleTableSlot *slot;
+	EsStreamMeta own_meta;
 
 	ss = es_stream_scan_begin(events, stream_index, stream, false, 0, true,
 							  snapshot);
@@ -101,6 +107,7 @@ es_read_stream_head(Relation events, Relation stream_index, text *stream,
 		text	   *type;
 
 		head.exists = true;
+		head.has_last_id = true;
 		head.version = DatumGetInt64(es_getattr(slot, Anum_events_version));
 		memcpy(&head.last_id,
 			   DatumGetUUIDP(es_getattr(slot, Anum_events_id)),
@@ -111,7 +118,27 @@ es_read_stream_head(Relation events, Relation stream_index, text *stream,
 							   strlen(ES_TOMBSTONE_TYPE)) == 0);
 	}
 	es_stream_scan_end(ss);
+
+	if (meta == NULL)
+		meta = &own_meta;
+	es_read_stream_meta(stream, snapshot, meta);
+	if (meta->removed_through > head.version)
+	{
+		head.exists = true;
+		head.has_last_id = false;
+		head.version = meta->removed_through;
+	}
+	head.soft_deleted = (head.exists && !head.deleted &&
+						 meta->deleted_before > head.version);
 	return head;
+}
+
+EsStreamHead
+es_read_stream_head(Relation events, Relation stream_index, text *stream,
+					Snapshot snapshot)
+{
+	return es_read_stream_head_meta(events, stream_index, stream, snapshot,
+									NULL);
 }
 
 /*
@@ -181,7 +208,8 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
  * Events of one stream from from_version (inclusive), forward or backward,
  * at most max_count of them.  A backward read with from_version NULL starts
  * at the last event; a forward one at version 0.  A stream without events
- * gives no rows; a deleted stream is an error.
+ * gives no rows; a deleted stream is an error.  The stream's retention
+ * (stream metadata) and a soft delete hide the events they cover.
  */
 Datum
 event_store_read_stream(PG_FUNCTION_ARGS)
@@ -196,6 +224,9 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 	Relation	stream_index;
 	Snapshot	snapshot;
 	EsStreamHead head;
+	EsStreamMeta meta;
+	int64		cut;
+	TimestampTz oldest = 0;
 
 	es_require_arg(fcinfo, 3, "backward");
 	backward = PG_GETARG_BOOL(3);
@@ -217,11 +248,28 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 							  AccessShareLock);
 	snapshot = GetActiveSnapshot();
 
-	head = es_read_stream_head(events, stream_index, stream, snapshot);
+	head = es_read_stream_head_meta(events, stream_index, stream, snapshot,
+									&meta);
 	if (head.deleted)
 		es_report_stream_deleted(stream);
 
-	if (head.exists && max_count > 0)
+	/*
+	 * Retention applies at once: versions below the cut, and events older
+	 * than max_age, are not returned, even while the scavenger has not
+	 * removed them yet.
+	 */
+	cut = es_stream_retention_cut(&meta, head.version);
+	if (meta.has_max_age)
+		oldest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+														 IntervalPGetDatum(&meta.max_age)));
+	if (!backward && (!has_bound || from_version < cut))
+	{
+		has_bound = true;
+		from_version = cut;
+	}
+
+	if (head.exists && max_count > 0 && cut <= head.version)
 	{
 		EsStreamScan *ss;
 		TupleTableSlot *slot;
@@ -232,6 +280,15 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 								  has_bound, from_version, backward, snapshot);
 		while (count < max_count && (slot = es_stream_scan_next(ss)) != NULL)
 		{
+			if (DatumGetInt64(es_getattr(slot, Anum_events_version)) < cut)
+			{
+				if (backward)
+					break;
+				continue;
+			}
+			if (meta.has_max_age &&
+				DatumGetTimestampTz(es_getattr(slot, Anum_events_recorded_at)) < oldest)
+				continue;
 			es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, as_is);
 			count++;
 		}
@@ -245,7 +302,7 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 
 /*
  * stream_version(stream): version of the stream's last event, NULL when the
- * stream has none.
+ * stream has none (or was soft-deleted and not written since).
  */
 Datum
 event_store_stream_version(PG_FUNCTION_ARGS)
@@ -265,7 +322,7 @@ event_store_stream_version(PG_FUNCTION_ARGS)
 
 	if (head.deleted)
 		es_report_stream_deleted(stream);
-	if (!head.exists)
+	if (!head.exists || head.soft_deleted)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(head.version);
 }

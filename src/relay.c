@@ -222,6 +222,8 @@ reset_instance(EsRelayDatabase *db, Oid extension_oid)
 	db->feed_notifications = 0;
 	db->last_error_at = 0;
 	db->last_error[0] = '\0';
+	/* A new instance has nothing to scavenge yet: one interval from now. */
+	db->scavenged_at = GetCurrentTimestamp();
 }
 
 static void
@@ -739,6 +741,81 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 }
 
 /*
+ * When the database is to be scavenged next, or 0 for never.
+ */
+static TimestampTz
+scavenge_due(void)
+{
+	TimestampTz done;
+
+	if (es_scavenge_interval <= 0)
+		return 0;
+	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+	done = my_db->scavenged_at;
+	LWLockRelease(es_shared->relay_lock);
+	return TimestampTzPlusMilliseconds(done, (int64) es_scavenge_interval * 1000);
+}
+
+/*
+ * Scavenge the database when it is due: event_store.scavenge() of at most
+ * event_store.scavenge_batch events per transaction, until one removes
+ * less.  Relaying goes first: a commit that asks for the worker ends the
+ * scavenge, which goes on at the next cycle.  The scavenge runs as the
+ * superuser the worker connected as, not as the relay role, which may only
+ * relay.
+ */
+static void
+scavenge_if_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+	TimestampTz due = scavenge_due();
+
+	while (due != 0 && due <= GetCurrentTimestamp())
+	{
+		volatile int64 removed = -1;
+
+		CHECK_FOR_INTERRUPTS();
+		if (pg_atomic_read_u32(&my_db->pending) != 0 || es_relay_stop_requested())
+			return;
+		PG_TRY();
+		{
+			if (begin_step("event_store relay: scavenge"))
+			{
+				Oid			argtypes[1] = {INT8OID};
+				Datum		values[1];
+				bool		isnull;
+
+				SetUserIdAndSecContext(saved_user, saved_context);
+				values[0] = Int64GetDatum(es_scavenge_batch);
+				if (SPI_execute_plan(es_prepared_plan(&plan,
+													  "SELECT event_store.scavenge($1)",
+													  1, argtypes),
+									 values, NULL, false, 0) != SPI_OK_SELECT)
+					elog(ERROR, "scavenge failed");
+				removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc,
+													  1, &isnull));
+				end_step();
+			}
+		}
+		PG_CATCH();
+		{
+			step_failed(outer, "scavenge");
+		}
+		PG_END_TRY();
+
+		if (removed >= es_scavenge_batch)
+			continue;
+		/* Done, failed, or the extension is gone: not again before due. */
+		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+		my_db->scavenged_at = GetCurrentTimestamp();
+		LWLockRelease(es_shared->relay_lock);
+		return;
+	}
+}
+
+/*
  * When the next delayed message of a routed topic comes due, or 0.
  */
 static TimestampTz
@@ -790,11 +867,16 @@ leave_if_idle(const char *why)
 	TimestampTz due = 0;
 	bool		has_routes;
 
+	TimestampTz scavenge = scavenge_due();
+
 	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
 	has_routes = my_db->has_routes;
 	LWLockRelease(es_shared->relay_lock);
 	if (has_routes)
 		due = next_due();
+	/* Come back for the scavenger too. */
+	if (scavenge != 0 && (due == 0 || scavenge < due))
+		due = scavenge;
 
 	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 	if (pg_atomic_read_u32(&my_db->pending) != 0 && !my_db->stop_requested)
@@ -983,6 +1065,9 @@ es_relay_main(Datum main_arg)
 
 		MemoryContextSwitchTo(cycle_context);
 		worked = relay_cycle(cycle_context, &more);
+		if (!more && OidIsValid(my_extension_oid) &&
+			my_extension_oid == my_db->extension_oid)
+			scavenge_if_due();
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cycle_context);
 

@@ -39,6 +39,9 @@ CREATE TABLE event_store.events (
 );
 CREATE INDEX events_category_position_idx
 	ON event_store.events ((event_store.category(stream)) COLLATE "C", position);
+-- Feed reads filtered by event types (src/read_feed.c).
+CREATE INDEX events_type_position_idx
+	ON event_store.events (type COLLATE "C", position);
 
 REVOKE ALL ON event_store.events FROM PUBLIC;
 GRANT SELECT ON event_store.events TO event_store_reader;
@@ -83,12 +86,18 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_append_event'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- soft => false: the permanent tombstone; soft => true: the stream reads as
+-- empty and can be written again, its versions continuing (its events are
+-- left to scavenge).
 CREATE FUNCTION event_store.delete_stream(
 	stream text,
-	expected_version bigint DEFAULT NULL)
+	expected_version bigint DEFAULT NULL,
+	soft boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_delete_stream'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint, boolean) IS
+	'End a stream with a tombstone, or soft-delete it (it reads as empty and can be written again).';
 
 CREATE FUNCTION event_store.read_stream(
 	stream text,

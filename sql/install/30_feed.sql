@@ -2,22 +2,31 @@
 -- Global feed (gap-safe; see src/feed.c)
 --------------------------------------------------------------------------
 
+-- event_types and stream_prefix filter the feed (NULL: no filter).
 CREATE FUNCTION event_store.read_all(
 	from_position bigint DEFAULT 0,
-	max_count integer DEFAULT 1000)
+	max_count integer DEFAULT 1000,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_all'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION event_store.read_all(bigint, integer, text[], text) IS
+	'The global feed in position order, gap-safe, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.read_category(
 	category text,
 	from_position bigint DEFAULT 0,
 	max_count integer DEFAULT 1000,
 	consumer_group_member integer DEFAULT NULL,
-	consumer_group_size integer DEFAULT NULL)
+	consumer_group_size integer DEFAULT NULL,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_category'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer, text[], text) IS
+	'The feed of one category, gap-safe, optionally one consumer group member, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.feed_head()
 RETURNS bigint
@@ -38,14 +47,24 @@ AS 'MODULE_PATHNAME', 'event_store_consumer_group_member'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- Internal helper, never granted: the feed, optionally one category,
--- optionally one member of a consumer group: what subscriptions read.  The
--- subscription functions call it.
+-- optionally one member of a consumer group, optionally filtered: what
+-- subscriptions read.  The subscription functions call it.
 CREATE FUNCTION event_store.read_feed(
 	category text,
 	from_position bigint,
 	max_count integer,
 	consumer_group_member integer,
-	consumer_group_size integer)
+	consumer_group_size integer,
+	event_types text[],
+	stream_prefix text)
 RETURNS SETOF event_store.event
 AS 'MODULE_PATHNAME', 'event_store_read_feed'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+-- How far the session's last read_feed covered the feed: a filtered
+-- subscription moves its checkpoint there when its filter selected
+-- nothing.  Not granted.
+CREATE FUNCTION event_store.read_feed_covered()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_read_feed_covered'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;

@@ -6,7 +6,9 @@ CREATE TABLE event_store.subscriptions (
 	name		text COLLATE "C" PRIMARY KEY,
 	category	text COLLATE "C",	-- NULL: the whole feed
 	group_size	integer NOT NULL CHECK (group_size >= 1),
-	created_at	timestamptz NOT NULL DEFAULT now()
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	event_types	text[],				-- NULL: every type
+	stream_prefix text COLLATE "C"	-- NULL: every stream
 );
 
 -- One checkpoint per member of the subscription's consumer group: the
@@ -124,7 +126,9 @@ CREATE FUNCTION event_store.subscription_create(
 	category text DEFAULT NULL,
 	group_size integer DEFAULT 1,
 	from_position bigint DEFAULT 0,
-	if_not_exists boolean DEFAULT false)
+	if_not_exists boolean DEFAULT false,
+	event_types text[] DEFAULT NULL,
+	stream_prefix text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -155,20 +159,25 @@ BEGIN
 		RAISE EXCEPTION 'if_not_exists must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	-- The feed's own checks of the filter (no rows are read).
+	PERFORM FROM event_store.read_all(0, 0, event_types, stream_prefix);
 
 	-- NULL: only events after the current head.
 	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
 					   ELSE greatest(from_position - 1, 0) END;
 
-	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
-	VALUES (subscription, category, group_size)
+	INSERT INTO event_store.subscriptions AS s
+		(name, category, group_size, event_types, stream_prefix)
+	VALUES (subscription, category, group_size, event_types, stream_prefix)
 	ON CONFLICT (name) DO NOTHING;
 	IF NOT FOUND THEN
 		-- Waited for a concurrent creator, if any: its row is committed.
 		SELECT * INTO existing FROM event_store.subscriptions AS s
 		WHERE s.name = subscription;
 		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
-				AND existing.group_size = group_size THEN
+				AND existing.group_size = group_size
+				AND existing.event_types IS NOT DISTINCT FROM event_types
+				AND existing.stream_prefix IS NOT DISTINCT FROM stream_prefix THEN
 			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
 			RETURN;
 		END IF;
@@ -195,6 +204,8 @@ BEGIN
 	PERFORM event_store.relay_wake();
 END
 $$;
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean, text[], text) IS
+	'Create a durable subscription to the feed or a category, optionally filtered by event types and stream prefix.';
 
 CREATE FUNCTION event_store.subscription_drop(subscription text)
 RETURNS void
@@ -252,8 +263,10 @@ BEGIN
 	-- subscription's row is locked first, as subscription_drop deletes it
 	-- before the checkpoints: a drop either waits for this fetch or has
 	-- committed before it, and then the row is gone.
-	SELECT c.position, c.fence, s.category, s.group_size
-	INTO checkpoint, fence, sub.category, sub.group_size
+	SELECT c.position, c.fence, s.category, s.group_size, s.event_types,
+		   s.stream_prefix
+	INTO checkpoint, fence, sub.category, sub.group_size, sub.event_types,
+		 sub.stream_prefix
 	FROM event_store.subscriptions AS s
 	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
 	WHERE s.name = sub.name AND c.member = subscription_fetch.member
@@ -264,7 +277,17 @@ BEGIN
 	END IF;
 	PERFORM event_store.subscription_remember(sub.name, member, fence);
 	RETURN QUERY SELECT * FROM event_store.read_feed(sub.category, checkpoint + 1,
-		max_count, member, sub.group_size);
+		max_count, member, sub.group_size, sub.event_types, sub.stream_prefix);
+	-- A filter that selected nothing still covered the feed up to some
+	-- position: move the checkpoint there, so that an idle filter does not
+	-- scan the same events again (nothing was shown, nothing to process).
+	IF NOT FOUND AND max_count > 0
+			AND (sub.event_types IS NOT NULL OR sub.stream_prefix IS NOT NULL) THEN
+		UPDATE event_store.subscription_checkpoints AS c
+		SET position = event_store.read_feed_covered(), updated_at = now()
+		WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
+		  AND c.position < event_store.read_feed_covered();
+	END IF;
 END
 $$;
 
@@ -386,6 +409,8 @@ CROSS JOIN LATERAL (
 	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
 	  AND (s.group_size = 1 OR
 		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+	  AND (s.event_types IS NULL OR e.type = ANY (s.event_types))
+	  AND (s.stream_prefix IS NULL OR starts_with(e.stream, s.stream_prefix))
 ) AS pending;
 
 REVOKE ALL ON event_store.subscription_lag FROM PUBLIC;

@@ -1,12 +1,15 @@
 --------------------------------------------------------------------------
 -- Backups.  pg_dump saves the rows of these tables and the values of these
 -- sequences (an extension's own tables are otherwise left out of a dump).
--- Not saved: event_store.relay_sink_state (counters), event_store.relay_parked, copies of messages already relayed
--- that expire within event_store.relay_reference_ttl.  README.md, "Backup
+-- Not saved: event_store.relay_sink_state (counters), event_store.relay_parked,
+-- copies of messages already relayed that expire within
+-- event_store.relay_reference_ttl; event_store.erased_pages, pages of the
+-- tables of this cluster (a restore writes new ones).  README.md, "Backup
 -- and restore", says what a restore brings back.
 --------------------------------------------------------------------------
 SELECT pg_catalog.pg_extension_config_dump('event_store.events', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.position_high_water', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.stream_settings', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.subscription_checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');

@@ -9,8 +9,8 @@ GRANT EXECUTE ON FUNCTION
 	event_store.stream_version(text),
 	event_store.category(text),
 	event_store.stream_hash(text),
-	event_store.read_all(bigint, integer),
-	event_store.read_category(text, bigint, integer, integer, integer),
+	event_store.read_all(bigint, integer, text[], text),
+	event_store.read_category(text, bigint, integer, integer, integer, text[], text),
 	event_store.feed_head(),
 	event_store.feed_state(),
 	event_store.consumer_group_member(text, integer),
@@ -21,7 +21,8 @@ GRANT EXECUTE ON FUNCTION
 	event_store.relay_worker_status(),
 	event_store.relay_available(),
 	event_store.relay_sink_mask_url(text),
-	event_store.relay_sink_mask_options(jsonb)
+	event_store.relay_sink_mask_options(jsonb),
+	event_store.stream_metadata(text)
 TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -43,8 +44,11 @@ GRANT EXECUTE ON FUNCTION
 TO event_store_writer;
 
 GRANT EXECUTE ON FUNCTION
-	event_store.delete_stream(text, bigint),
-	event_store.subscription_create(text, text, integer, bigint, boolean),
+	event_store.delete_stream(text, bigint, boolean),
+	event_store.set_stream_metadata(text, bigint, interval, bigint),
+	event_store.scavenge(bigint),
+	event_store.erase_stream(text),
+	event_store.subscription_create(text, text, integer, bigint, boolean, text[], text),
 	event_store.subscription_drop(text),
 	event_store.subscription_reset(text, bigint),
 	event_store.outbox_ack_ids(bigint[]),

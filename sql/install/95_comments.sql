@@ -19,16 +19,10 @@ COMMENT ON FUNCTION event_store.read_stream(text, bigint, integer, boolean) IS
 	'Reads the events of one stream, forward or backward from a version.';
 COMMENT ON FUNCTION event_store.stream_version(text) IS
 	'Returns the version of the last event of a stream, or -1 when it has none.';
-COMMENT ON FUNCTION event_store.delete_stream(text, bigint) IS
-	'Deletes a stream by appending its tombstone event; returns the tombstone''s version.';
 COMMENT ON FUNCTION event_store.category(text) IS
 	'Returns the category of a stream name: the part before its first "-".';
 COMMENT ON FUNCTION event_store.stream_hash(text) IS
 	'Returns the stable 64-bit hash of a stream name that consumer groups use.';
-COMMENT ON FUNCTION event_store.read_all(bigint, integer) IS
-	'Reads the global feed from a position, gap-safe.';
-COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer) IS
-	'Reads the events of one category from a position, gap-safe, optionally those of one consumer group member.';
 COMMENT ON FUNCTION event_store.feed_head() IS
 	'Returns the gap-safe head of the feed: every event at or below it is visible.';
 COMMENT ON FUNCTION event_store.feed_state() IS
@@ -47,8 +41,6 @@ COMMENT ON TABLE event_store.subscriptions IS
 	'Subscriptions: a name, an optional category, a consumer group size.';
 COMMENT ON TABLE event_store.subscription_checkpoints IS
 	'Where each member of each subscription stands in the feed.';
-COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean) IS
-	'Creates a subscription to the feed or one category, for a consumer group of the given size.';
 COMMENT ON FUNCTION event_store.subscription_drop(text) IS
 	'Drops a subscription and its checkpoints.';
 COMMENT ON FUNCTION event_store.subscription_fetch(text, integer, integer) IS
@@ -129,8 +121,14 @@ COMMENT ON VIEW event_store.relay_workers IS
 	'The launcher and this database''s relay worker: state, counters, last error.';
 
 -- Internal helpers.
-COMMENT ON FUNCTION event_store.read_feed(text, bigint, integer, integer, integer) IS
+COMMENT ON FUNCTION event_store.read_feed(text, bigint, integer, integer, integer, text[], text) IS
 	'Internal: the gap-safe feed that the subscription functions read.';
+COMMENT ON FUNCTION event_store.lock_stream(text) IS
+	'Internal: takes the append lock of a stream, for the lifecycle functions.';
+COMMENT ON FUNCTION event_store.read_feed_covered() IS
+	'Internal: how far the session''s last read_feed covered the feed.';
+COMMENT ON FUNCTION event_store.scrub_page(text, bigint) IS
+	'Internal: wipes the free space of a page that held erased data.';
 COMMENT ON FUNCTION event_store.events_loaded() IS
 	'Internal: trigger that resets the feed''s counter when rows enter the log without append.';
 COMMENT ON FUNCTION event_store.check_subscription_name(text) IS

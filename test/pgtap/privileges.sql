@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(40);
+SELECT plan(48);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -61,8 +61,9 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.stream_version(text)',
 	'event_store.category(text)',
 	'event_store.stream_hash(text)',
-	'event_store.read_all(bigint,integer)',
-	'event_store.read_category(text,bigint,integer,integer,integer)',
+	'event_store.read_all(bigint,integer,text[],text)',
+	'event_store.read_category(text,bigint,integer,integer,integer,text[],text)',
+	'event_store.stream_metadata(text)',
 	'event_store.feed_head()',
 	'event_store.feed_state()',
 	'event_store.consumer_group_member(text,integer)',
@@ -95,8 +96,11 @@ UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
 INSERT INTO expected_grants
 SELECT 'event_store_admin', function FROM expected_grants WHERE role = 'event_store_writer'
 UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
-	'event_store.delete_stream(text,bigint)',
-	'event_store.subscription_create(text,text,integer,bigint,boolean)',
+	'event_store.delete_stream(text,bigint,boolean)',
+	'event_store.set_stream_metadata(text,bigint,interval,bigint)',
+	'event_store.scavenge(bigint)',
+	'event_store.erase_stream(text)',
+	'event_store.subscription_create(text,text,integer,bigint,boolean,text[],text)',
 	'event_store.subscription_drop(text)',
 	'event_store.subscription_reset(text,bigint)',
 	'event_store.outbox_ack_ids(bigint[])',
@@ -172,6 +176,7 @@ RESET ROLE;
 SELECT event_store.subscription_create('privileges_test');
 SET ROLE es_test_reader;
 SELECT lives_ok($$SELECT * FROM event_store.read_stream('s-1')$$, 'a reader reads');
+SELECT lives_ok($$SELECT * FROM event_store.stream_metadata('s-1')$$, 'a reader reads stream metadata');
 SELECT lives_ok($$SELECT (SELECT count(*) FROM event_store.feed_status) +
 						 (SELECT count(*) FROM event_store.streams) +
 						 (SELECT count(*) FROM event_store.categories)$$,
@@ -190,6 +195,12 @@ SET ROLE es_test_writer;
 SELECT is(event_store.append_event('s-1', 'T', '{}'), 0::bigint, 'a writer appends');
 SELECT throws_ok($$SELECT event_store.delete_stream('s-1')$$, '42501', NULL,
 	'a writer cannot delete streams');
+SELECT throws_ok($$SELECT event_store.set_stream_metadata('s-1', max_count => 1)$$, '42501', NULL,
+	'a writer cannot set retention');
+SELECT throws_ok($$SELECT event_store.erase_stream('s-1')$$, '42501', NULL,
+	'a writer cannot erase streams');
+SELECT throws_ok($$SELECT event_store.scavenge()$$, '42501', NULL,
+	'a writer cannot scavenge');
 SELECT throws_ok($$INSERT INTO event_store.events VALUES (1000, 's', 0, 'T', '{}', NULL, gen_random_uuid(), now())$$,
 	'42501', NULL, 'a writer cannot insert into the table directly');
 SELECT isnt(event_store.outbox_send('t', '{}'), NULL, 'a writer sends');
@@ -204,6 +215,10 @@ SELECT throws_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, '42501', N
 RESET ROLE;
 
 SET ROLE es_test_admin;
+SELECT is(event_store.delete_stream('s-1', soft => true), 0::bigint, 'an admin soft-deletes streams');
+SELECT lives_ok($$SELECT event_store.set_stream_metadata('s-1', max_count => 1)$$, 'an admin sets retention');
+SELECT is(event_store.scavenge(), 1::bigint, 'an admin scavenges');
+SELECT is(event_store.erase_stream('s-1'), 0::bigint, 'an admin erases streams');
 SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
 SELECT is(event_store.outbox_ack_ids(ARRAY[424242]), 0, 'an admin acknowledges by id');
 SELECT lives_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, 'an admin routes topics to the relay');

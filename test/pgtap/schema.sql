@@ -1,6 +1,6 @@
 -- Shape of the extension: schema, types, tables, functions.
 BEGIN;
-SELECT plan(31);
+SELECT plan(38);
 
 SELECT has_schema('event_store');
 SELECT has_type('event_store', 'event', 'composite type event_store.event');
@@ -22,11 +22,19 @@ SELECT has_function('event_store', 'append', ARRAY['text', 'jsonb', 'bigint']);
 SELECT has_function('event_store', 'append_event', ARRAY['text', 'text', 'jsonb', 'jsonb', 'bigint', 'uuid']);
 SELECT has_function('event_store', 'read_stream', ARRAY['text', 'bigint', 'integer', 'boolean']);
 SELECT has_function('event_store', 'stream_version', ARRAY['text']);
-SELECT has_function('event_store', 'read_all', ARRAY['bigint', 'integer']);
-SELECT has_function('event_store', 'read_category', ARRAY['text', 'bigint', 'integer', 'integer', 'integer']);
+SELECT has_function('event_store', 'read_all', ARRAY['bigint', 'integer', 'text[]', 'text']);
+SELECT has_function('event_store', 'read_category', ARRAY['text', 'bigint', 'integer', 'integer', 'integer', 'text[]', 'text']);
 SELECT has_function('event_store', 'feed_head', ARRAY[]::name[]);
-SELECT function_returns('event_store', 'read_all', ARRAY['bigint', 'integer'], 'setof event_store.event');
-SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 'integer', 'bigint', 'boolean']);
+SELECT function_returns('event_store', 'read_all', ARRAY['bigint', 'integer', 'text[]', 'text'], 'setof event_store.event');
+SELECT has_function('event_store', 'subscription_create', ARRAY['text', 'text', 'integer', 'bigint', 'boolean', 'text[]', 'text']);
+SELECT has_function('event_store', 'delete_stream', ARRAY['text', 'bigint', 'boolean']);
+SELECT has_function('event_store', 'set_stream_metadata', ARRAY['text', 'bigint', 'interval', 'bigint']);
+SELECT has_function('event_store', 'stream_metadata', ARRAY['text']);
+SELECT has_function('event_store', 'scavenge', ARRAY['bigint']);
+SELECT has_function('event_store', 'erase_stream', ARRAY['text']);
+SELECT has_table('event_store', 'stream_settings', 'table event_store.stream_settings');
+SELECT has_index('event_store', 'events', 'events_type_position_idx',
+	ARRAY['type', '"position"'], 'type index for filtered feeds');
 SELECT has_function('event_store', 'subscription_fetch', ARRAY['text', 'integer', 'integer']);
 SELECT has_function('event_store', 'subscription_ack', ARRAY['text', 'bigint', 'integer']);
 SELECT has_view('event_store', 'subscription_lag', 'view event_store.subscription_lag');
@@ -42,8 +50,8 @@ SELECT set_eq(
 	  JOIN pg_class c ON c.oid = u.relid WHERE e.extname = 'event_store'$$,
 	ARRAY['events', 'position_high_water', 'subscriptions', 'subscription_checkpoints',
 		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics', 'outbox_dedup',
-		  'event_routes', 'relay_routes', 'relay_sink_definitions'],
-	'pg_dump saves every table and sequence holding data (not relay_parked, not relay_sink_state)');
+		  'event_routes', 'relay_routes', 'relay_sink_definitions', 'stream_settings'],
+	'pg_dump saves every table and sequence holding data (not relay_parked, relay_sink_state, erased_pages)');
 
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,
 	'the extension is not relocatable');
