@@ -41,7 +41,8 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Regression tests run in this order, in one database; setup comes first.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions outbox outbox_receipts event_routes relay
+	read_all read_category subscriptions outbox outbox_receipts event_routes relay \
+	wal_topics
 REGRESS_OPTS = --inputdir=test --outputdir=test \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=$(EXTENSION)

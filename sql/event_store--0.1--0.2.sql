@@ -743,3 +743,96 @@ BEGIN
 	PERFORM event_store.relay_check();
 END
 $$;
+
+--------------------------------------------------------------------------
+-- WAL topics: outbox_configure(..., delivery => 'wal') makes outbox_send
+-- and event routes to a topic emit transactional logical decoding messages
+-- instead of outbox rows; backends cache which topics those are, and a
+-- trigger on outbox_topics tells them to read it again.
+--------------------------------------------------------------------------
+ALTER TABLE event_store.outbox_topics
+	ADD COLUMN delivery text NOT NULL DEFAULT 'table'
+		CONSTRAINT outbox_topics_delivery_check CHECK (delivery IN ('table', 'wal'));
+
+CREATE OR REPLACE FUNCTION event_store.outbox_topic_settings(topic text)
+RETURNS SETOF event_store.outbox_topics
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
+	UNION ALL
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds', 'table'
+	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
+$$;
+
+CREATE FUNCTION event_store.outbox_topics_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'event_store_outbox_topics_changed'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION event_store.outbox_topics_changed() FROM PUBLIC;
+
+CREATE TRIGGER outbox_topics_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON event_store.outbox_topics
+	FOR EACH STATEMENT EXECUTE FUNCTION event_store.outbox_topics_changed();
+
+DROP FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval);
+CREATE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL,
+	delivery text DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF delivery NOT IN ('table', 'wal') THEN
+		RAISE EXCEPTION 'invalid delivery "%"', delivery
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A topic is delivered through the outbox table (''table'') or the WAL (''wal'').';
+	END IF;
+	IF delivery = 'wal' AND current_setting('wal_level') <> 'logical' THEN
+		RAISE EXCEPTION 'topic "%" cannot be delivered through the WAL: wal_level is "%"',
+			topic, current_setting('wal_level')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Set wal_level = logical and restart the server.';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease),
+		delivery = coalesce(outbox_configure.delivery, t.delivery)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+REVOKE ALL ON FUNCTION
+	event_store.outbox_configure(text, integer, interval, interval, interval, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	event_store.outbox_configure(text, integer, interval, interval, interval, text)
+TO event_store_admin;
+
+COMMENT ON COLUMN event_store.outbox_topics.delivery IS
+	'table: messages are rows of event_store.outbox; wal: transactional logical decoding messages with prefix event_store, no row';
+COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval, text) IS
+	'Set a topic''s retry policy, lease and delivery (table or wal); NULL keeps the current value';
+COMMENT ON FUNCTION event_store.outbox_topics_changed() IS
+	'Trigger: backends read the topics delivered through the WAL again';
