@@ -82,7 +82,7 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_wal_messages
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
