@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf '\n=== %s\n' "$*"; }
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap \
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libcurl4-openssl-dev \
     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
 
 # What the client examples and the monitoring test need.  Node.js may come
