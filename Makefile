@@ -16,6 +16,7 @@ OBJS = \
 	src/args.o \
 	src/event_store.o \
 	src/feed.o \
+	src/feed_announce.o \
 	src/guc.o \
 	src/ids.o \
 	src/launcher.o \
@@ -24,6 +25,7 @@ OBJS = \
 	src/read.o \
 	src/read_feed.o \
 	src/relay.o \
+	src/relay_state.o \
 	src/replica.o \
 	src/route.o \
 	src/schema.o \
@@ -31,6 +33,8 @@ OBJS = \
 	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
+	src/utility_hook.o \
+	src/wakeup.o \
 	src/writer.o
 
 # The install script of the current version is built from sql/install/;
@@ -92,7 +96,7 @@ tools/%: tools/%.c tools/tools_common.h
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/event_store.h src/sink.h
+$(OBJS): src/compat.h src/event_store.h src/sink.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

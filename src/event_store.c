@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * event_store.c
- *	  Entry point of the event_store library.
+ *	  Entry point of the event_store library, and its one transaction
+ *	  callback.
  *
  * Loaded from shared_preload_libraries, the library sets up shared memory
  * (feed counters and reservations, relay state), registers the launcher of
@@ -10,10 +11,18 @@
  * one of its functions, it still serves the whole SQL API, with the
  * fallbacks each feature documents.
  *
+ * The modules that act at the end of a transaction do so from here, in
+ * this order: the feed releases the transaction's reservation of positions
+ * (feed.c), the outbox says whether messages were sent (outbox.c), then the
+ * relay of the database is woken (wakeup.c).  The order matters: a relay
+ * woken before the reservation is released could announce a head that
+ * stops short of this transaction's events and not look again.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 
@@ -22,6 +31,32 @@
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+static void
+es_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			es_feed_at_prepare();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+			{
+				bool		appended = es_feed_at_xact_end();
+				bool		sent = es_outbox_take_sent_flag();
+
+				es_wakeup_at_xact_end(event == XACT_EVENT_COMMIT, appended, sent);
+			}
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			(void) es_feed_at_xact_end();
+			break;
+		default:
+			break;
+	}
+}
 
 void
 _PG_init(void)
@@ -33,6 +68,6 @@ _PG_init(void)
 		es_launcher_register();
 		es_utility_hook_init();
 	}
-	es_feed_init();
+	RegisterXactCallback(es_xact_callback, NULL);
 	es_route_init();
 }

@@ -45,6 +45,10 @@
 #define ES_EXPECT_NO_STREAM		(-1)
 #define ES_EXPECT_STREAM_EXISTS	(-2)
 
+/* Channels the feed announcer NOTIFYs (feed_announce.c). */
+#define ES_FEED_CHANNEL "event_store_feed"
+#define ES_SUBSCRIPTION_CHANNEL_PREFIX "event_store_sub_"
+
 /* Type of the tombstone event written by delete_stream. */
 #define ES_TOMBSTONE_TYPE "$stream_deleted"
 
@@ -147,7 +151,8 @@ typedef enum EsFeedRow
 	ES_ROW_STOP					/* may still become visible: stop before it */
 } EsFeedRow;
 
-extern void es_feed_init(void);
+extern void es_feed_at_prepare(void);
+extern bool es_feed_at_xact_end(void);
 extern int64 es_feed_reserve_positions(Relation events, int count);
 extern void es_feed_reservation_done(void);
 extern int64 es_feed_safe_head(Relation events);
@@ -256,6 +261,22 @@ typedef struct EsBackendSlot
 } EsBackendSlot;
 
 /*
+ * What the relay of a database is doing, as the relay_workers view shows it
+ * (relay_state.c names each state).  Zero is the state of a new entry.
+ */
+typedef enum EsRelayState
+{
+	ES_RELAY_NO_WORKER = 0,		/* never served since the entry was made */
+	ES_RELAY_WAITING,			/* work pending, no worker free */
+	ES_RELAY_STARTING,			/* worker registered, not attached yet */
+	ES_RELAY_RUNNING,
+	ES_RELAY_ERROR,				/* the last step failed */
+	ES_RELAY_IDLE,				/* the worker left, nothing to do */
+	ES_RELAY_STOPPED,			/* the worker exited on purpose */
+	ES_RELAY_FAILED				/* the worker died */
+} EsRelayState;
+
+/*
  * A database the relay serves: one that has the extension (databases
  * without it have no entry: the launcher remembers them in its own memory).
  * Everything here belongs to one instance of the extension (extension_oid):
@@ -295,7 +316,7 @@ typedef struct EsRelayDatabase
 	uint64		batches;
 	uint64		feed_notifications;
 	TimestampTz last_error_at;
-	char		state[32];
+	EsRelayState state;
 	char		last_error[256];
 } EsRelayDatabase;
 
@@ -343,17 +364,31 @@ extern bool es_shmem_available(void);
 extern void es_shmem_init_hooks(void);
 extern EsBackendSlot *es_my_backend_slot(void);
 
-/* launcher.c: the launcher, worker registration, the utility hook */
+/* How long a registered worker may take to start before its slot is reused. */
+#define ES_WORKER_START_TIMEOUT_MS 60000
+
+/* launcher.c: the launcher and worker registration */
 extern void es_launcher_register(void);
-extern void es_utility_hook_init(void);
 extern void es_wake_launcher(void);
 extern bool es_database_is_listed(const char *datname);
 extern PGDLLEXPORT void es_launcher_main(Datum main_arg);
 
+/* utility_hook.c: DROP DATABASE and its kin, ALTER EXTENSION UPDATE */
+extern void es_utility_hook_init(void);
+
 /* relay.c: the relay worker of one database */
 extern PGDLLEXPORT void es_relay_main(Datum main_arg);
+
+/* relay_state.c: the relay's entries in shared memory, their states */
 extern EsRelayDatabase *es_relay_database(Oid dboid);
 extern EsRelayDatabase *es_relay_database_add(Oid dboid);
-extern void es_at_transaction_end(bool committed, bool appended);
+extern const char *es_relay_state_name(EsRelayState state);
+
+/* feed_announce.c: NOTIFY when the feed moves */
+extern int	es_announce_feed(bool known, int64 announced,
+							 bool *has_subscriptions, int64 *new_head);
+
+/* wakeup.c: commit-time wake-ups of the relay */
+extern void es_wakeup_at_xact_end(bool committed, bool appended, bool sent);
 
 #endif							/* EVENT_STORE_H */

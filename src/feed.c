@@ -677,35 +677,33 @@ release_reservation(void)
 	announced_in_flight = false;
 }
 
-static void
-feed_xact_callback(XactEvent event, void *arg)
+/*
+ * PREPARE TRANSACTION: refused when the transaction appended, since its
+ * reservation belongs to this session (called from event_store.c's
+ * transaction callback).
+ */
+void
+es_feed_at_prepare(void)
 {
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			if (reservation_in_slot || announced_in_flight)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that appended events"),
-						 errdetail("The gap-safe feed needs every appending transaction to end in the session that started it.")));
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
-			{
-				bool		appended = reservation_in_slot || announced_in_flight;
+	if (reservation_in_slot || announced_in_flight)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that appended events"),
+				 errdetail("The gap-safe feed needs every appending transaction to end in the session that started it.")));
+}
 
-				release_reservation();
-				/* The relay may announce the new head: after the release. */
-				es_at_transaction_end(event == XACT_EVENT_COMMIT, appended);
-			}
-			break;
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			release_reservation();
-			break;
-		default:
-			break;
-	}
+/*
+ * End of a transaction, committed or aborted (called from event_store.c's
+ * transaction callback, before any other module's step): release the
+ * reservation.  Returns whether the transaction appended events.
+ */
+bool
+es_feed_at_xact_end(void)
+{
+	bool		appended = reservation_in_slot || announced_in_flight;
+
+	release_reservation();
+	return appended;
 }
 
 /*
@@ -717,12 +715,6 @@ static void
 feed_shmem_exit(int code, Datum arg)
 {
 	release_reservation();
-}
-
-void
-es_feed_init(void)
-{
-	RegisterXactCallback(feed_xact_callback, NULL);
 }
 
 /*

@@ -2,8 +2,7 @@
  *
  * relay.c
  *	  The relay worker of one database: it publishes outbox messages to
- *	  their sinks, and tells LISTENers when the feed moves.  Also the
- *	  commit-time wake-ups, and the relay's SQL-callable functions.
+ *	  their sinks, and runs the feed announcer.
  *
  * A worker is started by the launcher (launcher.c) when its database has
  * work, and leaves when it has had none for event_store.relay_idle_timeout
@@ -20,12 +19,8 @@
  *	  sink confirmed is deleted, what failed goes through the topic's
  *	  backoff, and after its max_attempts to the dead letters with its
  *	  error;
- *	- when the safe head of the feed moved, NOTIFY event_store_feed, and
- *	  event_store_sub_<name> for each subscription with new events (for a
- *	  consumer group, the payload names the members that have them).  The
- *	  head is computed first and the subscriptions are looked up with a
- *	  snapshot taken after it, so no event at or below an announced head is
- *	  left without its wake-up.
+ *	- the feed announcer (feed_announce.c) tells LISTENers when the safe
+ *	  head of the feed moved.
  * Relay transactions commit asynchronously: after a crash, a batch whose
  * commit was not yet flushed is sent again (at-least-once).
  *
@@ -37,14 +32,10 @@
  * (the announced head, counters) belongs to one instance of the extension
  * and starts afresh after DROP and CREATE EXTENSION.
  *
- * Wake-ups are never lost: committing transactions that sent messages (when
- * the database has relay routes), appended events (when it has
- * subscriptions), or changed routes and subscriptions (always) set the
- * database's pending flag, then the worker's latch, or the launcher's when
- * the database has no worker.  The worker clears the flag before each
- * cycle, and leaves only if it is still clear, under the lock the
- * committers read the worker under.  Appending transactions never NOTIFY
- * themselves: NOTIFY serialises committing transactions on a global lock.
+ * Commits wake the worker (wakeup.c): it clears the database's pending
+ * flag before each cycle, and leaves only if it is still clear, under the
+ * lock the committers read the worker under.  Its state in shared memory
+ * is named by relay_state.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,7 +48,6 @@
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type_d.h"
-#include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -83,17 +73,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "event_store.h"
 #include "sink.h"
-
-PG_FUNCTION_INFO_V1(event_store_relay_worker_status);
-PG_FUNCTION_INFO_V1(event_store_relay_available);
-PG_FUNCTION_INFO_V1(event_store_relay_wake);
-PG_FUNCTION_INFO_V1(event_store_relay_start);
-PG_FUNCTION_INFO_V1(event_store_relay_check);
-
-/* This transaction changed routes or subscriptions: wake the relay at commit. */
-static bool wake_relay_at_commit = false;
 
 /* How often oversized messages past their time to live are removed. */
 #define PARKED_CLEANUP_INTERVAL_MS 60000
@@ -101,17 +83,8 @@ static bool wake_relay_at_commit = false;
 /* How long a busy worker keeps its database while others wait. */
 #define RELAY_SLICE_MS 1000
 
-/*
- * Above this many new positions, every subscription (every member) is
- * woken rather than looking up which have events: bounded work per cycle.
- */
-#define MAX_WAKE_LOOKUP_RANGE 10000
-
 /* How long a sink may take to confirm a batch. */
 #define SINK_CONFIRM_TIMEOUT_MS 30000
-
-#define FEED_CHANNEL "event_store_feed"
-#define SUBSCRIPTION_CHANNEL_PREFIX "event_store_sub_"
 
 /* This worker: its slot, its database's entry, the extension it serves. */
 static int	my_index = -1;
@@ -218,31 +191,6 @@ static const char *const fail_sql =
 static const char *const routes_sql =
 "SELECT topic, sink FROM event_store.relay_routes WHERE NOT paused ORDER BY topic";
 
-static const char *const has_subscriptions_sql =
-"SELECT EXISTS (SELECT FROM event_store.subscriptions)";
-
-static const char *const all_subscriptions_sql =
-"SELECT s.name, 1, NULL::text FROM event_store.subscriptions AS s";
-
-/*
- * Subscriptions with events in ($1, $2], and for consumer groups the
- * members whose streams they are.
- */
-static const char *const subscriptions_sql =
-"SELECT s.name, s.group_size,"
-"  CASE WHEN s.group_size > 1 THEN ("
-"    SELECT string_agg(g.m::text, ',' ORDER BY g.m) FROM ("
-"      SELECT DISTINCT event_store.consumer_group_member(e.stream, s.group_size) AS m"
-"      FROM event_store.events AS e"
-"      WHERE e.position > $1 AND e.position <= $2"
-"        AND (s.category IS NULL OR event_store.category(e.stream) = s.category)) AS g)"
-"  END"
-" FROM event_store.subscriptions AS s"
-" WHERE s.category IS NULL OR EXISTS ("
-"   SELECT FROM event_store.events AS e"
-"   WHERE event_store.category(e.stream) = s.category"
-"     AND e.position > $1 AND e.position <= $2)";
-
 static const char *const parked_cleanup_sql =
 "DELETE FROM event_store.relay_parked WHERE parked_at < $1";
 
@@ -251,47 +199,6 @@ static const char *const next_due_sql =
 "SELECT min(o.available_at) FROM event_store.outbox AS o"
 " JOIN event_store.relay_routes AS r ON r.topic = o.topic AND NOT r.paused"
 " WHERE o.available_at > $1";
-
-/*
- * The entry of a database, or NULL.  Caller holds relay_lock.
- */
-EsRelayDatabase *
-es_relay_database(Oid dboid)
-{
-	for (int i = 0; i < es_shared->max_relay_databases; i++)
-	{
-		if (es_relay_databases[i].dboid == dboid)
-			return &es_relay_databases[i];
-	}
-	return NULL;
-}
-
-/*
- * A new entry for a database, or NULL when none is free.  Caller holds
- * relay_lock exclusively.  Until a worker has looked, the database is
- * assumed to have routes and subscriptions.
- */
-EsRelayDatabase *
-es_relay_database_add(Oid dboid)
-{
-	for (int i = 0; i < es_shared->max_relay_databases; i++)
-	{
-		EsRelayDatabase *db = &es_relay_databases[i];
-
-		if (db->dboid != InvalidOid)
-			continue;
-		memset((char *) db + offsetof(EsRelayDatabase, worker), 0,
-			   sizeof(EsRelayDatabase) - offsetof(EsRelayDatabase, worker));
-		db->dboid = dboid;
-		db->extension_oid = InvalidOid;
-		db->worker = -1;
-		db->has_routes = true;
-		db->has_subscriptions = true;
-		pg_atomic_write_u32(&db->pending, 0);
-		return db;
-	}
-	return NULL;
-}
 
 /* A new instance of the extension: forget what the last one had. */
 static void
@@ -323,7 +230,7 @@ relay_worker_exit(int code, Datum arg)
 		my_db->worker = -1;
 		my_db->exited_at = GetCurrentTimestamp();
 		my_db->failed = (code != 0);
-		strlcpy(my_db->state, code != 0 ? "failed" : "stopped", sizeof(my_db->state));
+		my_db->state = code != 0 ? ES_RELAY_FAILED : ES_RELAY_STOPPED;
 	}
 	my_worker->pid = 0;
 	my_worker->procno = -1;
@@ -462,7 +369,7 @@ step_failed(MemoryContext context, const char *what)
 	{
 		strlcpy(my_db->last_error, message, sizeof(my_db->last_error));
 		my_db->last_error_at = GetCurrentTimestamp();
-		strlcpy(my_db->state, "error", sizeof(my_db->state));
+		my_db->state = ES_RELAY_ERROR;
 	}
 	LWLockRelease(es_shared->relay_lock);
 	FreeErrorData(edata);
@@ -653,95 +560,6 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	return left;
 }
 
-/*
- * Announce a new feed head: on the feed's channel, and on the channel of
- * every subscription with events in (announced head, head].  Returns how
- * many notifications were sent; *new_head is what to remember once this
- * transaction has committed.
- */
-static int
-notify_feed(bool *has_subscriptions, int64 *new_head)
-{
-	static SPIPlanPtr exists_plan = NULL;
-	static SPIPlanPtr subscriptions_plan = NULL;
-	static SPIPlanPtr all_plan = NULL;
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		values[2];
-	Relation	events;
-	int64		head;
-	int64		announced;
-	bool		known;
-	char		payload[32];
-	int			notified = 0;
-	bool		isnull;
-
-	if (SPI_execute_plan(es_prepared_plan(&exists_plan, has_subscriptions_sql, 0, NULL),
-						 NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "subscription statement failed");
-	*has_subscriptions = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
-
-	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-	known = my_db->announced_known;
-	announced = my_db->announced_head;
-	LWLockRelease(es_shared->relay_lock);
-
-	/*
-	 * The head first; the subscriptions below are read with a snapshot taken
-	 * after it, which sees every event at or below it.
-	 */
-	events = es_open_relation("events", AccessShareLock);
-	head = es_feed_safe_head(events);
-	table_close(events, AccessShareLock);
-	*new_head = head;
-	if (known && head <= announced)
-		return 0;
-	if (!known && head == 0)
-		return 0;
-
-	snprintf(payload, sizeof(payload), INT64_FORMAT, head);
-	Async_Notify(FEED_CHANNEL, payload);
-	notified++;
-	if (!*has_subscriptions)
-		return notified;
-
-	values[0] = Int64GetDatum(known ? announced : 0);
-	values[1] = Int64GetDatum(head);
-	if (!known || head - announced > MAX_WAKE_LOOKUP_RANGE)
-	{
-		/* Every subscription, every member: bounded work. */
-		if (SPI_execute_plan(es_prepared_plan(&all_plan, all_subscriptions_sql, 0, NULL),
-							 NULL, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "subscription statement failed");
-	}
-	else if (SPI_execute_plan(es_prepared_plan(&subscriptions_plan, subscriptions_sql,
-											   2, argtypes),
-							  values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "subscription statement failed");
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char		channel[NAMEDATALEN];
-		int32		group_size = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
-		char	   *members = SPI_getvalue(tuple, desc, 3);
-
-		snprintf(channel, sizeof(channel), "%s%s", SUBSCRIPTION_CHANNEL_PREFIX,
-				 SPI_getvalue(tuple, desc, 1));
-		if (group_size > 1)
-		{
-			if (members == NULL)
-				continue;		/* only events of other categories, or none */
-			Async_Notify(channel, psprintf("%s %s", payload, members));
-		}
-		else
-			Async_Notify(channel, payload);
-		notified++;
-	}
-	return notified;
-}
-
 static void
 cleanup_parked(TimestampTz now)
 {
@@ -872,8 +690,14 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 		{
 			bool		subscriptions = true;
 			int64		head = 0;
+			bool		known;
+			int64		announced;
 
-			notified = notify_feed(&subscriptions, &head);
+			LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+			known = my_db->announced_known;
+			announced = my_db->announced_head;
+			LWLockRelease(es_shared->relay_lock);
+			notified = es_announce_feed(known, announced, &subscriptions, &head);
 			has_subscriptions = subscriptions;
 			new_head = head;
 			end_step();
@@ -907,8 +731,8 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 		my_db->has_routes = (routes != NIL);
 		my_db->has_subscriptions = has_subscriptions;
 	}
-	if (strcmp(my_db->state, "error") != 0 || moved > 0 || notified > 0)
-		strlcpy(my_db->state, "running", sizeof(my_db->state));
+	if (my_db->state != ES_RELAY_ERROR || moved > 0 || notified > 0)
+		my_db->state = ES_RELAY_RUNNING;
 	LWLockRelease(es_shared->relay_lock);
 
 	return moved > 0 || failed > 0 || notified > 0;
@@ -983,7 +807,7 @@ leave_if_idle(const char *why)
 	my_db->next_due = due;
 	my_db->exited_at = GetCurrentTimestamp();
 	my_db->failed = false;
-	strlcpy(my_db->state, "idle, no worker", sizeof(my_db->state));
+	my_db->state = ES_RELAY_IDLE;
 	my_db = NULL;
 	LWLockRelease(es_shared->relay_lock);
 	leave(why, false);
@@ -1046,7 +870,7 @@ attach(void)
 	my_db->next_due = 0;
 	if (my_db->extension_oid != extoid)
 		reset_instance(my_db, extoid);
-	strlcpy(my_db->state, "running", sizeof(my_db->state));
+	my_db->state = ES_RELAY_RUNNING;
 	my_extension_oid = extoid;
 	LWLockRelease(es_shared->relay_lock);
 }
@@ -1098,11 +922,7 @@ es_relay_main(Datum main_arg)
 		proc_exit(0);
 	}
 	my_worker->pid = MyProcPid;
-#if PG_VERSION_NUM >= 170000
-	my_worker->procno = MyProcNumber;
-#else
-	my_worker->procno = MyProc->pgprocno;
-#endif
+	my_worker->procno = ES_MY_PROCNO;
 	LWLockRelease(es_shared->relay_lock);
 	on_shmem_exit(relay_worker_exit, 0);
 
@@ -1218,266 +1038,3 @@ es_relay_main(Datum main_arg)
 	}
 }
 
-/*
- * A commit that matters to the relay of this database: set its pending
- * flag, then wake its worker, or the launcher when it has none.  changed:
- * routes or subscriptions changed (or the extension was created), so the
- * relay must look whatever it saw last.
- */
-static void
-wake_relay(Oid dboid, bool appended, bool sent, bool changed)
-{
-	EsRelayDatabase *db;
-	int			procno = -1;
-	bool		launcher = false;
-
-	if (!changed)
-	{
-		LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-		db = es_relay_database(dboid);
-		if (db != NULL)
-		{
-			if (!((appended && db->has_subscriptions) || (sent && db->has_routes)))
-			{
-				LWLockRelease(es_shared->relay_lock);
-				return;
-			}
-			pg_atomic_write_u32(&db->pending, 1);
-			pg_memory_barrier();
-			if (db->worker >= 0)
-				procno = es_relay_workers[db->worker].procno;
-			else
-				launcher = true;
-			if (procno >= 0)
-				SetLatch(&GetPGProcByNumber(procno)->procLatch);
-			LWLockRelease(es_shared->relay_lock);
-			if (launcher)
-				es_wake_launcher();
-			return;
-		}
-		LWLockRelease(es_shared->relay_lock);
-	}
-
-	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
-	db = es_relay_database(dboid);
-	if (db == NULL)
-	{
-		db = es_relay_database_add(dboid);
-		/* A database the launcher may not know yet: it reads pg_database. */
-		es_shared->rescan_requested = true;
-	}
-	if (db != NULL)
-	{
-		if (changed)
-		{
-			db->config_generation++;
-			db->has_routes = true;
-			db->has_subscriptions = true;
-			db->failed = false;
-		}
-		pg_atomic_write_u32(&db->pending, 1);
-		if (db->worker >= 0)
-			procno = es_relay_workers[db->worker].procno;
-		else
-			launcher = true;
-		if (procno >= 0)
-			SetLatch(&GetPGProcByNumber(procno)->procLatch);
-	}
-	LWLockRelease(es_shared->relay_lock);
-	if (launcher)
-		es_wake_launcher();
-}
-
-/*
- * End of a transaction (called from feed.c's transaction callback, after
- * the commit is visible and the feed reservation is released): a commit
- * that appended events, sent messages or changed what the relay serves
- * wakes the relay.
- */
-void
-es_at_transaction_end(bool committed, bool appended)
-{
-	bool		sent = es_outbox_take_sent_flag();
-	bool		changed = wake_relay_at_commit;
-
-	wake_relay_at_commit = false;
-	if (committed && (appended || sent || changed) && es_shmem_available())
-		wake_relay(MyDatabaseId, appended, sent, changed);
-}
-
-/*
- * relay_wake(): the relay of this database looks at its routes and
- * subscriptions again when this transaction commits (relay_route,
- * relay_resume, subscription_create).
- */
-Datum
-event_store_relay_wake(PG_FUNCTION_ARGS)
-{
-	wake_relay_at_commit = true;
-	PG_RETURN_VOID();
-}
-
-/*
- * relay_start(): called at the end of CREATE EXTENSION.  At commit the
- * database gets its entry and a worker.
- */
-Datum
-event_store_relay_start(PG_FUNCTION_ARGS)
-{
-	wake_relay_at_commit = true;
-	PG_RETURN_VOID();
-}
-
-/*
- * relay_available(): whether the relay workers can run here (the library
- * is preloaded).
- */
-Datum
-event_store_relay_available(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(es_shmem_available());
-}
-
-/*
- * relay_check(): warn when no relay worker can serve this database now.
- */
-Datum
-event_store_relay_check(PG_FUNCTION_ARGS)
-{
-	pid_t		launcher_pid;
-	bool		start_failed;
-	bool		no_room;
-	int			busy = 0;
-
-	if (!es_shmem_available())
-	{
-		ereport(WARNING,
-				(errmsg("the relay workers are not running"),
-				 errdetail("event_store is not in shared_preload_libraries: messages of this topic stay in the outbox."),
-				 errhint("Add event_store to shared_preload_libraries and restart the server.")));
-		PG_RETURN_VOID();
-	}
-	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-	launcher_pid = es_shared->launcher_pid;
-	start_failed = es_shared->start_failed_at != 0 &&
-		!TimestampDifferenceExceeds(es_shared->start_failed_at, GetCurrentTimestamp(), 60000);
-	no_room = (es_relay_database(MyDatabaseId) == NULL);
-	if (no_room)
-	{
-		for (int i = 0; i < es_shared->max_relay_databases; i++)
-		{
-			if (es_relay_databases[i].dboid != InvalidOid)
-				busy++;
-		}
-		no_room = (busy >= es_shared->max_relay_databases);
-	}
-	LWLockRelease(es_shared->relay_lock);
-
-	if (launcher_pid == 0)
-		ereport(WARNING,
-				(errmsg("the event_store launcher is not running"),
-				 errdetail("No relay worker can start until it runs again; messages of this topic wait in the outbox."),
-				 errhint("See the server log.")));
-	else if (no_room)
-		ereport(WARNING,
-				(errmsg("no relay worker can serve database \"%s\"",
-						get_database_name(MyDatabaseId)),
-				 errdetail("Shared memory has room for %d databases with the extension, and all are taken.",
-						   es_shared->max_relay_databases),
-				 errhint("Raise event_store.max_databases and restart the server.")));
-	else if (start_failed)
-		ereport(WARNING,
-				(errmsg("relay workers could not start in the last minute: no background worker slot was free"),
-				 errdetail("Messages of this topic wait in the outbox until a worker can start."),
-				 errhint("Raise max_worker_processes to at least event_store.max_relay_workers plus one for the launcher, plus what other extensions and parallel queries need.")));
-	PG_RETURN_VOID();
-}
-
-/*
- * relay_worker_status(): the launcher, and this database's relay, as the
- * relay_workers view shows them.  Other databases are not shown.
- */
-Datum
-event_store_relay_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	EsRelayDatabase copy;
-	bool		found = false;
-	pid_t		launcher_pid;
-	pid_t		worker_pid = 0;
-	TimestampTz launcher_started_at;
-	Datum		values[12];
-	bool		nulls[12];
-
-	InitMaterializedSRF(fcinfo, 0);
-	memset(nulls, true, sizeof(nulls));
-	values[0] = CStringGetTextDatum("launcher");
-	nulls[0] = false;
-	if (!es_shmem_available())
-	{
-		values[3] = CStringGetTextDatum("library not loaded");
-		nulls[3] = false;
-		values[10] = CStringGetTextDatum("event_store is not in shared_preload_libraries: no relay worker runs");
-		nulls[10] = false;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		return (Datum) 0;
-	}
-
-	LWLockAcquire(es_shared->relay_lock, LW_SHARED);
-	launcher_pid = es_shared->launcher_pid;
-	launcher_started_at = es_shared->launcher_started_at;
-	{
-		EsRelayDatabase *db = es_relay_database(MyDatabaseId);
-
-		if (db != NULL)
-		{
-			memcpy(&copy, db, sizeof(copy));
-			found = true;
-			if (db->worker >= 0)
-				worker_pid = es_relay_workers[db->worker].pid;
-		}
-	}
-	LWLockRelease(es_shared->relay_lock);
-
-	if (launcher_pid != 0)
-	{
-		values[2] = Int32GetDatum(launcher_pid);
-		nulls[2] = false;
-		values[4] = TimestampTzGetDatum(launcher_started_at);
-		nulls[4] = false;
-	}
-	values[3] = CStringGetTextDatum(launcher_pid != 0 ? "running" : "stopped");
-	nulls[3] = false;
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-
-	memset(nulls, false, sizeof(nulls));
-	values[0] = CStringGetTextDatum("relay");
-	values[1] = CStringGetTextDatum(get_database_name(MyDatabaseId));
-	if (!found)
-	{
-		/* Not looked at yet (the launcher discovers it within seconds). */
-		memset(nulls, true, sizeof(nulls));
-		nulls[0] = nulls[1] = nulls[3] = false;
-		values[3] = CStringGetTextDatum("no worker");
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		return (Datum) 0;
-	}
-	values[2] = Int32GetDatum(worker_pid);
-	nulls[2] = (worker_pid == 0);
-	values[3] = CStringGetTextDatum(copy.stop_requested ? "stopping" :
-									copy.state[0] ? copy.state : "no worker");
-	values[4] = TimestampTzGetDatum(copy.started_at);
-	nulls[4] = (copy.started_at == 0);
-	values[5] = TimestampTzGetDatum(copy.last_batch_at);
-	nulls[5] = (copy.last_batch_at == 0);
-	values[6] = Int32GetDatum(copy.last_batch_size);
-	values[7] = Int64GetDatum((int64) copy.messages_relayed);
-	values[8] = Int64GetDatum((int64) copy.batches);
-	values[9] = Int64GetDatum((int64) copy.feed_notifications);
-	values[10] = CStringGetTextDatum(copy.last_error);
-	nulls[10] = (copy.last_error[0] == '\0');
-	values[11] = TimestampTzGetDatum(copy.last_error_at);
-	nulls[11] = (copy.last_error_at == 0);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	return (Datum) 0;
-}

@@ -25,6 +25,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 EsShared   *es_shared = NULL;
@@ -136,11 +137,7 @@ es_shmem_available(void)
 EsBackendSlot *
 es_my_backend_slot(void)
 {
-#if PG_VERSION_NUM >= 170000
-	int			procno = MyProcNumber;
-#else
-	int			procno = MyProc->pgprocno;
-#endif
+	int			procno = ES_MY_PROCNO;
 
 	Assert(procno >= 0 && procno < es_shared->num_backend_slots);
 	return &es_backend_slots[procno];

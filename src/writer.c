@@ -22,6 +22,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 /*
@@ -51,11 +52,7 @@ es_writer_open(const char *relname)
 	rte->relid = relid;
 	rte->relkind = writer->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-#if PG_VERSION_NUM >= 160000
-	ExecInitRangeTable(writer->estate, list_make1(rte), NIL);
-#else
-	ExecInitRangeTable(writer->estate, list_make1(rte));
-#endif
+	es_init_range_table(writer->estate, list_make1(rte));
 
 	writer->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(writer->rri, writer->rel, 1, NULL, 0);

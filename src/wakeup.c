@@ -1,0 +1,139 @@
+/*-------------------------------------------------------------------------
+ *
+ * wakeup.c
+ *	  Commit-time wake-ups of the relay.
+ *
+ * Wake-ups are never lost: committing transactions that sent messages (when
+ * the database has relay routes), appended events (when it has
+ * subscriptions), or changed routes and subscriptions (always) set the
+ * database's pending flag, then the worker's latch, or the launcher's when
+ * the database has no worker.  The worker clears the flag before each
+ * cycle, and leaves only if it is still clear, under the lock the
+ * committers read the worker under (relay.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+
+#include "event_store.h"
+
+PG_FUNCTION_INFO_V1(event_store_relay_wake);
+PG_FUNCTION_INFO_V1(event_store_relay_start);
+
+/* This transaction changed routes or subscriptions: wake the relay at commit. */
+static bool wake_relay_at_commit = false;
+
+
+/*
+ * A commit that matters to the relay of this database: set its pending
+ * flag, then wake its worker, or the launcher when it has none.  changed:
+ * routes or subscriptions changed (or the extension was created), so the
+ * relay must look whatever it saw last.
+ */
+static void
+wake_relay(Oid dboid, bool appended, bool sent, bool changed)
+{
+	EsRelayDatabase *db;
+	int			procno = -1;
+	bool		launcher = false;
+
+	if (!changed)
+	{
+		LWLockAcquire(es_shared->relay_lock, LW_SHARED);
+		db = es_relay_database(dboid);
+		if (db != NULL)
+		{
+			if (!((appended && db->has_subscriptions) || (sent && db->has_routes)))
+			{
+				LWLockRelease(es_shared->relay_lock);
+				return;
+			}
+			pg_atomic_write_u32(&db->pending, 1);
+			pg_memory_barrier();
+			if (db->worker >= 0)
+				procno = es_relay_workers[db->worker].procno;
+			else
+				launcher = true;
+			if (procno >= 0)
+				SetLatch(&GetPGProcByNumber(procno)->procLatch);
+			LWLockRelease(es_shared->relay_lock);
+			if (launcher)
+				es_wake_launcher();
+			return;
+		}
+		LWLockRelease(es_shared->relay_lock);
+	}
+
+	LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
+	db = es_relay_database(dboid);
+	if (db == NULL)
+	{
+		db = es_relay_database_add(dboid);
+		/* A database the launcher may not know yet: it reads pg_database. */
+		es_shared->rescan_requested = true;
+	}
+	if (db != NULL)
+	{
+		if (changed)
+		{
+			db->config_generation++;
+			db->has_routes = true;
+			db->has_subscriptions = true;
+			db->failed = false;
+		}
+		pg_atomic_write_u32(&db->pending, 1);
+		if (db->worker >= 0)
+			procno = es_relay_workers[db->worker].procno;
+		else
+			launcher = true;
+		if (procno >= 0)
+			SetLatch(&GetPGProcByNumber(procno)->procLatch);
+	}
+	LWLockRelease(es_shared->relay_lock);
+	if (launcher)
+		es_wake_launcher();
+}
+
+/*
+ * End of a transaction (called from event_store.c's transaction callback,
+ * after the commit is visible and the feed reservation is released): a
+ * commit that appended events, sent messages or changed what the relay
+ * serves wakes the relay.
+ */
+void
+es_wakeup_at_xact_end(bool committed, bool appended, bool sent)
+{
+	bool		changed = wake_relay_at_commit;
+
+	wake_relay_at_commit = false;
+	if (committed && (appended || sent || changed) && es_shmem_available())
+		wake_relay(MyDatabaseId, appended, sent, changed);
+}
+
+/*
+ * relay_wake(): the relay of this database looks at its routes and
+ * subscriptions again when this transaction commits (relay_route,
+ * relay_resume, subscription_create).
+ */
+Datum
+event_store_relay_wake(PG_FUNCTION_ARGS)
+{
+	wake_relay_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * relay_start(): called at the end of CREATE EXTENSION.  At commit the
+ * database gets its entry and a worker.
+ */
+Datum
+event_store_relay_start(PG_FUNCTION_ARGS)
+{
+	wake_relay_at_commit = true;
+	PG_RETURN_VOID();
+}
