@@ -774,3 +774,14 @@ const EsSinkDriver es_sink_driver_http = {
 	.in_flight = http_in_flight,
 	.disconnect = http_disconnect
 };
+
+/* The same driver, for https:// urls. */
+const EsSinkDriver es_sink_driver_https = {
+	.scheme = "https",
+	.connect = http_connect,
+	.publish = http_publish,
+	.confirm = http_confirm,
+	.usable = http_usable,
+	.in_flight = http_in_flight,
+	.disconnect = http_disconnect
+};
