@@ -19,7 +19,8 @@ answers by path:
 Each 200 is recorded (before a delay) in --log as one line
 "time<TAB>path<TAB>webhook-id<TAB>key header<TAB>body"; a request whose
 signature does not verify gets 401 and a line "BAD<TAB>..." instead.  The
-port it listens on is written to --port-file once it is ready.
+port it listens on is written to --port-file once it is ready; with
+--tls-cert and --tls-key it also serves HTTPS, on the port written after it.
 """
 import argparse
 import base64
@@ -119,14 +120,26 @@ def main():
     p.add_argument("--fail-rate", type=float, default=0.3)
     p.add_argument("--slow-rate", type=float, default=0.01)
     p.add_argument("--slow-seconds", type=float, default=2.0)
+    p.add_argument("--tls-cert", help="also serve HTTPS with this certificate")
+    p.add_argument("--tls-key")
     args = p.parse_args()
     s = args.secret
     args.key = base64.b64decode(s[6:]) if s.startswith("whsec_") else s.encode()
     log_file = open(args.log, "a")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    ports = str(server.server_address[1])
+    if args.tls_cert:
+        import ssl
+        tls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        tls.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.socket = context.wrap_socket(tls.socket, server_side=True)
+        threading.Thread(target=tls.serve_forever, daemon=True).start()
+        ports += " " + str(tls.server_address[1])
     with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(server.server_address[1]))
+        f.write(ports)
     import os
     os.rename(args.port_file + ".tmp", args.port_file)
     server.serve_forever()
