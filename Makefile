@@ -7,8 +7,11 @@
 #   make installcheck-valgrind  the regression suite under valgrind
 #   scripts/test.sh           every suite, with the packages it needs
 
-EXTENSION = event_store
-EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+# event_store, and the optional layers that give it other stores' APIs
+# (each requires event_store; their sources are sql/message_db.sql and
+# sql/pgmq.sql, versioned with event_store).
+EXTENSION = event_store event_store_message_db event_store_pgmq
+EXTVERSION = $(shell grep default_version event_store.control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
 
 MODULE_big = event_store
 OBJS = \
@@ -30,6 +33,10 @@ OBJS = \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \
+	src/sink_amqp.o \
+	src/sink_config.o \
+	src/sink_http.o \
+	src/sink_kafka.o \
 	src/sink_notify.o \
 	src/stream.o \
 	src/subscription.o \
@@ -37,37 +44,50 @@ OBJS = \
 	src/wakeup.o \
 	src/writer.o
 
-# The install script of the current version is built from sql/install/;
-# released versions' scripts are frozen, upgrade scripts chain them.
-DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The install scripts of the current version are built from their sources:
+# event_store's from sql/install/, each layer's from its file in sql/.
+# Released versions' scripts are frozen, upgrade scripts chain them.
+DATA_built = sql/event_store--$(EXTVERSION).sql \
+	sql/event_store_message_db--$(EXTVERSION).sql \
+	sql/event_store_pgmq--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/event_store--*.sql sql/event_store_*--*.sql))
+EXTRA_CLEAN = $(DATA_built)
 
 # Regression tests run in this order, in one database; setup comes first.
+# Their inputs and expected outputs are where PGXS looks: sql/ and expected/
+# (beside the install scripts); their results go to test/output_regress.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
-	read_all read_category subscriptions outbox outbox_receipts event_routes relay \
-	wal_topics
-REGRESS_OPTS = --inputdir=test --outputdir=test \
+	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
+	event_routes relay relay_sinks wal_topics
+REGRESS_OPTS = --inputdir=. --outputdir=test/output_regress \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
-	--load-extension=$(EXTENSION)
+	--load-extension=event_store
 
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
 	--temp-instance=test/tmp_check_iso --temp-config=test/preload.conf \
-	--load-extension=$(EXTENSION)
+	--load-extension=event_store
 
 PG_CPPFLAGS = -I$(srcdir)/src
+# The Kafka and AMQP sinks (librdkafka-dev, librabbitmq-dev).
+SHLIB_LINK = -lrdkafka -lrabbitmq -lcurl
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The install script of the current version: the files of sql/install/ in
-# the order of their names, one concern each.
+# event_store's install script: the files of sql/install/ in the order of
+# their names, one concern each.
 INSTALL_SOURCES = $(sort $(wildcard sql/install/*.sql))
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES)
+sql/event_store--$(EXTVERSION).sql: $(INSTALL_SOURCES)
 	awk 'FNR == 1 && NR > 1 { print "" } { print }' $(INSTALL_SOURCES) > $@
+
+sql/event_store_message_db--$(EXTVERSION).sql: sql/message_db.sql
+	cp $< $@
+
+sql/event_store_pgmq--$(EXTVERSION).sql: sql/pgmq.sql
+	cp $< $@
 
 # One target per suite, so scripts/test.sh can report them separately.
 PROVE_TESTS = test/t/*.pl
@@ -86,7 +106,8 @@ installcheck-tap:
 # Command-line tools built from tools/ (libpq clients for tests and bench).
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
-TOOLS = tools/es_listen tools/es_relay_bench tools/es_wal_messages
+TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock \
+	tools/es_wal_messages
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)
@@ -94,9 +115,17 @@ all: $(TOOLS)
 tools/%: tools/%.c tools/tools_common.h
 	$(CC) $(CFLAGS) -Wall -O2 $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS)
 
+# Test helpers of the AMQP and Kafka sinks: a queue consumer, and a host of
+# librdkafka's mock Kafka cluster.
+tools/es_amqp_consume: tools/es_amqp_consume.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrabbitmq
+
+tools/es_kafka_mock: tools/es_kafka_mock.c
+	$(CC) $(CFLAGS) -Wall -O2 -o $@ $< -lrdkafka
+
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/compat.h src/event_store.h src/sink.h
+$(OBJS): src/compat.h src/event_store.h src/guc.h src/sink.h src/sink_named.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,
@@ -114,4 +143,4 @@ print-regress:
 DISTVERSION = $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' META.json)
 .PHONY: dist
 dist:
-	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
+	git archive --format zip --prefix=event_store-$(DISTVERSION)/ -o event_store-$(DISTVERSION).zip HEAD

@@ -23,7 +23,7 @@ tenants=50
 plain=20
 seconds=${BENCH_SECONDS:-20}
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 libpq-dev
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev libpq-dev
 echo "building and installing event_store"
 build_and_install "$here"
 

@@ -7,6 +7,10 @@
 #   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
 #   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
+#   bash bench/run.sh --scale    the store beyond memory (see "--scale" below;
+#                                hours, and about 40 GB of disk)
+#   PG_CONFIG=... CLUSTER_PORT=54321 bash bench/run.sh   another PostgreSQL
+#                                installation, another port
 #
 # Prints one table: the median of each side over the rounds, and their ratio
 # (event_store / baseline).  Results also go to bench/results/.
@@ -19,10 +23,12 @@ mode=${1:-}
 case "$mode" in
     --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000 ;;
     ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000 ;;
-    *) echo "usage: bash bench/run.sh [--quick|--long]" >&2; exit 2 ;;
+    --scale) rounds=3; seconds=30; events=1000000; relay_seconds=0; relay_backlog=0
+             BENCH_ONLY=${BENCH_ONLY:-scale} ;;
+    *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
 esac
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgq3 libpq-dev bc
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev postgresql-15-pgq3 libpq-dev bc
 echo "building and installing event_store"
 build_and_install "$here"
 
@@ -42,7 +48,7 @@ autovacuum_naptime = 10s
 "
 start_cluster "$settings"
 dir=$CLUSTER_DIR
-export PGHOST=$dir PGPORT=5432 PGDATABASE=bench
+export PGHOST=$dir PGPORT=$CLUSTER_PORT PGDATABASE=bench
 as_pg createdb bench
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 
@@ -122,9 +128,9 @@ ab "read_all batch of 1000, 4 clients (tps)" 4 read_all.sql select_all.sql
 defines=()
 fi
 
-if want 5; then
-echo "5. outbox: 4 producers, 4 consumers"
-# queue: NAME PRODUCER CONSUMER CONSUMERS BACKLOG_SQL
+# A queue under load: 4 producers and CONSUMERS consumers for $seconds;
+# records the messages consumed per second (sent minus the backlog's growth).
+# queue_round NAME PRODUCER CONSUMER CONSUMERS BACKLOG_SQL SIDE
 queue_round() {
     local name=$1 producer=$2 consumer=$3 consumers=$4 backlog=$5
     local start end out produced
@@ -138,10 +144,17 @@ queue_round() {
     rm -f "$out"
     record "$name" "$6" "$(echo "($produced - ($end - $start)) / $seconds" | bc -l)"
 }
+
+if want 5; then
+echo "5. outbox: 4 producers, 4 consumers"
 for r in $(seq 1 "$rounds"); do
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
+        "SELECT count(*) FROM plain_queue" base
+    queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" send.sql consume.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
     queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
@@ -153,14 +166,14 @@ fi
 if want 6; then
 echo "6. relay: latency at 1,000 messages/s, throughput of one worker"
 sql "SELECT event_store.relay_route('bench_relay', 'notify:bench_relay')"
-latency=$(as_pg "$here/tools/es_relay_bench" -d "host=$dir port=5432 dbname=bench" \
+latency=$(as_pg "$here/tools/es_relay_bench" -d "host=$dir port=$CLUSTER_PORT dbname=bench" \
     -t bench_relay -c bench_relay -r 1000 -s "$relay_seconds" || true)
 for key in p50_ms p95_ms p99_ms max_ms; do
     record "relay: commit to NOTIFY received, $key" ours "$(echo "$latency" | tr ' ' '\n' | awk -F= -v k=$key '$1 == k {print $2}')"
 done
 sql "SELECT event_store.relay_pause('bench_relay')" >/dev/null
 sql "SELECT count(event_store.outbox_send('bench_relay', jsonb_build_object('n', n))) FROM generate_series(1, $relay_backlog) AS n" >/dev/null
-as_pg "$here/tools/es_listen" -d "host=$dir port=5432 dbname=bench" -i 3000 bench_relay > "$dir/listened" &
+as_pg "$here/tools/es_listen" -d "host=$dir port=$CLUSTER_PORT dbname=bench" -i 3000 bench_relay > "$dir/listened" &
 listener=$!
 sleep 0.5
 start=$(date +%s.%N)
@@ -170,6 +183,88 @@ end=$(date +%s.%N)
 wait "$listener" || true
 record "relay: messages/s moved by one worker" ours "$(echo "$relay_backlog / ($end - $start)" | bc -l)"
 record "relay: messages received by a listener" ours "$(wc -l < "$dir/listened")"
+fi
+
+if want 7; then
+echo "7. catch-up: a subscription consumes the whole feed in batches of 1,000"
+if [ "$(sql "SELECT count(*) FROM plain_events")" = 0 ]; then
+    echo "   loading $events events"
+    sql "CALL bench_load_events($events)"
+    sql "VACUUM ANALYZE event_store.events"
+    sql "VACUUM ANALYZE plain_events"
+fi
+sql "SELECT event_store.subscription_create('bench_catchup', NULL, 1, 0, true)" >/dev/null
+catchup() { as_pg psql -X -q -At -v mode="$1" -f "$dir/catchup.sql" | tail -1; }
+for r in $(seq 1 "$rounds"); do
+    if (( r % 2 )); then
+        record "catch-up: subscription_fetch+ack vs keyset pagination (events/s)" ours "$(catchup ours)"
+        record "catch-up: subscription_fetch+ack vs keyset pagination (events/s)" base "$(catchup base)"
+    else
+        record "catch-up: subscription_fetch+ack vs keyset pagination (events/s)" base "$(catchup base)"
+        record "catch-up: subscription_fetch+ack vs keyset pagination (events/s)" ours "$(catchup ours)"
+    fi
+done
+fi
+
+if want 8; then
+echo "8. batch send: 100 messages per transaction, one call vs one outbox_send each"
+ab "outbox_send_batch of 100 vs 100 outbox_send, 1 client (tps)" 1 send_batch_100.sql send_100.sql
+fi
+
+# --scale: the regime where the store no longer fits in memory.  The same
+# measures at 1,000,000 events and at SCALE_EVENTS (default 100,000,000,
+# about 32 GB): append_event, read_stream of recently written streams, the
+# load rate of appends of 100 events, and the index entries a claim reads
+# behind a backlog of 1,000,000 available messages.  Hours; not part of the
+# default run.
+if [ "$mode" = "--scale" ] && want scale; then
+scale_events=${SCALE_EVENTS:-100000000}
+load_to() {
+    local target=$1 have tx start end
+    have=$(sql "SELECT coalesce(max(position), 0) FROM event_store.events")
+    tx=$(( (target - have) / 100 / 4 ))
+    (( tx > 0 )) || return 0
+    start=$(date +%s.%N)
+    as_pg pgbench -n -M prepared -c 4 -j 2 -t "$tx" -f "$dir/append_100.sql" bench >/dev/null 2>&1
+    end=$(date +%s.%N)
+    record "scale: load by append of 100 events, 4 clients (events/s), to $target" ours \
+        "$(echo "$tx * 4 * 100 / ($end - $start)" | bc -l)"
+}
+measure_at() {
+    local label=$1 last
+    last=$(sql "SELECT max(position) FROM event_store.events")
+    defines=(-D "recent_from=$(( last - 1000000 ))" -D "recent_to=$last")
+    for r in $(seq 1 "$rounds"); do
+        record "scale: append_event, 8 clients (tps), $label" ours "$(pgbench_tps 8 append_event.sql)"
+        record "scale: read_stream of a recent stream, 4 clients (tps), $label" ours "$(pgbench_tps 4 read_recent.sql)"
+    done
+    defines=()
+}
+load_to 1000000
+sql "VACUUM ANALYZE event_store.events"
+measure_at "1,000,000 events"
+load_to "$scale_events"
+sql "VACUUM ANALYZE event_store.events"
+measure_at "$scale_events events"
+sql "SELECT count(event_store.outbox_send('scale_backlog', '{}')) FROM generate_series(1, 1000000)" >/dev/null
+sql "VACUUM ANALYZE event_store.outbox"
+index_reads="SELECT pg_stat_force_next_flush(); SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE schemaname = 'event_store' AND relname = 'outbox'"
+before=$(as_pg psql -X -q -At -c "$index_reads" | tail -1)
+sql "SELECT count(*) FROM event_store.outbox_claim('scale_backlog', 10)" >/dev/null
+after=$(as_pg psql -X -q -At -c "$index_reads" | tail -1)
+record "scale: index entries read by a claim of 10 behind 1,000,000 messages" ours "$(( after - before ))"
+fi
+
+if want 9; then
+echo "9. pgmq layer: the same load through pgmq's API and through the outbox's"
+sql "CREATE EXTENSION IF NOT EXISTS event_store_pgmq" >/dev/null
+sql "SELECT pgmq.create('bench_pgmq')" >/dev/null
+for r in $(seq 1 "$rounds"); do
+    queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" pgmq_send.sql pgmq_consume.sql 4 \
+        "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_pgmq'" ours
+    queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" send.sql claim_ack.sql 4 \
+        "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench'" base
+done
 fi
 
 if [ "$mode" = "--long" ]; then

@@ -95,3 +95,7 @@ BEGIN
 	PERFORM setval('plain_events_position_seq', (SELECT max(position) FROM plain_events));
 END
 $$;
+
+-- Baseline of the catch-up scenario: the checkpoint of a keyset paginator.
+CREATE TABLE plain_checkpoint (position bigint NOT NULL);
+INSERT INTO plain_checkpoint VALUES (0);

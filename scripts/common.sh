@@ -32,7 +32,9 @@ as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
 # Start a throwaway cluster, as postgres, in a new directory; its settings
 # are the lines given as $1 (added to postgresql.conf).  Sets CLUSTER_DIR
 # (socket directory and data) and stops and removes it on exit.  Reach it
-# with PGHOST=$CLUSTER_DIR PGPORT=5432 (no TCP).
+# with PGHOST=$CLUSTER_DIR PGPORT=$CLUSTER_PORT (no TCP; CLUSTER_PORT is
+# 5432 unless set).
+CLUSTER_PORT=${CLUSTER_PORT:-5432}
 start_cluster() {
     CLUSTER_DIR=$(mktemp -d /tmp/event_store_cluster.XXXXXX)
     chown postgres: "$CLUSTER_DIR"
@@ -42,7 +44,7 @@ start_cluster() {
 $1
 listen_addresses = ''
 unix_socket_directories = '$CLUSTER_DIR'
-port = 5432
+port = $CLUSTER_PORT
 CONF
     as_pg pg_ctl -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/log" -w start >/dev/null
 }

@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/common.sh"
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev
 echo "building and installing event_store"
 build_and_install "$here"
 

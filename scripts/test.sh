@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test suite of event_store on throwaway clusters:
-# pg_regress, isolation, TAP (crash and restart) and pgTAP, then the client
+# pg_regress, isolation, TAP (crash and restart, the Kafka and RabbitMQ
+# sinks against brokers the tests start) and pgTAP, then the client
 # examples of examples/ (Python, Node.js, C) and the monitoring query file
 # under prometheus-postgres-exporter.
 #
@@ -18,6 +19,12 @@ log() { printf '\n=== %s\n' "$*"; }
 
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libcurl4-openssl-dev \
     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
+# The compatibility layers are tested against published clients and
+# Message DB's own SQL, installed from the npm registry (test/npm, pinned
+# by package-lock.json): Node.js and npm, Debian's unless there are some.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+fi
 
 # What the client examples and the monitoring test need.  Node.js may come
 # from elsewhere than Debian: install Debian's only if there is none.
@@ -36,6 +43,23 @@ case $exporter_was_installed in
         systemctl stop prometheus-postgres-exporter.service >/dev/null 2>&1 || true
     else
         service prometheus-postgres-exporter stop >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
+
+# The Kafka and RabbitMQ sinks: their client libraries, the RabbitMQ server
+# and clients (the tests start a throwaway node of their own), kcat.  The
+# package starts a system node when it is installed: stop the one this run
+# installed (a node that was there before is left alone).
+rabbitmq_was_installed=$(dpkg-query -W -f='${Status}' rabbitmq-server 2>/dev/null || true)
+ensure_packages librdkafka-dev librabbitmq-dev rabbitmq-server kcat amqp-tools
+case $rabbitmq_was_installed in
+*"install ok installed"*) ;;
+*)
+    if [ -d /run/systemd/system ]; then
+        systemctl stop rabbitmq-server.service >/dev/null 2>&1 || true
+    else
+        service rabbitmq-server stop >/dev/null 2>&1 || true
     fi
     ;;
 esac
@@ -62,7 +86,7 @@ run_suite() {
 }
 
 show_diffs() {
-    for f in "$work"/test/regression.assertions.diffs "$work"/test/regression.diffs "$work"/test/output_iso/regression.diffs; do
+    for f in "$work"/test/regression.assertions.diffs "$work"/test/output_regress/regression.diffs "$work"/test/output_iso/regression.diffs; do
         [ -s "$f" ] && { echo "--- $f"; cat "$f"; }
     done
     return 0
@@ -80,7 +104,7 @@ make -C "$work" -s clean >/dev/null
 as_pg make -C "$work" -s COPT="$STRICT_CFLAGS -DUSE_ASSERT_CHECKING" >/dev/null
 make -C "$work" -s install >/dev/null
 run_suite "regression, assertions enabled (pg_regress)" make -C "$work" -s installcheck-regress
-if [ -f "$work"/test/regression.diffs ]; then mv "$work"/test/regression.diffs "$work"/test/regression.assertions.diffs; fi
+if [ -f "$work"/test/output_regress/regression.diffs ]; then mv "$work"/test/output_regress/regression.diffs "$work"/test/regression.assertions.diffs; fi
 
 log "building and installing"
 make -C "$work" -s clean >/dev/null
@@ -89,7 +113,8 @@ make -C "$work" -s install >/dev/null
 
 run_suite "regression (pg_regress)" make -C "$work" -s installcheck-regress
 run_suite "isolation (pg_isolation_regress)" make -C "$work" -s installcheck-isolation
-# The client examples and the exporter run as suites of their own, after
+# The client examples, the exporter and the broker sinks run as suites of
+# their own, after
 # the rest of the TAP suite; each of them fails rather than skips when what
 # it needs is missing.
 client_tests=(
@@ -97,6 +122,8 @@ client_tests=(
     "client example: Node.js, pg|test/t/062_client_node.pl"
     "client example: C, libpq|test/t/063_client_c.pl"
     "monitoring: prometheus-postgres-exporter|test/t/064_prometheus_exporter.pl"
+    "relay sink: RabbitMQ, rabbitmq-server|test/t/081_sink_amqp.pl"
+    "relay sink: Kafka, librdkafka mock cluster|test/t/082_sink_kafka.pl"
 )
 core_tap=$(cd "$work" && for t in test/t/*.pl; do
     case " ${client_tests[*]} " in *"|$t "*) ;; *) printf '%s ' "$t" ;; esac

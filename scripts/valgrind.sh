@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/common.sh"
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 valgrind rsync
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev valgrind rsync
 
 reinstall() {
     make -C "$here" -s clean >/dev/null

@@ -45,9 +45,9 @@ BEGIN
 	WHERE n.oid = nsp AND a.privilege_type = 'CREATE'
 	  AND NOT coalesce(r.rolsuper, false);
 	IF creator IS NOT NULL THEN
-		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers: %', nsp_name, creator
+		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers', nsp_name
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.',
+				  DETAIL = format('It grants CREATE to %s.  The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.', creator),
 				  HINT = format('Revoke CREATE on schema "%s" from them and run CREATE EXTENSION again.', nsp_name);
 	END IF;
 
@@ -455,13 +455,16 @@ BEGIN
 		PERFORM event_store.feed_head();
 	END IF;
 	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.
+	-- concurrent drop (and create) is seen whole or not at all.  The
+	-- subscription's row is locked first, as subscription_drop deletes it
+	-- before the checkpoints: a drop either waits for this fetch or has
+	-- committed before it, and then the row is gone.
 	SELECT c.position, c.fence, s.category, s.group_size
 	INTO checkpoint, fence, sub.category, sub.group_size
-	FROM event_store.subscription_checkpoints AS c
-	JOIN event_store.subscriptions AS s ON s.name = c.subscription
-	WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
-	FOR NO KEY UPDATE OF c;
+	FROM event_store.subscriptions AS s
+	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+	WHERE s.name = sub.name AND c.member = subscription_fetch.member
+	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'subscription "%" does not exist', subscription
 			USING ERRCODE = 'undefined_object';
@@ -745,6 +748,973 @@ END
 $$;
 
 --------------------------------------------------------------------------
+-- Queue features: outbox_claim(..., wait) sleeps until a commit sends to
+-- the topic; outbox_send_batch; outbox_extend, lease extension by receipt;
+-- outbox_send(..., dedup_key, dedup_window) with the table outbox_dedup
+-- and outbox_dedup_purge; outbox_consume, claim and ack in one
+-- statement.  outbox_send and outbox_claim gain trailing arguments: their
+-- old signatures are dropped.
+--------------------------------------------------------------------------
+DROP FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval);
+DROP FUNCTION event_store.outbox_claim(text, integer, interval);
+
+-- Deduplication keys: the message a key was last sent as to a topic, and
+-- when.  outbox_send reads and writes it as the table's owner; a row
+-- older than the sender's window is overwritten by the next send of the
+-- key; outbox_dedup_purge removes old rows.
+CREATE TABLE event_store.outbox_dedup (
+	topic		text COLLATE "C" NOT NULL,
+	dedup_key	text COLLATE "C" NOT NULL,
+	message_id	bigint NOT NULL,
+	sent_at		timestamptz NOT NULL,
+	PRIMARY KEY (topic, dedup_key)
+);
+COMMENT ON TABLE event_store.outbox_dedup IS
+'Deduplication keys of outbox_send: the message each key of a topic was sent as, and when.';
+REVOKE ALL ON event_store.outbox_dedup FROM PUBLIC;
+GRANT SELECT ON event_store.outbox_dedup TO event_store_admin;
+
+CREATE FUNCTION event_store.outbox_send(
+	topic text,
+	payload jsonb,
+	key text DEFAULT NULL,
+	headers jsonb DEFAULT NULL,
+	delay interval DEFAULT NULL,
+	dedup_key text DEFAULT NULL,
+	dedup_window interval DEFAULT interval '5 minutes')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_outbox_send'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval) IS
+'Enqueue a message in the caller''s transaction; returns its id.  With a dedup_key already sent to the topic within dedup_window, returns the first message''s id and writes nothing.';
+
+CREATE FUNCTION event_store.outbox_send_batch(
+	topic text,
+	payloads jsonb[],
+	keys text[] DEFAULT NULL,
+	headers jsonb[] DEFAULT NULL,
+	delay interval DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'event_store_outbox_send_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval) IS
+'Enqueue one message per payload (keys and headers by the same index) in the caller''s transaction; returns their ids in order.';
+
+-- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
+-- see src/outbox.c.  With wait, a claim that finds nothing sleeps until a
+-- commit sends to the topic, a delayed message is due, or the wait ends.
+CREATE FUNCTION event_store.outbox_claim(
+	topic text,
+	max_count integer DEFAULT 100,
+	lease interval DEFAULT NULL,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
+'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
+
+-- Claim and acknowledge in one statement of the caller's transaction.
+CREATE FUNCTION event_store.outbox_consume(
+	topic text,
+	max_count integer DEFAULT 100,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
+'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
+
+-- Lease extension by receipt, fenced like outbox_ack, in the same three
+-- forms.
+CREATE FUNCTION event_store.outbox_extend(
+	receipts uuid[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(uuid[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text,
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text, interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+-- Forget the deduplication keys sent before older_than ago.
+CREATE FUNCTION event_store.outbox_dedup_purge(older_than interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	purged integer;
+BEGIN
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM event_store.outbox_dedup AS d WHERE d.sent_at < now() - older_than;
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
+END
+$$;
+COMMENT ON FUNCTION event_store.outbox_dedup_purge(interval) IS
+'Delete the deduplication keys sent more than older_than ago; returns how many.';
+
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dedup', '');
+
+REVOKE ALL ON FUNCTION
+	event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval),
+	event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval),
+	event_store.outbox_claim(text, integer, interval, interval),
+	event_store.outbox_consume(text, integer, interval),
+	event_store.outbox_extend(uuid[], interval),
+	event_store.outbox_extend(text[], interval),
+	event_store.outbox_extend(text, interval),
+	event_store.outbox_dedup_purge(interval)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval),
+	event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval),
+	event_store.outbox_claim(text, integer, interval, interval),
+	event_store.outbox_consume(text, integer, interval),
+	event_store.outbox_extend(uuid[], interval),
+	event_store.outbox_extend(text[], interval),
+	event_store.outbox_extend(text, interval)
+TO event_store_writer;
+GRANT EXECUTE ON FUNCTION event_store.outbox_dedup_purge(interval) TO event_store_admin;
+
+--------------------------------------------------------------------------
+-- Checks and messages: the checks of a topic, a category and an event type
+-- are the C functions' (one message per condition); messages carry no
+-- value after a colon; the subscriptions' channel has one definition;
+-- failed relayed messages follow the topic's settings.
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION event_store.check_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_topic'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION event_store.check_category(category text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_category'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_store.check_event_type(event_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_event_type'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION event_store.check_event_type(text) FROM PUBLIC;
+
+CREATE FUNCTION event_store.subscription_channel(subscription text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT 'event_store_sub_' || $1 $$;
+REVOKE ALL ON FUNCTION event_store.subscription_channel(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_reader;
+GRANT EXECUTE ON FUNCTION event_store.subscription_channel(text) TO event_store_relay;
+GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_relay;
+
+CREATE OR REPLACE FUNCTION event_store.route_events(
+	topic text,
+	category text DEFAULT NULL,
+	event_type text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	PERFORM event_store.check_category(category);
+	PERFORM event_store.check_event_type(event_type);
+	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
+	VALUES (category, event_type, topic)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.outbox_configure(
+	topic text,
+	max_attempts integer DEFAULT NULL,
+	backoff_base interval DEFAULT NULL,
+	backoff_max interval DEFAULT NULL,
+	lease interval DEFAULT NULL)
+RETURNS event_store.outbox_topics
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result event_store.outbox_topics;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
+		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO event_store.outbox_topics AS t
+	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
+	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
+	UPDATE event_store.outbox_topics AS t
+	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
+		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
+		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
+		lease = coalesce(outbox_configure.lease, t.lease)
+	WHERE t.topic = outbox_configure.topic
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_create(
+	subscription text,
+	category text DEFAULT NULL,
+	group_size integer DEFAULT 1,
+	from_position bigint DEFAULT 0,
+	if_not_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	checkpoint bigint;
+	existing event_store.subscriptions;
+BEGIN
+	PERFORM event_store.check_subscription_name(subscription);
+	PERFORM event_store.check_category(category);
+	IF group_size IS NULL THEN
+		RAISE EXCEPTION 'group_size must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF group_size < 1 THEN
+		RAISE EXCEPTION 'consumer group size must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF group_size > 1024 THEN
+		RAISE EXCEPTION 'consumer group size must be at most 1024'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF if_not_exists IS NULL THEN
+		RAISE EXCEPTION 'if_not_exists must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	-- NULL: only events after the current head.
+	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
+					   ELSE greatest(from_position - 1, 0) END;
+
+	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
+	VALUES (subscription, category, group_size)
+	ON CONFLICT (name) DO NOTHING;
+	IF NOT FOUND THEN
+		-- Waited for a concurrent creator, if any: its row is committed.
+		SELECT * INTO existing FROM event_store.subscriptions AS s
+		WHERE s.name = subscription;
+		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
+				AND existing.group_size = group_size THEN
+			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
+			RETURN;
+		END IF;
+		IF if_not_exists THEN
+			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
+				USING ERRCODE = 'duplicate_object',
+					  DETAIL = format('It has category %s and a consumer group of size %s.',
+									  coalesce(quote_literal(existing.category), 'NULL'),
+									  existing.group_size);
+		END IF;
+		RAISE EXCEPTION 'subscription "%" already exists', subscription
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
+	SELECT subscription_create.subscription, m, checkpoint
+	FROM generate_series(0, group_size - 1) AS m;
+	IF NOT event_store.relay_available() THEN
+		RAISE WARNING 'the relay workers are not running'
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
+								  event_store.subscription_channel(subscription)),
+				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
+	END IF;
+	-- The relay worker announces subscriptions: let it know there is one.
+	PERFORM event_store.relay_wake();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_ack(
+	subscription text,
+	up_to_position bigint,
+	member integer DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+	head bigint;
+	checkpoint bigint;
+	fetched_fence uuid;
+BEGIN
+	PERFORM event_store.check_member(sub, member);
+	IF up_to_position IS NULL THEN
+		RAISE EXCEPTION 'up_to_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF up_to_position < 0 THEN
+		RAISE EXCEPTION 'up_to_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	head := event_store.feed_head();
+	IF up_to_position > head THEN
+		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
+	END IF;
+	fetched_fence := event_store.subscription_remembered(sub.name, member);
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(c.position, up_to_position), updated_at = now()
+	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
+	  AND (fetched_fence IS NULL OR c.fence = fetched_fence)
+	RETURNING c.position INTO checkpoint;
+	IF NOT FOUND THEN
+		SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
+		WHERE c.subscription = sub.name AND c.member = subscription_ack.member;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'subscription "%" does not exist', subscription
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		RAISE WARNING 'acknowledgement of position % for subscription "%" member % was not applied',
+			up_to_position, sub.name, member
+			USING DETAIL = 'The subscription was reset, or dropped and created again, since this session fetched from it.',
+				  HINT = 'Fetch again: the events after the checkpoint are delivered again.';
+	END IF;
+	RETURN checkpoint;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_reset(
+	subscription text,
+	from_position bigint DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sub event_store.subscriptions := event_store.find_subscription(subscription);
+BEGIN
+	IF from_position IS NULL THEN
+		RAISE EXCEPTION 'from_position must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF from_position < 0 THEN
+		RAISE EXCEPTION 'from_position must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM FROM event_store.subscription_checkpoints AS c
+	WHERE c.subscription = sub.name
+	ORDER BY c.member
+	FOR NO KEY UPDATE;
+	UPDATE event_store.subscription_checkpoints AS c
+	SET position = greatest(from_position - 1, 0), updated_at = now(),
+		fence = pg_catalog.gen_random_uuid()
+	WHERE c.subscription = sub.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'subscription "%" does not exist', subscription
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE VIEW event_store.subscription_lag AS
+SELECT s.name AS subscription,
+	   s.category,
+	   c.member,
+	   s.group_size,
+	   c.position AS checkpoint,
+	   h.head,
+	   pending.events AS pending_events,
+	   now() - pending.oldest AS oldest_pending_age,
+	   c.updated_at AS acked_at,
+	   event_store.subscription_channel(s.name) AS channel
+FROM event_store.subscriptions AS s
+JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
+				   THEN event_store.feed_head() END AS head) AS h
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
+		   min(e.recorded_at) AS oldest
+	FROM event_store.events AS e
+	WHERE e.position > c.position AND e.position <= h.head
+	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
+	  AND (s.group_size = 1 OR
+		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
+) AS pending;
+
+--------------------------------------------------------------------------
+-- Comments: every object of the extension says what it is; internal
+-- helpers say "Internal:" and are never granted.
+--------------------------------------------------------------------------
+-- The event log and the feed.
+COMMENT ON TYPE event_store.event IS
+	'An event as read_stream, read_all, read_category and subscription_fetch return it.';
+COMMENT ON TABLE event_store.events IS
+	'The event log: one row per event, in global position order.';
+COMMENT ON SEQUENCE event_store.position_high_water IS
+	'Durable high-water mark of the feed''s positions: no position at or below it is handed out again after a crash.';
+COMMENT ON FUNCTION event_store.append(text, jsonb, bigint) IS
+	'Appends one event or an array of events to a stream, optionally at an expected version; returns the stream''s new version.';
+COMMENT ON FUNCTION event_store.append_event(text, text, jsonb, jsonb, bigint, uuid) IS
+	'Appends one event given by its type, data, metadata and id; returns the stream''s new version.';
+COMMENT ON FUNCTION event_store.read_stream(text, bigint, integer, boolean) IS
+	'Reads the events of one stream, forward or backward from a version.';
+COMMENT ON FUNCTION event_store.stream_version(text) IS
+	'Returns the version of the last event of a stream, or -1 when it has none.';
+COMMENT ON FUNCTION event_store.delete_stream(text, bigint) IS
+	'Deletes a stream by appending its tombstone event; returns the tombstone''s version.';
+COMMENT ON FUNCTION event_store.category(text) IS
+	'Returns the category of a stream name: the part before its first "-".';
+COMMENT ON FUNCTION event_store.stream_hash(text) IS
+	'Returns the stable 64-bit hash of a stream name that consumer groups use.';
+COMMENT ON FUNCTION event_store.read_all(bigint, integer) IS
+	'Reads the global feed from a position, gap-safe.';
+COMMENT ON FUNCTION event_store.read_category(text, bigint, integer, integer, integer) IS
+	'Reads the events of one category from a position, gap-safe, optionally those of one consumer group member.';
+COMMENT ON FUNCTION event_store.feed_head() IS
+	'Returns the gap-safe head of the feed: every event at or below it is visible.';
+COMMENT ON FUNCTION event_store.feed_state() IS
+	'Returns whether this server is the primary, a hot standby or a logical replica, as the feed sees it.';
+COMMENT ON FUNCTION event_store.consumer_group_member(text, integer) IS
+	'Returns the member of a consumer group of the given size that a stream belongs to.';
+COMMENT ON VIEW event_store.feed_status IS
+	'The feed''s head, the last position handed out, and the state of this server.';
+COMMENT ON VIEW event_store.streams IS
+	'One row per stream: its category, version, event count and whether it is deleted.';
+COMMENT ON VIEW event_store.categories IS
+	'One row per category: its streams and events.';
+
+-- Subscriptions.
+COMMENT ON TABLE event_store.subscriptions IS
+	'Subscriptions: a name, an optional category, a consumer group size.';
+COMMENT ON TABLE event_store.subscription_checkpoints IS
+	'Where each member of each subscription stands in the feed.';
+COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean) IS
+	'Creates a subscription to the feed or one category, for a consumer group of the given size.';
+COMMENT ON FUNCTION event_store.subscription_drop(text) IS
+	'Drops a subscription and its checkpoints.';
+COMMENT ON FUNCTION event_store.subscription_fetch(text, integer, integer) IS
+	'Returns the next events after a member''s checkpoint, gap-safe, without moving it.';
+COMMENT ON FUNCTION event_store.subscription_ack(text, bigint, integer) IS
+	'Moves a member''s checkpoint up to a position; returns the checkpoint.';
+COMMENT ON FUNCTION event_store.subscription_reset(text, bigint) IS
+	'Moves every member of a subscription to a position, for a replay or a skip.';
+COMMENT ON FUNCTION event_store.subscription_channel(text) IS
+	'Returns the channel to LISTEN on to be woken when a subscription has new events.';
+COMMENT ON VIEW event_store.subscription_lag IS
+	'Per subscription and member: its checkpoint, the feed head, the pending events and its channel.';
+
+-- The outbox.
+COMMENT ON TYPE event_store.outbox_message IS
+	'A message as outbox_claim returns it, with the receipt that acknowledges it.';
+COMMENT ON TABLE event_store.outbox IS
+	'The outbox: messages waiting to be relayed or claimed.';
+COMMENT ON SEQUENCE event_store.outbox_id_seq IS
+	'Ids of outbox messages, in send order.';
+COMMENT ON TABLE event_store.outbox_dead_letters IS
+	'Messages that used up their attempts, with their last error.';
+COMMENT ON TABLE event_store.outbox_topics IS
+	'Per-topic settings: attempts, backoff and lease; a topic without a row uses the defaults.';
+COMMENT ON TABLE event_store.event_routes IS
+	'Routes from the event log to the outbox: events of a category and type are sent to a topic.';
+COMMENT ON FUNCTION event_store.outbox_ack(uuid[]) IS
+	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack(text[]) IS
+	'Acknowledges claimed messages by their receipts; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack(text) IS
+	'Acknowledges claimed messages by their receipts, given as an array literal; returns how many were deleted.';
+COMMENT ON FUNCTION event_store.outbox_ack_ids(bigint[]) IS
+	'Deletes messages by id, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_nack(uuid[], interval, text) IS
+	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
+COMMENT ON FUNCTION event_store.outbox_nack(text[], interval, text) IS
+	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
+COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
+	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
+COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
+	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval) IS
+	'Sets a topic''s attempts, backoff and lease; NULL keeps the current value.';
+COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS
+	'Returns the settings in effect for a topic: its own, or the defaults.';
+COMMENT ON FUNCTION event_store.outbox_redrive(bigint[]) IS
+	'Puts dead letters back in the queue with their attempts reset; returns how many.';
+COMMENT ON FUNCTION event_store.outbox_redrive_topic(text) IS
+	'Puts every dead letter of a topic back in the queue; returns how many.';
+COMMENT ON FUNCTION event_store.outbox_purge_dead_letters(bigint[]) IS
+	'Deletes dead letters by id; returns how many.';
+COMMENT ON FUNCTION event_store.route_events(text, text, text) IS
+	'Routes the events of a category and type (NULL: any) to a topic; returns whether the route is new.';
+COMMENT ON FUNCTION event_store.unroute_events(text, text, text) IS
+	'Removes a route from the event log to a topic; returns whether it existed.';
+COMMENT ON VIEW event_store.outbox_depth IS
+	'Per topic: available, blocked, leased, delayed and dead messages, and the age of the oldest.';
+
+-- The relay.
+COMMENT ON TABLE event_store.relay_routes IS
+	'Routes from outbox topics to sinks, which the relay workers publish to.';
+COMMENT ON TABLE event_store.relay_parked IS
+	'Copies of relayed messages too large to publish inline, for relay_fetch.';
+COMMENT ON FUNCTION event_store.relay_unroute(text) IS
+	'Removes the route of a topic; its messages stay in the outbox.';
+COMMENT ON FUNCTION event_store.relay_pause(text) IS
+	'Pauses the relay of a topic; its messages stay in the outbox.';
+COMMENT ON FUNCTION event_store.relay_resume(text) IS
+	'Resumes the relay of a paused topic.';
+COMMENT ON FUNCTION event_store.relay_fetch(bigint) IS
+	'Returns the payload and headers of a message published as a reference.';
+COMMENT ON FUNCTION event_store.relay_worker_status() IS
+	'Returns the launcher and this database''s relay worker, as relay_workers shows them.';
+COMMENT ON FUNCTION event_store.relay_available() IS
+	'Returns whether relay workers can run: the library is in shared_preload_libraries.';
+COMMENT ON VIEW event_store.relay_workers IS
+	'The launcher and this database''s relay worker: state, counters, last error.';
+
+-- Internal helpers.
+COMMENT ON FUNCTION event_store.read_feed(text, bigint, integer, integer, integer) IS
+	'Internal: the gap-safe feed that the subscription functions read.';
+COMMENT ON FUNCTION event_store.events_loaded() IS
+	'Internal: trigger that resets the feed''s counter when rows enter the log without append.';
+COMMENT ON FUNCTION event_store.check_subscription_name(text) IS
+	'Internal: raises the error for a bad subscription name.';
+COMMENT ON FUNCTION event_store.find_subscription(text) IS
+	'Internal: the row of a subscription, or the error for one that does not exist.';
+COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer) IS
+	'Internal: raises the error for a member outside a subscription''s consumer group.';
+COMMENT ON FUNCTION event_store.subscription_deleted() IS
+	'Internal: trigger that removes the checkpoints of a dropped subscription.';
+COMMENT ON FUNCTION event_store.subscription_remember(text, integer, uuid) IS
+	'Internal: remembers in the session the fence a member fetched with.';
+COMMENT ON FUNCTION event_store.subscription_remembered(text, integer) IS
+	'Internal: the fence a member fetched with in this session.';
+COMMENT ON FUNCTION event_store.check_topic(text) IS
+	'Internal: raises the error for a bad topic.';
+COMMENT ON FUNCTION event_store.check_category(text) IS
+	'Internal: raises the error for a category no stream can be in; NULL passes.';
+COMMENT ON FUNCTION event_store.check_event_type(text) IS
+	'Internal: raises the error for a bad event type to match; NULL passes.';
+COMMENT ON FUNCTION event_store.outbox_new_receipt(bigint) IS
+	'Internal: a fresh claim receipt for a message id.';
+COMMENT ON FUNCTION event_store.event_routes_changed() IS
+	'Internal: trigger that tells every session to reload the event routes.';
+COMMENT ON FUNCTION event_store.relay_set_paused(text, boolean) IS
+	'Internal: pauses or resumes the relay of a topic.';
+COMMENT ON FUNCTION event_store.relay_wake() IS
+	'Internal: wakes the relay of this database when the transaction commits.';
+COMMENT ON FUNCTION event_store.relay_start() IS
+	'Internal: starts the relay of this database when CREATE EXTENSION commits.';
+COMMENT ON FUNCTION event_store.relay_check() IS
+	'Internal: warns when no relay worker can serve this database.';
+
+--------------------------------------------------------------------------
+-- Sinks: named Kafka, AMQP and HTTP(S) sinks (relay_sink_create,
+-- relay_sink_drop, view relay_sinks); relay_route takes a named sink and a
+-- destination, so its two-argument form is replaced.
+--------------------------------------------------------------------------
+ALTER TABLE event_store.relay_routes ADD COLUMN destination text;
+DROP FUNCTION event_store.relay_route(text, text);
+-- Route a topic to a sink: notify:<channel> (LISTEN/NOTIFY), or the name
+-- of a sink made by relay_sink_create, with a destination: the Kafka topic
+-- (default: the outbox topic), or for AMQP exchange/routing_key (default
+-- exchange ''; without a routing key, the message key, else the topic).
+-- Replaces the topic's previous route.
+CREATE FUNCTION event_store.relay_route(topic text, sink text, destination text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	scheme text;
+	target text;
+	sink_scheme text;
+BEGIN
+	PERFORM event_store.check_topic(topic);
+	IF sink IS NULL THEN
+		RAISE EXCEPTION 'sink must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	scheme := lower(substring(sink FROM '^([A-Za-z][A-Za-z0-9+.-]*):'));
+	IF scheme IS NULL THEN
+		-- A named sink.
+		SELECT d.scheme INTO sink_scheme FROM event_store.relay_sink_definitions AS d
+		WHERE d.name = relay_route.sink FOR SHARE;
+		IF sink_scheme IS NULL THEN
+			RAISE EXCEPTION 'sink "%" does not exist', sink
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'A sink is notify:<channel> or the name of a sink made with relay_sink_create.';
+		END IF;
+		IF sink_scheme = 'kafka' THEN
+			IF destination IS NOT NULL AND destination !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'invalid Kafka topic "%"', left(destination, 255)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Kafka topics have 1 to 249 letters, digits, dots, underscores and dashes.';
+			END IF;
+		ELSIF sink_scheme = 'amqp' THEN
+			IF destination IS NOT NULL AND
+			   (octet_length(split_part(destination, '/', 1)) > 255 OR
+				octet_length(substr(destination, strpos(destination, '/') + 1)) > 255) THEN
+				RAISE EXCEPTION 'invalid AMQP destination "%..."', left(destination, 32)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Exchange names and routing keys are at most 255 bytes.';
+			END IF;
+		ELSIF destination IS NOT NULL THEN
+			RAISE EXCEPTION '% sink "%" takes no destination', sink_scheme, sink
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		target := sink;
+	ELSE
+		target := substr(sink, length(scheme) + 2);
+		IF scheme = 'notify' THEN
+			IF target = '' THEN
+				RAISE EXCEPTION 'notify sink "%" has an empty channel name', sink
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF octet_length(target) > 63 THEN
+				RAISE EXCEPTION 'channel name "%..." is too long', left(target, 32)
+					USING ERRCODE = 'program_limit_exceeded',
+						  DETAIL = format('Channel names are at most 63 bytes; this one has %s.',
+										  octet_length(target));
+			END IF;
+			IF destination IS NOT NULL THEN
+				RAISE EXCEPTION 'notify sinks take no destination'
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'The channel is part of the sink: notify:<channel>.';
+			END IF;
+			target := scheme || ':' || target;
+		ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
+			RAISE EXCEPTION 'a route names a sink, not the url "%"', event_store.relay_sink_mask_url(sink)
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Create it with relay_sink_create(name, url, options), then route to its name.';
+		ELSE
+			RAISE EXCEPTION 'unknown sink scheme "%"', scheme
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A sink is notify:<channel> or the name of a sink made with relay_sink_create.';
+		END IF;
+	END IF;
+
+	INSERT INTO event_store.relay_routes AS r (topic, sink, destination)
+	VALUES (topic, target, destination)
+	ON CONFLICT ON CONSTRAINT relay_routes_pkey
+	DO UPDATE SET sink = excluded.sink, destination = excluded.destination;
+	PERFORM event_store.relay_wake();
+	PERFORM event_store.relay_check();
+END
+$$;
+COMMENT ON FUNCTION event_store.relay_route(text, text, text) IS
+'Route an outbox topic to notify:<channel> or to a named sink, with an optional destination.';
+
+
+CREATE TABLE event_store.relay_sink_definitions (
+	name		text COLLATE "C" PRIMARY KEY,
+	scheme		text NOT NULL,
+	url			text NOT NULL,
+	options		jsonb NOT NULL DEFAULT '{}',
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE event_store.relay_sink_definitions IS
+'Named sinks of the relay: broker URL and client options, with their credentials (read relay_sinks instead).';
+
+-- What the relay workers last saw of each sink, written at the end of each
+-- of their batches.  Not saved by pg_dump.
+CREATE TABLE event_store.relay_sink_state (
+	name		text COLLATE "C" PRIMARY KEY,
+	connected	boolean NOT NULL DEFAULT false,
+	in_flight	integer NOT NULL DEFAULT 0,
+	delivered	bigint NOT NULL DEFAULT 0,
+	retried		bigint NOT NULL DEFAULT 0,
+	last_error	text,
+	last_error_at timestamptz,
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE event_store.relay_sink_state IS
+'Per-sink counters of the relay workers (read relay_sinks instead).';
+
+REVOKE ALL ON event_store.relay_sink_definitions, event_store.relay_sink_state FROM PUBLIC;
+GRANT SELECT ON event_store.relay_sink_definitions TO event_store_admin, event_store_relay;
+GRANT SELECT, INSERT, UPDATE ON event_store.relay_sink_state TO event_store_relay;
+
+-- A URL with its password replaced by ********.
+CREATE FUNCTION event_store.relay_sink_mask_url(url text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT regexp_replace(url, '^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@', '\1:********@')
+$$;
+COMMENT ON FUNCTION event_store.relay_sink_mask_url(text) IS
+'A sink URL with its password shown as ********.';
+
+-- Options with every secret value replaced by ********: keys that name a
+-- password, secret, token or private key, and every value of "headers"
+-- (which often carry credentials).
+CREATE FUNCTION event_store.relay_sink_mask_options(options jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(jsonb_object_agg(o.key,
+		CASE
+			WHEN o.key = 'headers' AND jsonb_typeof(o.value) = 'object' THEN
+				(SELECT coalesce(jsonb_object_agg(h.key, '********'), '{}')
+				 FROM jsonb_each(o.value) AS h)
+			WHEN o.key ~* '(password|secret|token|credential|private|ssl\.key|sasl\.oauthbearer)' THEN
+				'"********"'::jsonb
+			ELSE o.value
+		END), '{}')
+	FROM jsonb_each(options) AS o
+$$;
+COMMENT ON FUNCTION event_store.relay_sink_mask_options(jsonb) IS
+'Sink options with every secret value shown as ********.';
+
+-- Check a sink's URL and options for its scheme.  Each scheme has its own
+-- branch; a scheme the relay cannot publish to is refused here.
+CREATE FUNCTION event_store.relay_sink_validate(url text, options jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	scheme text;
+	masked text := event_store.relay_sink_mask_url(url);
+	o record;
+BEGIN
+	IF url IS NULL THEN
+		RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The options are a JSON %s.', jsonb_typeof(options));
+	END IF;
+	scheme := lower(substring(url FROM '^([A-Za-z][A-Za-z0-9+.-]*)://'));
+	IF scheme IS NULL THEN
+		RAISE EXCEPTION 'invalid sink url "%"', masked
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A sink url is kafka://host:port[,host:port...], amqp://user:password@host:port/vhost or http(s)://host[:port]/path.';
+	END IF;
+	IF scheme = 'kafka' THEN
+		IF url !~* '^kafka://[A-Za-z0-9._\[\]:-]+:[0-9]{1,5}(,[A-Za-z0-9._\[\]:-]+:[0-9]{1,5})*/?$' THEN
+			RAISE EXCEPTION 'invalid Kafka sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Name the bootstrap brokers as kafka://host:port[,host:port...].';
+		END IF;
+		-- librdkafka properties, as strings, numbers or booleans; the ones the
+		-- relay sets itself cannot be overridden.
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF jsonb_typeof(o.value) NOT IN ('string', 'number', 'boolean') THEN
+				RAISE EXCEPTION 'Kafka option "%" must be a string, a number or a boolean', o.key
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF o.key IN ('bootstrap.servers', 'metadata.broker.list', 'enable.idempotence',
+						 'acks', 'request.required.acks', 'dr_msg_cb', 'dr_cb') THEN
+				RAISE EXCEPTION 'Kafka option "%" is set by the relay', o.key
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'The relay uses an idempotent producer with acks=all and the brokers of the url.';
+			END IF;
+		END LOOP;
+	ELSIF scheme = 'amqp' THEN
+		IF url !~* '^amqp://([^:/@]+(:[^@/]*)?@)?[A-Za-z0-9._-]+(:[0-9]{1,5})?(/[^/?#]*)?$' THEN
+			RAISE EXCEPTION 'invalid AMQP sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write it as amqp://user:password@host:port/vhost.';
+		END IF;
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF o.key NOT IN ('heartbeat', 'connect_timeout_ms', 'frame_max') THEN
+				RAISE EXCEPTION 'unknown AMQP option "%"', o.key
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'AMQP sinks take heartbeat, connect_timeout_ms and frame_max.';
+			END IF;
+			IF jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[0-9]{1,9}$' THEN
+				RAISE EXCEPTION 'AMQP option "%" must be a non-negative integer', o.key
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		END LOOP;
+	ELSIF scheme IN ('http', 'https') THEN
+		-- Webhooks: the url, and the options secret and headers.
+		IF url !~* '^https?://[^/?#\s]+(/[^\s]*)?$' THEN
+			RAISE EXCEPTION 'invalid HTTP sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write it as http(s)://host[:port]/path.';
+		END IF;
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF o.key = 'secret' AND jsonb_typeof(o.value) = 'string' THEN
+				CONTINUE;
+			ELSIF o.key = 'headers' AND jsonb_typeof(o.value) = 'object' THEN
+				CONTINUE;
+			END IF;
+			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'HTTP sinks take secret (a string) and headers (an object).';
+		END LOOP;
+	ELSE
+		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Sinks are kafka://, amqp://, http:// or https:// urls.';
+	END IF;
+	RETURN scheme;
+END
+$$;
+COMMENT ON FUNCTION event_store.relay_sink_validate(text, jsonb) IS
+'Check a sink URL and its options for the URL''s scheme; returns the scheme.';
+
+-- Create a named sink.  Only admins: its url and options hold credentials.
+CREATE FUNCTION event_store.relay_sink_create(name text, url text, options jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	scheme text;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'sink name must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[A-Za-z_][A-Za-z0-9_.-]*$' OR octet_length(name) > 63 THEN
+		RAISE EXCEPTION 'invalid sink name "%"', left(name, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A sink name starts with a letter or an underscore and has at most 63 letters, digits, underscores, dots and dashes.';
+	END IF;
+	scheme := event_store.relay_sink_validate(url, coalesce(options, '{}'));
+	IF EXISTS (SELECT FROM event_store.relay_sink_definitions AS d
+			   WHERE d.name = relay_sink_create.name) THEN
+		RAISE EXCEPTION 'sink "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Choose another name, or drop the sink first.';
+	END IF;
+	INSERT INTO event_store.relay_sink_definitions AS d (name, scheme, url, options)
+	VALUES (name, scheme, url, coalesce(options, '{}'));
+END
+$$;
+COMMENT ON FUNCTION event_store.relay_sink_create(text, text, jsonb) IS
+'Create a named relay sink: kafka://, amqp:// or http(s):// url, client options.';
+
+-- Drop a named sink; refused while a route uses it.
+CREATE FUNCTION event_store.relay_sink_drop(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	topics text;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'sink name must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM FROM event_store.relay_sink_definitions AS d
+	WHERE d.name = relay_sink_drop.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT string_agg(format('%I', r.topic), ', ' ORDER BY r.topic) INTO topics
+	FROM event_store.relay_routes AS r WHERE r.sink = relay_sink_drop.name;
+	IF topics IS NOT NULL THEN
+		RAISE EXCEPTION 'sink "%" is in use', name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = format('Topics routed to it: %s.', topics),
+				  HINT = 'Route them elsewhere or unroute them with relay_unroute first.';
+	END IF;
+	DELETE FROM event_store.relay_sink_definitions AS d WHERE d.name = relay_sink_drop.name;
+	DELETE FROM event_store.relay_sink_state AS s WHERE s.name = relay_sink_drop.name;
+END
+$$;
+COMMENT ON FUNCTION event_store.relay_sink_drop(text) IS
+'Drop a named relay sink that no route uses.';
+
+-- The sinks, their credentials masked, and what the relay last saw of them.
+CREATE VIEW event_store.relay_sinks AS
+SELECT d.name,
+	   d.scheme,
+	   event_store.relay_sink_mask_url(d.url) AS url,
+	   event_store.relay_sink_mask_options(d.options) AS options,
+	   (SELECT array_agg(r.topic ORDER BY r.topic) FROM event_store.relay_routes AS r
+		WHERE r.sink = d.name) AS topics,
+	   coalesce(s.connected, false) AS connected,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   coalesce(s.delivered, 0) AS delivered,
+	   coalesce(s.retried, 0) AS retried,
+	   s.last_error,
+	   s.last_error_at,
+	   s.updated_at,
+	   d.created_at
+FROM event_store.relay_sink_definitions AS d
+LEFT JOIN event_store.relay_sink_state AS s ON s.name = d.name;
+COMMENT ON VIEW event_store.relay_sinks IS
+'The named relay sinks (secrets shown as ********), their routes, connection and counters.';
+
+-- The view runs with its owner's rights: readers see the masked columns
+-- only, never the table.
+REVOKE ALL ON event_store.relay_sinks FROM PUBLIC;
+GRANT SELECT ON event_store.relay_sinks TO event_store_reader;
+SELECT pg_catalog.pg_extension_config_dump('event_store.relay_sink_definitions', '');
+REVOKE ALL ON FUNCTION
+	event_store.relay_route(text, text, text),
+	event_store.relay_sink_create(text, text, jsonb),
+	event_store.relay_sink_drop(text),
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb),
+	event_store.relay_sink_validate(text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	event_store.relay_route(text, text, text),
+	event_store.relay_sink_create(text, text, jsonb),
+	event_store.relay_sink_drop(text)
+TO event_store_admin;
+-- The view relay_sinks calls the masks with its reader's rights.
+GRANT EXECUTE ON FUNCTION
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb)
+TO event_store_reader;
+
+--------------------------------------------------------------------------
 -- WAL topics: outbox_configure(..., delivery => 'wal') makes outbox_send
 -- and event routes to a topic emit transactional logical decoding messages
 -- instead of outbox rows; backends cache which topics those are, and a
@@ -791,7 +1761,7 @@ DECLARE
 BEGIN
 	PERFORM event_store.check_topic(topic);
 	IF max_attempts < 1 THEN
-		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+		RAISE EXCEPTION 'max_attempts must be at least 1'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
@@ -833,6 +1803,105 @@ TO event_store_admin;
 COMMENT ON COLUMN event_store.outbox_topics.delivery IS
 	'table: messages are rows of event_store.outbox; wal: transactional logical decoding messages with prefix event_store, no row';
 COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval, text) IS
-	'Set a topic''s retry policy, lease and delivery (table or wal); NULL keeps the current value';
+	'Sets a topic''s attempts, backoff, lease and delivery (table or wal); NULL keeps the current value.';
 COMMENT ON FUNCTION event_store.outbox_topics_changed() IS
 	'Trigger: backends read the topics delivered through the WAL again';
+
+--------------------------------------------------------------------------
+-- HTTP sinks: relay_sink_create also takes the options ca_file, tls_verify,
+-- timeout_ms, connect_timeout_ms and max_in_flight for http(s) urls.
+--------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION event_store.relay_sink_validate(url text, options jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	scheme text;
+	masked text := event_store.relay_sink_mask_url(url);
+	o record;
+BEGIN
+	IF url IS NULL THEN
+		RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The options are a JSON %s.', jsonb_typeof(options));
+	END IF;
+	scheme := lower(substring(url FROM '^([A-Za-z][A-Za-z0-9+.-]*)://'));
+	IF scheme IS NULL THEN
+		RAISE EXCEPTION 'invalid sink url "%"', masked
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A sink url is kafka://host:port[,host:port...], amqp://user:password@host:port/vhost or http(s)://host[:port]/path.';
+	END IF;
+	IF scheme = 'kafka' THEN
+		IF url !~* '^kafka://[A-Za-z0-9._\[\]:-]+:[0-9]{1,5}(,[A-Za-z0-9._\[\]:-]+:[0-9]{1,5})*/?$' THEN
+			RAISE EXCEPTION 'invalid Kafka sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Name the bootstrap brokers as kafka://host:port[,host:port...].';
+		END IF;
+		-- librdkafka properties, as strings, numbers or booleans; the ones the
+		-- relay sets itself cannot be overridden.
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF jsonb_typeof(o.value) NOT IN ('string', 'number', 'boolean') THEN
+				RAISE EXCEPTION 'Kafka option "%" must be a string, a number or a boolean', o.key
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF o.key IN ('bootstrap.servers', 'metadata.broker.list', 'enable.idempotence',
+						 'acks', 'request.required.acks', 'dr_msg_cb', 'dr_cb') THEN
+				RAISE EXCEPTION 'Kafka option "%" is set by the relay', o.key
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'The relay uses an idempotent producer with acks=all and the brokers of the url.';
+			END IF;
+		END LOOP;
+	ELSIF scheme = 'amqp' THEN
+		IF url !~* '^amqp://([^:/@]+(:[^@/]*)?@)?[A-Za-z0-9._-]+(:[0-9]{1,5})?(/[^/?#]*)?$' THEN
+			RAISE EXCEPTION 'invalid AMQP sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write it as amqp://user:password@host:port/vhost.';
+		END IF;
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF o.key NOT IN ('heartbeat', 'connect_timeout_ms', 'frame_max') THEN
+				RAISE EXCEPTION 'unknown AMQP option "%"', o.key
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'AMQP sinks take heartbeat, connect_timeout_ms and frame_max.';
+			END IF;
+			IF jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[0-9]{1,9}$' THEN
+				RAISE EXCEPTION 'AMQP option "%" must be a non-negative integer', o.key
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		END LOOP;
+	ELSIF scheme IN ('http', 'https') THEN
+		-- Webhooks: the url, and the options secret and headers.
+		IF url !~* '^https?://[^/?#\s]+(/[^\s]*)?$' THEN
+			RAISE EXCEPTION 'invalid HTTP sink url "%"', masked
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write it as http(s)://host[:port]/path.';
+		END IF;
+		FOR o IN SELECT * FROM jsonb_each(options) LOOP
+			IF o.key IN ('secret', 'ca_file') AND jsonb_typeof(o.value) = 'string' THEN
+				CONTINUE;
+			ELSIF o.key = 'headers' AND jsonb_typeof(o.value) = 'object' THEN
+				CONTINUE;
+			ELSIF o.key = 'tls_verify' AND jsonb_typeof(o.value) = 'boolean' THEN
+				CONTINUE;
+			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms') AND jsonb_typeof(o.value) = 'number'
+				  AND o.value::text ~ '^[0-9]{1,6}$' AND o.value::text::integer BETWEEN 1 AND 600000 THEN
+				CONTINUE;
+			ELSIF o.key = 'max_in_flight' AND jsonb_typeof(o.value) = 'number'
+				  AND o.value::text ~ '^[0-9]{1,4}$' AND o.value::text::integer BETWEEN 1 AND 1000 THEN
+				CONTINUE;
+			END IF;
+			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms and connect_timeout_ms (1 to 600000) and max_in_flight (1 to 1000).';
+		END LOOP;
+	ELSE
+		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Sinks are kafka://, amqp://, http:// or https:// urls.';
+	END IF;
+	RETURN scheme;
+END
+$$;

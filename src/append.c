@@ -35,10 +35,12 @@
 #include "utils/uuid.h"
 
 #include "event_store.h"
+#include "guc.h"
 
 PG_FUNCTION_INFO_V1(event_store_append);
 PG_FUNCTION_INFO_V1(event_store_append_event);
 PG_FUNCTION_INFO_V1(event_store_delete_stream);
+PG_FUNCTION_INFO_V1(event_store_check_event_type);
 
 /* One event to write, validated. */
 typedef struct EsNewEvent
@@ -53,32 +55,40 @@ typedef struct EsNewEvent
 static bool parse_uuid(const char *str, int len, pg_uuid_t *uuid);
 
 /*
- * Check an event type: non-empty, not too long, not reserved.  "where"
- * names the event in messages.
+ * Check an event type's name: non-empty, not too long.
  */
 static void
-check_event_type(const char *type, int len, const char *where)
+check_event_type_name(const char *type, int len)
 {
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: event type must not be empty", where)));
+				 errmsg("event type must not be empty")));
 	if (len > ES_MAX_TYPE_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: event type \"%s...\" is too long", where,
+				 errmsg("event type \"%s...\" is too long",
 						es_clipped(type, len, 32)),
 				 errdetail("Event types are at most %d bytes; this one has %d.",
 						   ES_MAX_TYPE_NAME_BYTES, len)));
+}
+
+/*
+ * Check the type of an event to write: a valid name, not reserved.
+ */
+static void
+check_event_type(const char *type, int len)
+{
+	check_event_type_name(type, len);
 	if (type[0] == '$')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: event type \"%.*s\" is reserved", where, len, type),
+				 errmsg("event type \"%.*s\" is reserved", len, type),
 				 errdetail("Types starting with \"$\" are reserved for events the store writes itself.")));
 }
 
 static void
-check_event_size(const EsNewEvent *event, const char *where)
+check_event_size(const EsNewEvent *event)
 {
 	Size		size = VARSIZE(event->data);
 
@@ -87,7 +97,7 @@ check_event_size(const EsNewEvent *event, const char *where)
 	if (size > (Size) es_max_event_size * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: event is too large", where),
+				 errmsg("event is too large"),
 				 errdetail("Data and metadata take %zu bytes; event_store.max_event_size is %d kB.",
 						   size, es_max_event_size)));
 }
@@ -96,16 +106,14 @@ check_event_size(const EsNewEvent *event, const char *where)
  * Read one event object of the events argument of append.
  */
 static void
-parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
+parse_event_object(JsonbContainer *object, EsNewEvent *event)
 {
 	JsonbIterator *it = JsonbIteratorInit(object);
 	JsonbValue	key;
 	JsonbValue	value;
 	JsonbIteratorToken token;
 	bool		has_data = false;
-	char		where[64];
 
-	snprintf(where, sizeof(where), "event %d", index);
 	memset(event, 0, sizeof(EsNewEvent));
 
 	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -125,8 +133,8 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 			if (value.type != jbvString)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s: \"type\" must be a string", where)));
-			check_event_type(value.val.string.val, value.val.string.len, where);
+						 errmsg("event key \"type\" must be a string")));
+			check_event_type(value.val.string.val, value.val.string.len);
 			event->type = cstring_to_text_with_len(value.val.string.val,
 												   value.val.string.len);
 		}
@@ -145,7 +153,7 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 			else
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s: \"metadata\" must be a JSON object", where)));
+						 errmsg("event key \"metadata\" must be a JSON object")));
 		}
 		else if (namelen == 2 && memcmp(name, "id", 2) == 0)
 		{
@@ -154,12 +162,12 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 			else if (value.type != jbvString)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("%s: \"id\" must be a UUID string", where)));
+						 errmsg("event key \"id\" must be a UUID string")));
 			else if (!parse_uuid(value.val.string.val, value.val.string.len,
 								 &event->id))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("%s: invalid event id \"%s\"", where,
+						 errmsg("invalid event id \"%s\"",
 								es_clipped(value.val.string.val,
 										   value.val.string.len, 64))));
 			else
@@ -168,7 +176,7 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s: unknown key \"%s\"", where,
+					 errmsg("unknown event key \"%s\"",
 							es_clipped(name, namelen, 64)),
 					 errhint("An event has the keys \"type\", \"data\", \"metadata\" and \"id\".")));
 	}
@@ -176,13 +184,20 @@ parse_event_object(JsonbContainer *object, int index, EsNewEvent *event)
 	if (event->type == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: \"type\" is missing", where)));
+				 errmsg("event key \"type\" is missing")));
 	if (!has_data)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: \"data\" is missing", where),
+				 errmsg("event key \"data\" is missing"),
 				 errhint("Use \"data\": null for an event without data.")));
-	check_event_size(event, where);
+	check_event_size(event);
+}
+
+/* Errors about one event of append's events argument name it. */
+static void
+event_error_context(void *arg)
+{
+	errcontext("event %d of the events argument", *(int *) arg);
 }
 
 /*
@@ -193,6 +208,8 @@ parse_events(Jsonb *events, int *count)
 {
 	EsNewEvent *parsed;
 	int			n;
+	int			index = 0;
+	ErrorContextCallback context;
 
 	if (JB_ROOT_IS_SCALAR(events) ||
 		!(JB_ROOT_IS_OBJECT(events) || JB_ROOT_IS_ARRAY(events)))
@@ -203,7 +220,12 @@ parse_events(Jsonb *events, int *count)
 	if (JB_ROOT_IS_OBJECT(events))
 	{
 		parsed = palloc(sizeof(EsNewEvent));
-		parse_event_object(&events->root, 0, parsed);
+		context.callback = event_error_context;
+		context.arg = &index;
+		context.previous = error_context_stack;
+		error_context_stack = &context;
+		parse_event_object(&events->root, parsed);
+		error_context_stack = context.previous;
 		*count = 1;
 		return parsed;
 	}
@@ -216,22 +238,29 @@ parse_events(Jsonb *events, int *count)
 	if (n > es_max_append_events)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many events in one append: %d", n),
-				 errdetail("event_store.max_append_events is %d.",
-						   es_max_append_events)));
+				 errmsg("too many events in one append"),
+				 errdetail("The append has %d events; event_store.max_append_events is %d.",
+						   n, es_max_append_events)));
 
 	parsed = palloc(n * sizeof(EsNewEvent));
+	context.callback = event_error_context;
+	context.arg = &index;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
 	for (int i = 0; i < n; i++)
 	{
 		JsonbValue *element = getIthJsonbValueFromContainer(&events->root, i);
+
+		index = i;
 
 		if (element->type != jbvBinary ||
 			!JsonContainerIsObject(element->val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event %d: must be a JSON object", i)));
-		parse_event_object(element->val.binary.data, i, &parsed[i]);
+					 errmsg("event must be a JSON object")));
+		parse_event_object(element->val.binary.data, &parsed[i]);
 	}
+	error_context_stack = context.previous;
 	*count = n;
 	return parsed;
 }
@@ -575,15 +604,14 @@ event_store_append_event(PG_FUNCTION_ARGS)
 				 errhint("Use 'null'::jsonb for an event without data.")));
 
 	event.type = PG_GETARG_TEXT_PP(1);
-	check_event_type(VARDATA_ANY(event.type), VARSIZE_ANY_EXHDR(event.type),
-					 "append_event");
+	check_event_type(VARDATA_ANY(event.type), VARSIZE_ANY_EXHDR(event.type));
 	event.data = PG_GETARG_JSONB_P(2);
 	event.metadata = PG_ARGISNULL(3) ? NULL :
-		es_checked_json_object(PG_GETARG_JSONB_P(3), "append_event: metadata");
+		es_checked_json_object(PG_GETARG_JSONB_P(3), "metadata");
 	event.has_id = !PG_ARGISNULL(5);
 	if (event.has_id)
 		memcpy(&event.id, PG_GETARG_UUID_P(5), sizeof(pg_uuid_t));
-	check_event_size(&event, "append_event");
+	check_event_size(&event);
 
 	PG_RETURN_INT64(append_events("append_event", stream, &event, 1,
 								 has_expected, expected, false));
@@ -615,4 +643,21 @@ event_store_delete_stream(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT64(append_events("delete_stream", stream, &tombstone, 1,
 								 has_expected, expected, true));
+}
+
+/*
+ * check_event_type(event_type): the checks of an event type's name, for
+ * the SQL functions that take one to match events; NULL passes (it stands
+ * for every type).
+ */
+Datum
+event_store_check_event_type(PG_FUNCTION_ARGS)
+{
+	text	   *type;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	type = PG_GETARG_TEXT_PP(0);
+	check_event_type_name(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+	PG_RETURN_VOID();
 }

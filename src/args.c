@@ -52,7 +52,7 @@ es_checked_max_count(FunctionCallInfo fcinfo, int argno)
 	if (max_count < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must not be negative: %d", max_count)));
+				 errmsg("max_count must not be negative")));
 	return max_count;
 }
 

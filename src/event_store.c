@@ -27,6 +27,7 @@
 #include "miscadmin.h"
 
 #include "event_store.h"
+#include "guc.h"
 
 PG_MODULE_MAGIC;
 

@@ -45,11 +45,16 @@
 #define ES_EXPECT_NO_STREAM		(-1)
 #define ES_EXPECT_STREAM_EXISTS	(-2)
 
-/* Channels the feed announcer NOTIFYs (feed_announce.c). */
+/*
+ * The channel the feed announcer NOTIFYs (feed_announce.c); those of the
+ * subscriptions come from event_store.subscription_channel().
+ */
 #define ES_FEED_CHANNEL "event_store_feed"
-#define ES_SUBSCRIPTION_CHANNEL_PREFIX "event_store_sub_"
 
-/* Type of the tombstone event written by delete_stream. */
+/*
+ * Type of the tombstone event written by delete_stream (the streams view,
+ * sql/install/70_views.sql, spells it too).
+ */
 #define ES_TOMBSTONE_TYPE "$stream_deleted"
 
 /*
@@ -85,21 +90,6 @@ enum
 #define ES_LOCK_CLASS_IN_FLIGHT	0x4555	/* fallback: a running appender */
 #define ES_LOCK_CLASS_HIGH_WATER 0x4556	/* the feed's durable high-water mark */
 
-/* guc.c */
-extern int	es_max_event_size;
-extern int	es_max_append_events;
-extern int	es_max_databases;
-extern int	es_max_message_size;
-extern char *es_databases;
-extern int	es_relay_batch_size;
-extern int	es_relay_naptime;
-extern char *es_relay_role;
-extern int	es_max_relay_workers;
-extern int	es_restart_time;
-extern int	es_relay_reference_ttl;
-extern int	es_relay_idle_timeout;
-extern void es_define_gucs(void);
-
 /* args.c: checks of SQL arguments shared by several functions */
 extern void es_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern int32 es_checked_max_count(FunctionCallInfo fcinfo, int argno);
@@ -110,6 +100,8 @@ extern char *es_clipped(const char *name, int len, int limit);
 /* plans.c: prepared SPI statements */
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);
+extern void es_spi_execute(struct _SPI_plan *plan, Datum *values,
+						   bool read_only, int expected, const char *statement);
 
 /* schema.c: the extension's namespace, version check, relation lookups */
 extern Oid	es_schema_oid(void);
@@ -118,16 +110,14 @@ extern Relation es_open_relation(const char *relname, LOCKMODE lockmode);
 
 /* stream.c: stream names, categories and the per-stream lock */
 extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);
-extern void es_check_stream_name(const char *name, int len);
 extern void es_check_category(const char *category, int len);
 extern text *es_category_of(const char *stream, int len);
-extern uint64 es_stream_hash(const char *stream, int len);
 extern void es_lock_stream(const char *stream, int len);
 extern int32 es_consumer_group_member(const char *stream, int len, int32 size);
+extern void es_check_consumer_group_size(int32 size);
 
 /* ids.c: event ids and outbox receipts */
 extern void es_generate_uuid(pg_uuid_t *uuid);
-extern void es_make_receipt(int64 message_id, pg_uuid_t *receipt);
 extern int64 es_receipt_message_id(const pg_uuid_t *receipt);
 
 /* writer.c: inserting rows through the executor's simple-insert path */
@@ -160,31 +150,8 @@ extern EsFeedRow es_feed_classify_invisible_row(TupleTableSlot *slot,
 												Snapshot snapshot);
 
 /* replica.c: the feed on a hot standby and on a logical replica */
-typedef enum EsFeedState
-{
-	ES_FEED_PRIMARY,			/* appends and feed reads work */
-	ES_FEED_STANDBY,			/* hot standby: feed reads refused */
-	ES_FEED_LOGICAL_REPLICA		/* events replicated in: both refused */
-} EsFeedState;
-
-extern EsFeedState es_feed_state(Relation events);
 extern void es_check_feed_readable(Relation events);
 extern void es_check_appendable(Relation events);
-
-/* read_feed.c: the global feed and categories */
-typedef struct EsFeedQuery
-{
-	text	   *category;		/* NULL: the whole feed */
-	int64		from_position;	/* inclusive */
-	int32		max_count;
-	int32		group_member;	/* consumer group, when group_size > 0 */
-	int32		group_size;
-} EsFeedQuery;
-
-extern int64 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
-						  TupleDesc tupdesc);
-extern void es_check_consumer_group(bool member_isnull, int32 member,
-									bool size_isnull, int32 size);
 
 /* read.c: scans of one stream, stream heads, shared read helpers */
 typedef struct EsStreamScan
@@ -218,7 +185,6 @@ extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
 						 TupleTableSlot *slot, bool as_is);
 
 /* outbox.c: the outbox */
-extern text *es_checked_topic_arg(FunctionCallInfo fcinfo, int argno);
 extern int64 es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,
 							   TimestampTz available_at, TimestampTz now);
@@ -258,11 +224,14 @@ typedef struct EsBackendSlot
 	Oid			dboid;			/* database of the reservation */
 	int64		min_position;	/* first position reserved by the running
 								 * transaction, 0 when none */
+	/* A blocking outbox_claim (outbox.c); read and written without a lock */
+	Oid			claim_wait_dboid;	/* database it waits in */
+	uint32		claim_wait_topic;	/* hash of its topic, 0 when not waiting */
 } EsBackendSlot;
 
 /*
- * What the relay of a database is doing, as the relay_workers view shows it
- * (relay_state.c names each state).  Zero is the state of a new entry.
+ * What the relay of a database is doing; relay_state.c names each state
+ * for the relay_workers view.  Zero is the state of a new entry.
  */
 typedef enum EsRelayState
 {
@@ -382,7 +351,6 @@ extern PGDLLEXPORT void es_relay_main(Datum main_arg);
 /* relay_state.c: the relay's entries in shared memory, their states */
 extern EsRelayDatabase *es_relay_database(Oid dboid);
 extern EsRelayDatabase *es_relay_database_add(Oid dboid);
-extern const char *es_relay_state_name(EsRelayState state);
 
 /* feed_announce.c: NOTIFY when the feed moves */
 extern int	es_announce_feed(bool known, int64 announced,

@@ -35,14 +35,15 @@ static const char *const has_subscriptions_sql =
 "SELECT EXISTS (SELECT FROM event_store.subscriptions)";
 
 static const char *const all_subscriptions_sql =
-"SELECT s.name, 1, NULL::text FROM event_store.subscriptions AS s";
+"SELECT event_store.subscription_channel(s.name), 1, NULL::text"
+" FROM event_store.subscriptions AS s";
 
 /*
- * Subscriptions with events in ($1, $2], and for consumer groups the
- * members whose streams they are.
+ * Channels of the subscriptions with events in ($1, $2], and for consumer
+ * groups the members whose streams they are.
  */
 static const char *const subscriptions_sql =
-"SELECT s.name, s.group_size,"
+"SELECT event_store.subscription_channel(s.name), s.group_size,"
 "  CASE WHEN s.group_size > 1 THEN ("
 "    SELECT string_agg(g.m::text, ',' ORDER BY g.m) FROM ("
 "      SELECT DISTINCT event_store.consumer_group_member(e.stream, s.group_size) AS m"
@@ -79,9 +80,8 @@ es_announce_feed(bool known, int64 announced, bool *has_subscriptions,
 	int			notified = 0;
 	bool		isnull;
 
-	if (SPI_execute_plan(es_prepared_plan(&exists_plan, has_subscriptions_sql, 0, NULL),
-						 NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "subscription statement failed");
+	es_spi_execute(es_prepared_plan(&exists_plan, has_subscriptions_sql, 0, NULL),
+				   NULL, true, SPI_OK_SELECT, "subscription");
 	*has_subscriptions = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -109,25 +109,21 @@ es_announce_feed(bool known, int64 announced, bool *has_subscriptions,
 	if (!known || head - announced > MAX_WAKE_LOOKUP_RANGE)
 	{
 		/* Every subscription, every member: bounded work. */
-		if (SPI_execute_plan(es_prepared_plan(&all_plan, all_subscriptions_sql, 0, NULL),
-							 NULL, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "subscription statement failed");
+		es_spi_execute(es_prepared_plan(&all_plan, all_subscriptions_sql, 0, NULL),
+					   NULL, false, SPI_OK_SELECT, "subscription");
 	}
-	else if (SPI_execute_plan(es_prepared_plan(&subscriptions_plan, subscriptions_sql,
-											   2, argtypes),
-							  values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "subscription statement failed");
+	else
+		es_spi_execute(es_prepared_plan(&subscriptions_plan, subscriptions_sql, 2, argtypes),
+					   values, false, SPI_OK_SELECT, "subscription");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char		channel[NAMEDATALEN];
+		char	   *channel = SPI_getvalue(tuple, desc, 1);
 		int32		group_size = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
 		char	   *members = SPI_getvalue(tuple, desc, 3);
 
-		snprintf(channel, sizeof(channel), "%s%s", ES_SUBSCRIPTION_CHANNEL_PREFIX,
-				 SPI_getvalue(tuple, desc, 1));
 		if (group_size > 1)
 		{
 			if (members == NULL)

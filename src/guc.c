@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 
 #include "event_store.h"
+#include "guc.h"
 
 /* Largest data + metadata of one event, in kB. */
 int			es_max_event_size = 8192;
@@ -52,7 +53,7 @@ void
 es_define_gucs(void)
 {
 	DefineCustomIntVariable("event_store.max_event_size",
-							"Largest size of one event's data plus metadata.",
+							"Sets the largest size of one event's data plus metadata.",
 							"Appends with a larger event fail with SQLSTATE 54000.",
 							&es_max_event_size,
 							8192, 1, 256 * 1024,
@@ -60,7 +61,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.max_append_events",
-							"Largest number of events in one append.",
+							"Sets the largest number of events in one append.",
 							"Appends with more events fail with SQLSTATE 54000.",
 							&es_max_append_events,
 							10000, 1, 1000000,
@@ -68,7 +69,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.max_message_size",
-							"Largest size of one outbox message's payload plus headers.",
+							"Sets the largest size of one outbox message's payload plus headers.",
 							"Sends of a larger message fail with SQLSTATE 54000.",
 							&es_max_message_size,
 							8192, 1, 256 * 1024,
@@ -76,15 +77,15 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("event_store.databases",
-							   "Databases that get a relay worker, comma-separated.",
-							   "Empty: every database where the extension is installed.",
+							   "Sets the databases that get a relay worker, comma-separated.",
+							   "When empty, every database where the extension is installed gets one.",
 							   &es_databases,
 							   "",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.relay_batch_size",
-							"Most outbox messages one relay transaction moves.",
+							"Sets the largest number of outbox messages one relay transaction moves.",
 							NULL,
 							&es_relay_batch_size,
 							1000, 1, 100000,
@@ -92,7 +93,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.relay_naptime",
-							"How long a relay worker sleeps when nothing wakes it.",
+							"Sets how long a relay worker sleeps when nothing wakes it.",
 							"Commits that send messages or append events wake it at once; this is the polling fallback.",
 							&es_relay_naptime,
 							1000, 10, 3600 * 1000,
@@ -100,7 +101,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("event_store.relay_role",
-							   "Role whose privileges the relay workers use.",
+							   "Sets the role whose privileges the relay workers use.",
 							   "It must be a member of event_store_relay.",
 							   &es_relay_role,
 							   "event_store_relay",
@@ -108,7 +109,7 @@ es_define_gucs(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.restart_time",
-							"Delay before a relay worker that failed is started again.",
+							"Sets the delay before a relay worker that failed is started again.",
 							NULL,
 							&es_restart_time,
 							5, 0, 3600,
@@ -116,7 +117,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.relay_reference_ttl",
-							"How long an oversized relayed message stays available to relay_fetch.",
+							"Sets how long an oversized relayed message stays available to relay_fetch.",
 							NULL,
 							&es_relay_reference_ttl,
 							3600, 1, 30 * 24 * 3600,
@@ -124,7 +125,7 @@ es_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("event_store.relay_idle_timeout",
-							"How long a relay worker with nothing to do stays before it exits.",
+							"Sets how long a relay worker with nothing to do stays before it exits.",
 							"A commit that sends a message or appends an event for a subscription starts a worker again.",
 							&es_relay_idle_timeout,
 							10, 0, 24 * 3600,
@@ -138,15 +139,15 @@ es_define_gucs(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		DefineCustomIntVariable("event_store.max_databases",
-								"Number of databases with the extension whose feed and relay state fits in shared memory.",
+								"Sets the number of databases with the extension whose feed and relay state fits in shared memory.",
 								NULL,
 								&es_max_databases,
 								64, 1, 10000,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 		DefineCustomIntVariable("event_store.max_relay_workers",
-								"Most relay workers running at once.",
-								"Workers start on demand for databases with work and exit when idle; each is a background worker: max_worker_processes must leave room for them and the launcher.",
+								"Sets the largest number of relay workers running at once.",
+								"Workers start on demand for databases with work and exit when idle.  Each is a background worker, so max_worker_processes must leave room for them and the launcher.",
 								&es_max_relay_workers,
 								8, 1, 1000,
 								PGC_POSTMASTER, 0,

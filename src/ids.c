@@ -48,7 +48,7 @@ es_generate_uuid(pg_uuid_t *uuid)
  * acknowledgement finds its row by primary key, then 8 random bytes, new on
  * every claim, so a stale receipt never matches the current one.
  */
-void
+static void
 es_make_receipt(int64 message_id, pg_uuid_t *receipt)
 {
 	uint64		id = (uint64) message_id;

@@ -61,6 +61,7 @@
 
 #include "compat.h"
 #include "event_store.h"
+#include "guc.h"
 
 /* How often the launcher reads pg_database without being asked to. */
 #define LAUNCHER_RESCAN_MS 10000

@@ -50,6 +50,28 @@
  * databases have none); a statement trigger on outbox_topics sends a
  * relcache invalidation that empties the cache, as for event routes.
  *
+ * A claim can wait for messages (outbox_claim(..., wait => interval)).  It
+ * publishes the topic it waits for in its backend slot (shared memory,
+ * src/shmem.c), takes a fresh snapshot and tries to claim; if nothing is
+ * available it sleeps on its latch until the wait ends or the next delayed
+ * message of the topic is due.  A transaction that sent to a topic sets
+ * the latches of the claims waiting for it once its commit is visible.
+ * Since the waiter publishes before it looks and the committer looks after
+ * its commit is visible, either the waiter's snapshot shows the message or
+ * the committer sees the waiter: no wake-up is lost, and nothing polls.
+ *
+ * outbox_consume takes messages as a claim chooses them and deletes them
+ * in the caller's transaction: one write per message, no lease, no receipt;
+ * until the caller commits, the deleted rows stay locked, so other claims
+ * skip them and the later messages of their keys wait.
+ *
+ * outbox_extend moves the end of a lease, fenced by the receipt like an
+ * ack.  outbox_send_batch inserts many messages in one call.  A send with
+ * a deduplication key records the key in outbox_dedup (one row per topic
+ * and key, its unique index serialises concurrent senders); a second send
+ * of the key within the window returns the first message's id and inserts
+ * nothing.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -63,12 +85,17 @@
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "replication/message.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -76,6 +103,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -83,7 +111,9 @@
 #include "utils/uuid.h"
 
 #include "event_store.h"
+#include "guc.h"
 
+PG_FUNCTION_INFO_V1(event_store_check_topic);
 PG_FUNCTION_INFO_V1(event_store_outbox_send);
 PG_FUNCTION_INFO_V1(event_store_outbox_claim);
 PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
@@ -91,6 +121,9 @@ PG_FUNCTION_INFO_V1(event_store_outbox_ack_ids);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
 PG_FUNCTION_INFO_V1(event_store_outbox_topics_changed);
+PG_FUNCTION_INFO_V1(event_store_outbox_extend_receipts);
+PG_FUNCTION_INFO_V1(event_store_outbox_send_batch);
+PG_FUNCTION_INFO_V1(event_store_outbox_consume);
 
 /* Columns of event_store.outbox. */
 enum
@@ -135,8 +168,24 @@ static bool wal_topics_callback_registered = false;
 static Oid	wal_topics_relid = InvalidOid;
 
 /*
+ * The topics this transaction sent to, as hashes: its commit wakes the
+ * claims waiting for them.  Past ES_SENT_TOPICS distinct topics it wakes
+ * every claim waiting in the database (a spurious wake-up costs a look).
+ */
+#define ES_SENT_TOPICS 8
+static uint32 sent_topics[ES_SENT_TOPICS];
+static int	n_sent_topics = 0;
+static bool sent_topics_overflow = false;
+static bool outbox_callback_registered = false;
+
+/* A deduplication key without a window is remembered this long. */
+#define ES_DEFAULT_DEDUP_WINDOW_SECS 300
+
+/*
  * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left) and lease them.
+ * ones only when no earlier message of their key is left: the per-key order
+ * that relay.c's select_sql and the outbox_depth view also keep) and lease
+ * them.
  * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
  * available message, found by first_available_id).  Also returns the
  * topic's maximum attempts, so that the caller can spot a message claimed
@@ -169,6 +218,41 @@ static const char *const claim_sql =
 "    s.max_attempts, o.available_at, s.lease"
 ") SELECT * FROM claimed AS c ORDER BY c.id";
 
+/*
+ * Consume: delete up to $2 available messages of topic $1 in the caller's
+ * transaction and return them, chosen as a claim chooses them ($3 now, $4
+ * the id to start from).  A message whose last attempt's lease expired goes
+ * to the dead letters instead, as a claim would send it.  Until the caller
+ * commits, the deleted rows stay locked: other claims skip them, and later
+ * messages of their keys wait; a rollback puts them back untouched.
+ */
+static const char *const consume_sql =
+"WITH settings AS ("
+"  SELECT s.max_attempts FROM event_store.outbox_topic_settings($1) AS s"
+"), candidates AS ("
+"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
+"  WHERE o.topic = $1 AND o.id + 0 >= $4 AND o.available_at <= $3"
+"    AND (o.key IS NULL OR NOT EXISTS ("
+"          SELECT FROM event_store.outbox AS earlier"
+"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
+"  ORDER BY o.topic, o.id + 0 LIMIT $2"
+"  FOR UPDATE OF o SKIP LOCKED"
+"), consumed AS ("
+"  DELETE FROM event_store.outbox AS o"
+"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
+"  RETURNING o.*"
+"), buried AS ("
+"  INSERT INTO event_store.outbox_dead_letters"
+"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
+"  SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts, c.created_at,"
+"         coalesce(c.last_error || '; ', '') || 'lease expired on the last attempt', $3"
+"  FROM consumed AS c, settings AS s WHERE c.attempts >= s.max_attempts"
+"  RETURNING 1"
+") SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts + 1, c.created_at,"
+"    NULL::uuid, c.attempts < s.max_attempts AS live"
+"  FROM consumed AS c, settings AS s"
+"  ORDER BY c.id";
+
 /* Extend the leases of the messages $1 just claimed to end at $2. */
 static const char *const extend_sql =
 "UPDATE event_store.outbox AS o SET available_at = $2 WHERE o.id = ANY ($1)";
@@ -182,6 +266,43 @@ static const char *const bury_sql =
 "  SELECT id, topic, key, payload, headers, attempts - 1, created_at,"
 "         coalesce(last_error || '; ', '') || 'lease expired on the last attempt', $2"
 "  FROM exhausted";
+
+/*
+ * Lease extension: the messages whose current receipt is given are leased
+ * until $3 (now) plus $4 (NULL: the topic's lease), with the claim's margin.
+ */
+static const char *const extend_receipts_sql =
+"UPDATE event_store.outbox AS o"
+" SET available_at = ("
+"   SELECT $3 + l.lease + least(l.lease / 10, interval '1 second')"
+"   FROM (SELECT coalesce($4, s.lease) AS lease"
+"         FROM event_store.outbox_topic_settings(o.topic) AS s) AS l)"
+" FROM unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
+" WHERE o.id = r.id AND o.receipt = r.receipt";
+
+/*
+ * Deduplication: the message a key of a topic ($1, $2) was sent as after $3.
+ * outbox_send runs these with the caller's search_path (it is not SECURITY
+ * DEFINER), as the owner of outbox_dedup: every operator is qualified.
+ */
+static const char *const dedup_find_sql =
+"SELECT d.message_id FROM event_store.outbox_dedup AS d"
+" WHERE d.topic OPERATOR(pg_catalog.=) $1"
+"   AND d.dedup_key OPERATOR(pg_catalog.=) $2"
+"   AND d.sent_at OPERATOR(pg_catalog.>) $3";
+
+/*
+ * Record that the key was sent as message $4 at $5, unless a send of it
+ * after $3 is recorded (committed, or committed while this waited for its
+ * sender): then no row is returned.
+ */
+static const char *const dedup_record_sql =
+"INSERT INTO event_store.outbox_dedup AS d (topic, dedup_key, message_id, sent_at)"
+" VALUES ($1, $2, $4, $5)"
+" ON CONFLICT (topic, dedup_key) DO UPDATE"
+"   SET message_id = excluded.message_id, sent_at = excluded.sent_at"
+"   WHERE d.sent_at OPERATOR(pg_catalog.<=) $3"
+" RETURNING d.message_id";
 
 /* Ack: delete the messages whose current receipt is given. */
 static const char *const ack_receipts_sql =
@@ -235,7 +356,7 @@ static const char *const nack_ids_sql = NACK_SQL(
 /*
  * Check a topic argument: not NULL, not empty, at most ES_MAX_TOPIC_BYTES.
  */
-text *
+static text *
 es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *topic;
@@ -353,11 +474,10 @@ topic_is_wal(text *topic)
  * message, decoded at the transaction's commit, dropped if it aborts.
  */
 static int64
-emit_wal_message(text *topic, text *key, Jsonb *payload, Jsonb *headers)
+emit_wal_message(int64 id, text *topic, text *key, Jsonb *payload, Jsonb *headers)
 {
 	StringInfoData buf;
 	char	   *topic_cstring = text_to_cstring(topic);
-	int64		id;
 
 	if (!XLogLogicalInfoActive())
 		ereport(ERROR,
@@ -366,7 +486,8 @@ emit_wal_message(text *topic, text *key, Jsonb *payload, Jsonb *headers)
 						topic_cstring),
 				 errhint("Set wal_level = logical and restart the server, or deliver the topic through the outbox table with outbox_configure(topic, delivery => 'table').")));
 
-	id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+	if (id == 0)
+		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"id\": " INT64_FORMAT ", \"topic\": ", id);
@@ -391,6 +512,18 @@ emit_wal_message(text *topic, text *key, Jsonb *payload, Jsonb *headers)
 	return id;
 }
 
+/* A message to a WAL topic is published at commit: it cannot wait. */
+static void
+check_wal_send(text *topic, TimestampTz available_at, TimestampTz now)
+{
+	if (available_at > now)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a message to topic \"%s\" cannot be delayed",
+						text_to_cstring(topic)),
+				 errdetail("The topic is delivered through the WAL, at commit.")));
+}
+
 /*
  * Send one message in the caller's transaction: a row of the outbox
  * (through *writer, opened here on first use; the caller closes it), or
@@ -403,13 +536,8 @@ es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
 {
 	if (topic_is_wal(topic))
 	{
-		if (available_at > now)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a message to topic \"%s\" cannot be delayed",
-							text_to_cstring(topic)),
-					 errdetail("The topic is delivered through the WAL, at commit.")));
-		return emit_wal_message(topic, key, payload, headers);
+		check_wal_send(topic, available_at, now);
+		return emit_wal_message(0, topic, key, payload, headers);
 	}
 	if (*writer == NULL)
 		*writer = es_writer_open("outbox");
@@ -435,19 +563,103 @@ event_store_outbox_topics_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * Insert one message into the outbox, in the caller's transaction, through
- * a writer opened on event_store.outbox.  Returns its id.
+ * A topic's hash as waiting claims publish it; never 0, which means "not
+ * waiting".
  */
-int64
-es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
-				  Jsonb *payload, Jsonb *headers, TimestampTz available_at,
-				  TimestampTz now)
+static uint32
+topic_hash(text *topic)
+{
+	uint32		h;
+
+	h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(topic),
+								VARSIZE_ANY_EXHDR(topic)));
+	return h == 0 ? 1 : h;
+}
+
+/*
+ * At commit, set the latch of every claim waiting in this database for a
+ * topic the transaction sent to.  The commit is visible by then; the
+ * barrier orders that before reading the slots (see the file's header).
+ */
+static void
+wake_waiting_claims(void)
+{
+	if (!es_shmem_available() || (n_sent_topics == 0 && !sent_topics_overflow))
+		return;
+	pg_memory_barrier();
+	for (int i = 0; i < es_shared->num_backend_slots; i++)
+	{
+		volatile EsBackendSlot *slot = &es_backend_slots[i];
+		uint32		waiting = slot->claim_wait_topic;
+		bool		match = sent_topics_overflow;
+
+		if (waiting == 0 || slot->claim_wait_dboid != MyDatabaseId)
+			continue;
+		for (int j = 0; j < n_sent_topics && !match; j++)
+			match = (sent_topics[j] == waiting);
+		if (match)
+			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+	}
+}
+
+static void
+outbox_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			wake_waiting_claims();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			n_sent_topics = 0;
+			sent_topics_overflow = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Remember that this transaction sent to topic, for the wake-up at commit. */
+static void
+remember_sent_topic(text *topic)
+{
+	uint32		h;
+
+	if (!es_shmem_available() || sent_topics_overflow)
+		return;
+	h = topic_hash(topic);
+	for (int i = 0; i < n_sent_topics; i++)
+		if (sent_topics[i] == h)
+			return;
+	if (!outbox_callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		outbox_callback_registered = true;
+	}
+	if (n_sent_topics == ES_SENT_TOPICS)
+		sent_topics_overflow = true;
+	else
+		sent_topics[n_sent_topics++] = h;
+}
+
+/*
+ * Insert one message into the outbox, in the caller's transaction, through
+ * a writer opened on event_store.outbox.  Returns its id.  id is the id to
+ * give it, or 0 for the next of the sequence.
+ */
+static int64
+enqueue(EsTableWriter *writer, int64 id, text *topic, text *key,
+		Jsonb *payload, Jsonb *headers, TimestampTz available_at,
+		TimestampTz now)
 {
 	Datum		values[Natts_outbox];
 	bool		nulls[Natts_outbox];
-	int64		id;
 
-	id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+	if (id == 0)
+		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
 
 	memset(nulls, false, sizeof(nulls));
 	values[Anum_outbox_id - 1] = Int64GetDatum(id);
@@ -465,7 +677,16 @@ es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
 
 	es_writer_insert(writer, values, nulls);
 	sent_in_transaction = true;
+	remember_sent_topic(topic);
 	return id;
+}
+
+int64
+es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
+				  Jsonb *payload, Jsonb *headers, TimestampTz available_at,
+				  TimestampTz now)
+{
+	return enqueue(writer, 0, topic, key, payload, headers, available_at, now);
 }
 
 /*
@@ -481,20 +702,110 @@ es_outbox_take_sent_flag(void)
 	return sent;
 }
 
+/* Refuse a message key longer than ES_MAX_KEY_BYTES. */
+static void
+check_key(text *key, const char *what)
+{
+	if (VARSIZE_ANY_EXHDR(key) > ES_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s \"%s...\" is too long", what,
+						es_clipped(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), 32)),
+				 errdetail("Keys are at most %d bytes; this one has %d.",
+						   ES_MAX_KEY_BYTES, (int) VARSIZE_ANY_EXHDR(key))));
+}
+
+/* Refuse a message larger than event_store.max_message_size. */
+static void
+check_message_size(Jsonb *payload, Jsonb *headers)
+{
+	Size		size = VARSIZE(payload) + (headers ? VARSIZE(headers) : 0);
+
+	if (size > (Size) es_max_message_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("Payload and headers take %zu bytes; event_store.max_message_size is %d kB.",
+						   size, es_max_message_size)));
+}
+
+/* When a message sent now with the delay of argument argno is available. */
+static TimestampTz
+available_after_delay(FunctionCallInfo fcinfo, int argno, TimestampTz now)
+{
+	Interval   *delay;
+
+	if (PG_ARGISNULL(argno))
+		return now;
+	delay = PG_GETARG_INTERVAL_P(argno);
+	if (es_interval_sign(delay) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay must not be negative")));
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(now),
+												   IntervalPGetDatum(delay)));
+}
+
 /*
- * outbox_send(topic, payload, key, headers, delay)
+ * Run a deduplication statement as the owner of outbox_dedup: the table is
+ * closed to the senders, who reach it only through outbox_send.  Returns
+ * the message id of its one row, or 0.
+ */
+static int64
+run_dedup_statement(SPIPlanPtr *plan, const char *sql, Datum *values, int nargs)
+{
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
+	HeapTuple	tuple;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		id = 0;
+	int			rc;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(es_relation_oid("outbox_dedup")));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation outbox_dedup");
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	rc = SPI_execute_plan(es_prepared_plan(plan, sql, nargs, argtypes),
+						  values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return id;
+}
+
+/*
+ * outbox_send(topic, payload, key, headers, delay, dedup_key, dedup_window)
  */
 Datum
 event_store_outbox_send(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr find_plan = NULL;
+	static SPIPlanPtr record_plan = NULL;
 	text	   *topic = es_checked_topic_arg(fcinfo, 0);
 	Jsonb	   *payload;
 	text	   *key = NULL;
 	Jsonb	   *headers = NULL;
+	text	   *dedup_key = NULL;
+	TimestampTz dedup_after = 0;
 	TimestampTz now;
 	TimestampTz available_at;
-	EsTableWriter *writer = NULL;
-	int64		id;
+	EsTableWriter *writer;
+	int64		id = 0;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -506,51 +817,207 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 	{
 		key = PG_GETARG_TEXT_PP(2);
-		if (VARSIZE_ANY_EXHDR(key) > ES_MAX_KEY_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("message key \"%s...\" is too long",
-							es_clipped(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), 32)),
-					 errdetail("Keys are at most %d bytes; this one has %d.",
-							   ES_MAX_KEY_BYTES, (int) VARSIZE_ANY_EXHDR(key))));
+		check_key(key, "message key");
 	}
 
 	if (!PG_ARGISNULL(3))
 		headers = es_checked_json_object(PG_GETARG_JSONB_P(3), "headers");
 
-	if (VARSIZE(payload) + (headers ? VARSIZE(headers) : 0) >
-		(Size) es_max_message_size * 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("message is too large"),
-				 errdetail("Payload and headers take %zu bytes; event_store.max_message_size is %d kB.",
-						   (Size) VARSIZE(payload) + (headers ? VARSIZE(headers) : 0),
-						   es_max_message_size)));
+	check_message_size(payload, headers);
 
 	now = GetCurrentTimestamp();
-	available_at = now;
-	if (!PG_ARGISNULL(4))
-	{
-		Interval   *delay = PG_GETARG_INTERVAL_P(4);
+	available_at = available_after_delay(fcinfo, 4, now);
 
-		if (es_interval_sign(delay) < 0)
+	/* The arguments of deduplication exist since 0.2. */
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		Interval	default_window = {.time = ES_DEFAULT_DEDUP_WINDOW_SECS * USECS_PER_SEC};
+		Interval   *window = &default_window;
+
+		dedup_key = PG_GETARG_TEXT_PP(5);
+		if (VARSIZE_ANY_EXHDR(dedup_key) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("delay must not be negative")));
-		available_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															   TimestampTzGetDatum(now),
-															   IntervalPGetDatum(delay)));
+					 errmsg("dedup_key must not be empty"),
+					 errhint("A NULL dedup_key sends without deduplication.")));
+		check_key(dedup_key, "deduplication key");
+		if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+		{
+			window = PG_GETARG_INTERVAL_P(6);
+			if (es_interval_sign(window) <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("dedup_window must be positive")));
+		}
+		dedup_after = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(window)));
 	}
 
 	es_check_writable("outbox_send");
-	id = es_outbox_deliver(&writer, topic, key, payload, headers, available_at, now);
-	if (writer != NULL)
+
+	if (dedup_key != NULL)
 	{
-		es_writer_close(writer);
-		CommandCounterIncrement();
+		Datum		values[5];
+
+		values[0] = PointerGetDatum(topic);
+		values[1] = PointerGetDatum(dedup_key);
+		values[2] = TimestampTzGetDatum(dedup_after);
+		values[3] = Int64GetDatum(0);
+		values[4] = TimestampTzGetDatum(now);
+
+		/* A retry of a committed send: answer without writing anything. */
+		id = run_dedup_statement(&find_plan, dedup_find_sql, values, 3);
+		if (id != 0)
+			PG_RETURN_INT64(id);
+
+		/*
+		 * Record the key with the id the message will have.  A concurrent
+		 * send of the key holds its index entry until it ends; if it
+		 * commits, the insert finds its row and returns nothing, and that
+		 * row (now visible to a new snapshot) has the id to return.  The id
+		 * taken from the sequence is then left unused.
+		 */
+		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+		values[3] = Int64GetDatum(id);
+		if (run_dedup_statement(&record_plan, dedup_record_sql, values, 5) != id)
+		{
+			int64		first = run_dedup_statement(&find_plan, dedup_find_sql, values, 3);
+
+			if (first == 0)
+				elog(ERROR, "deduplication key of a concurrent send not found");
+			PG_RETURN_INT64(first);
+		}
 	}
 
+	if (topic_is_wal(topic))
+	{
+		check_wal_send(topic, available_at, now);
+		PG_RETURN_INT64(emit_wal_message(id, topic, key, payload, headers));
+	}
+	writer = es_writer_open("outbox");
+	id = enqueue(writer, id, topic, key, payload, headers, available_at, now);
+	es_writer_close(writer);
+	CommandCounterIncrement();
+
 	PG_RETURN_INT64(id);
+}
+
+/* An array argument: not NULL, at most one dimension. */
+static ArrayType *
+one_dim_array_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	ArrayType  *array;
+
+	es_require_arg(fcinfo, argno, name);
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	return array;
+}
+
+/*
+ * outbox_send_batch(topic, payloads, keys, headers, delay): one message per
+ * payload, in the order of the array, with the key and headers of the same
+ * index.  Returns their ids, in the same order.
+ */
+Datum
+event_store_outbox_send_batch(PG_FUNCTION_ARGS)
+{
+	text	   *topic = es_checked_topic_arg(fcinfo, 0);
+	ArrayType  *payload_array = one_dim_array_arg(fcinfo, 1, "payloads");
+	Datum	   *payloads;
+	bool	   *payload_nulls;
+	int			count;
+	Datum	   *keys = NULL;
+	bool	   *key_nulls = NULL;
+	Datum	   *headers = NULL;
+	bool	   *header_nulls = NULL;
+	Datum	   *ids;
+	TimestampTz now;
+	TimestampTz available_at;
+	EsTableWriter *writer;
+
+	deconstruct_array(payload_array, JSONBOID, -1, false, TYPALIGN_INT,
+					  &payloads, &payload_nulls, &count);
+	if (!PG_ARGISNULL(2))
+	{
+		int			nkeys;
+
+		deconstruct_array(one_dim_array_arg(fcinfo, 2, "keys"), TEXTOID, -1,
+						  false, TYPALIGN_INT, &keys, &key_nulls, &nkeys);
+		if (nkeys != count)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("keys must have one element per payload"),
+					 errdetail("There are %d payloads and %d keys.", count, nkeys),
+					 errhint("Use NULL elements for messages without a key.")));
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		int			nheaders;
+
+		deconstruct_array(one_dim_array_arg(fcinfo, 3, "headers"), JSONBOID, -1,
+						  false, TYPALIGN_INT, &headers, &header_nulls, &nheaders);
+		if (nheaders != count)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("headers must have one element per payload"),
+					 errdetail("There are %d payloads and %d headers.", count, nheaders),
+					 errhint("Use NULL elements for messages without headers.")));
+	}
+
+	/* Check every message before writing any. */
+	for (int i = 0; i < count; i++)
+	{
+		Jsonb	   *message_headers = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (payload_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("payload must not be null"),
+					 errdetail("Element %d of payloads is null.", i + 1),
+					 errhint("Use 'null'::jsonb for a message without payload.")));
+		payloads[i] = PointerGetDatum(DatumGetJsonbP(payloads[i]));
+		if (keys != NULL && !key_nulls[i])
+		{
+			keys[i] = PointerGetDatum(DatumGetTextPP(keys[i]));
+			check_key((text *) DatumGetPointer(keys[i]), "message key");
+		}
+		if (headers != NULL && !header_nulls[i])
+		{
+			message_headers = es_checked_json_object(DatumGetJsonbP(headers[i]), "headers");
+			headers[i] = PointerGetDatum(message_headers);
+		}
+		check_message_size(DatumGetJsonbP(payloads[i]), message_headers);
+	}
+
+	now = GetCurrentTimestamp();
+	available_at = available_after_delay(fcinfo, 4, now);
+	es_check_writable("outbox_send_batch");
+
+	ids = palloc(sizeof(Datum) * Max(count, 1));
+	writer = es_writer_open("outbox");
+	for (int i = 0; i < count; i++)
+	{
+		text	   *key = (keys != NULL && !key_nulls[i]) ?
+			(text *) DatumGetPointer(keys[i]) : NULL;
+		Jsonb	   *message_headers = (headers != NULL && !header_nulls[i]) ?
+			DatumGetJsonbP(headers[i]) : NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		ids[i] = Int64GetDatum(enqueue(writer, 0, topic, key,
+									   DatumGetJsonbP(payloads[i]),
+									   message_headers, available_at, now));
+	}
+	es_writer_close(writer);
+	CommandCounterIncrement();
+
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, count, INT8OID, 8,
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
@@ -565,7 +1032,8 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(es_prepared_plan(plan, sql, nargs, argtypes),
 						  values, nulls, read_only, 0);
 	if (rc < 0)
-		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "event_store outbox statement returned %s",
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -576,10 +1044,13 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
  * head of the topic that are leased, or acknowledged and not yet vacuumed.
  * A message that commits with a lower id after this scan waits for the
  * next claim; per-key order does not depend on it (the claim looks for
- * earlier messages of a key without this bound).
+ * earlier messages of a key without this bound).  When it finds none,
+ * *next_due is when the first of the messages it stepped over (leased or
+ * delayed) is due, 0 if none: a waiting claim looks again then.
  */
 static bool
-first_available_id(text *topic, TimestampTz now, int64 *first_id)
+first_available_id(text *topic, TimestampTz now, int64 *first_id,
+				   TimestampTz *next_due)
 {
 	Relation	outbox = es_open_relation("outbox", AccessShareLock);
 	Relation	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
@@ -605,119 +1076,14 @@ first_available_id(text *topic, TimestampTz now, int64 *first_id)
 			*first_id = DatumGetInt64(slot_getattr(slot, Anum_outbox_id, &isnull));
 			found = true;
 		}
+		else if (*next_due == 0 || DatumGetTimestampTz(available_at) < *next_due)
+			*next_due = DatumGetTimestampTz(available_at);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	table_close(outbox, AccessShareLock);
 	return found;
-}
-
-/*
- * outbox_claim(topic, max_count, lease)
- */
-Datum
-event_store_outbox_claim(PG_FUNCTION_ARGS)
-{
-	static SPIPlanPtr claim_plan = NULL;
-	static SPIPlanPtr bury_plan = NULL;
-	static SPIPlanPtr extend_plan = NULL;
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	text	   *topic = es_checked_topic_arg(fcinfo, 0);
-	int32		max_count = es_checked_max_count(fcinfo, 1);
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	TimestampTz now = GetCurrentTimestamp();
-	int64		first_id;
-	SPITupleTable *claimed;
-	Datum	   *exhausted;
-	int			nexhausted = 0;
-	Datum	   *leased;
-	int			nleased = 0;
-	TimestampTz lease_end = 0;
-	Interval   *lease = NULL;
-	Datum		extend_values[2];
-
-	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must be positive")));
-	es_check_writable("outbox_claim");
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (max_count == 0 || !first_available_id(topic, now, &first_id))
-		return (Datum) 0;
-
-	values[0] = PointerGetDatum(topic);
-	values[1] = Int32GetDatum(max_count);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = Int64GetDatum(first_id);
-
-	SPI_connect();
-	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
-	claimed = SPI_tuptable;
-	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	leased = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		Datum		row[Natts_claimed];
-		bool		row_nulls[Natts_claimed];
-
-		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
-		lease_end = DatumGetTimestampTz(row[Claimed_lease_end]);
-		lease = DatumGetIntervalP(row[Claimed_lease]);
-		if (DatumGetInt32(row[Claimed_attempts]) > DatumGetInt32(row[Claimed_max_attempts]))
-			exhausted[nexhausted++] = row[0];
-		else
-		{
-			leased[nleased++] = row[0];
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
-		}
-	}
-	if (nexhausted > 0)
-	{
-		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-		Datum		bury_values[2];
-
-		bury_values[0] = PointerGetDatum(construct_array(exhausted, nexhausted,
-														 INT8OID, 8, FLOAT8PASSBYVAL,
-														 TYPALIGN_DOUBLE));
-		bury_values[1] = TimestampTzGetDatum(now);
-		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
-	}
-	/*
-	 * A slow claim: its leases must still run a whole lease when it returns.
-	 * Moving them takes time too, as long as the claim at most (it updates
-	 * the same rows, by primary key): they end that much later again, and
-	 * are checked once more.  Each round's margin covers everything before
-	 * it, so a second round is rare and a third one never needed.
-	 */
-	for (int round = 0; nleased > 0 && round < 3; round++)
-	{
-		TimestampTz current = GetCurrentTimestamp();
-		TimestampTz needed;
-		Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-
-		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(current),
-														 IntervalPGetDatum(lease)));
-		if (lease_end >= needed)
-			break;
-		lease_end = needed + (current - now);
-		if (round == 0)
-			extend_values[0] = PointerGetDatum(construct_array(leased, nleased,
-															   INT8OID, 8, FLOAT8PASSBYVAL,
-															   TYPALIGN_DOUBLE));
-		extend_values[1] = TimestampTzGetDatum(lease_end);
-		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
-					  NULL, false);
-	}
-	SPI_finish();
-
-	return (Datum) 0;
 }
 
 /*
@@ -799,6 +1165,343 @@ receipts_arg(FunctionCallInfo fcinfo)
 								  UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
 	}
 	return PG_GETARG_ARRAYTYPE_P(0);
+}
+
+/*
+ * One claim of up to max_count messages, put in the function's result.
+ * Returns how many it put there.  With fresh_snapshot, the look for the
+ * first available message takes a new snapshot (a waiting claim must see
+ * what committed after its statement began).
+ */
+static int
+consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
+
+static int
+claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+			TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
+{
+	static SPIPlanPtr claim_plan = NULL;
+	static SPIPlanPtr bury_plan = NULL;
+	static SPIPlanPtr extend_plan = NULL;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		first_id;
+	bool		found;
+	SPITupleTable *claimed;
+	Datum	   *exhausted;
+	int			nexhausted = 0;
+	Datum	   *leased;
+	int			nleased = 0;
+	TimestampTz lease_end = 0;
+	Interval   *lease = NULL;
+	Datum		extend_values[2];
+
+	*next_due = 0;
+	if (fresh_snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
+	found = first_available_id(topic, now, &first_id, next_due);
+	if (fresh_snapshot)
+		PopActiveSnapshot();
+	if (!found)
+		return 0;
+
+	values[0] = PointerGetDatum(topic);
+	values[1] = Int32GetDatum(max_count);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = Int64GetDatum(first_id);
+
+	SPI_connect();
+	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
+	claimed = SPI_tuptable;
+	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	leased = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[Natts_claimed];
+		bool		row_nulls[Natts_claimed];
+
+		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
+		lease_end = DatumGetTimestampTz(row[Claimed_lease_end]);
+		lease = DatumGetIntervalP(row[Claimed_lease]);
+		if (DatumGetInt32(row[Claimed_attempts]) > DatumGetInt32(row[Claimed_max_attempts]))
+			exhausted[nexhausted++] = row[0];
+		else
+		{
+			leased[nleased++] = row[0];
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		}
+	}
+	if (nexhausted > 0)
+	{
+		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+		Datum		bury_values[2];
+
+		bury_values[0] = PointerGetDatum(construct_array(exhausted, nexhausted,
+														 INT8OID, 8, FLOAT8PASSBYVAL,
+														 TYPALIGN_DOUBLE));
+		bury_values[1] = TimestampTzGetDatum(now);
+		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+	}
+	/*
+	 * A slow claim: its leases must still run a whole lease when it returns.
+	 * Moving them takes time too, as long as the claim at most (it updates
+	 * the same rows, by primary key): they end that much later again, and
+	 * are checked once more.  Each round's margin covers everything before
+	 * it, so a second round is rare and a third one never needed.
+	 */
+	for (int round = 0; nleased > 0 && round < 3; round++)
+	{
+		TimestampTz current = GetCurrentTimestamp();
+		TimestampTz needed;
+		Oid			extend_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+
+		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(current),
+														 IntervalPGetDatum(lease)));
+		if (lease_end >= needed)
+			break;
+		lease_end = needed + (current - now);
+		if (round == 0)
+			extend_values[0] = PointerGetDatum(construct_array(leased, nleased,
+															   INT8OID, 8, FLOAT8PASSBYVAL,
+															   TYPALIGN_DOUBLE));
+		extend_values[1] = TimestampTzGetDatum(lease_end);
+		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
+					  NULL, false);
+	}
+	SPI_finish();
+
+	/* The claim statement's nexhausted rows are not in the result. */
+	if (nleased == 0 && nexhausted > 0 && *next_due == 0)
+		*next_due = now;
+	return nleased;
+}
+
+/*
+ * One consume of up to max_count messages (see consume_sql), put in the
+ * function's result; like claim_batch otherwise.
+ */
+static int
+consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
+{
+	static SPIPlanPtr consume_plan = NULL;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			argtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
+	int64		first_id;
+	bool		found;
+	int			consumed = 0;
+	bool		buried = false;
+
+	*next_due = 0;
+	if (fresh_snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
+	found = first_available_id(topic, now, &first_id, next_due);
+	if (fresh_snapshot)
+		PopActiveSnapshot();
+	if (!found)
+		return 0;
+
+	values[0] = PointerGetDatum(topic);
+	values[1] = Int32GetDatum(max_count);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = Int64GetDatum(first_id);
+
+	SPI_connect();
+	execute_saved(&consume_plan, consume_sql, 4, argtypes, values, NULL, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[Natts_outbox_message + 1];
+		bool		row_nulls[Natts_outbox_message + 1];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, row_nulls);
+		if (!DatumGetBool(row[Natts_outbox_message]))
+		{
+			buried = true;	/* moved to the dead letters by the statement */
+			continue;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		consumed++;
+	}
+	SPI_finish();
+
+	/* Only dead letters this time: there may be more to consume at once. */
+	if (consumed == 0 && buried)
+		*next_due = now;
+	return consumed;
+}
+
+/* Publish that this backend waits for messages of topic (0: no more). */
+static void
+publish_claim_wait(uint32 topic)
+{
+	volatile EsBackendSlot *slot = es_my_backend_slot();
+
+	slot->claim_wait_dboid = MyDatabaseId;
+	pg_write_barrier();
+	slot->claim_wait_topic = topic;
+	/* Published before the next snapshot is taken. */
+	pg_memory_barrier();
+}
+
+typedef int (*TakeBatch) (FunctionCallInfo fcinfo, text *topic, int32 max_count,
+						  TimestampTz now, bool fresh_snapshot,
+						  TimestampTz *next_due);
+
+/*
+ * The body of outbox_claim and outbox_consume: take once, or with a wait
+ * (argument wait_argno, absent in 0.1's outbox_claim), again each time a
+ * transaction that sent to the topic commits and when a delayed or leased
+ * message of the topic is due, until something is taken or the wait has
+ * passed; then the result is empty.
+ */
+static Datum
+take_messages(FunctionCallInfo fcinfo, TakeBatch take, int wait_argno,
+			  const char *function_name)
+{
+	text	   *topic = es_checked_topic_arg(fcinfo, 0);
+	int32		max_count = es_checked_max_count(fcinfo, 1);
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = start;
+	TimestampTz next_due;
+
+	if (PG_NARGS() > wait_argno && !PG_ARGISNULL(wait_argno))
+	{
+		Interval   *wait = PG_GETARG_INTERVAL_P(wait_argno);
+
+		if (es_interval_sign(wait) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wait must not be negative")));
+		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(start),
+														   IntervalPGetDatum(wait)));
+	}
+	if (deadline > start)
+	{
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s cannot wait in a REPEATABLE READ or SERIALIZABLE transaction",
+							function_name),
+					 errdetail("Its snapshot would not show the messages sent while it waits."),
+					 errhint("Wait in a READ COMMITTED transaction, or claim without wait.")));
+		if (!es_shmem_available())
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("%s cannot wait: event_store is not in shared_preload_libraries",
+							function_name),
+					 errhint("Add event_store to shared_preload_libraries, or claim without wait.")));
+	}
+	es_check_writable(function_name);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (max_count == 0)
+		return (Datum) 0;
+	if (deadline <= start)
+	{
+		(void) take(fcinfo, topic, max_count, start, false, &next_due);
+		return (Datum) 0;
+	}
+
+	publish_claim_wait(topic_hash(topic));
+	PG_TRY();
+	{
+		for (;;)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz wake_at = deadline;
+			long		timeout_ms;
+
+			if (take(fcinfo, topic, max_count, now, true, &next_due) > 0)
+				break;
+			now = GetCurrentTimestamp();
+			if (now >= deadline)
+				break;
+			if (next_due != 0 && next_due < wake_at)
+				wake_at = next_due;
+			/* at least a millisecond: a due message was not claimable */
+			timeout_ms = Max(TimestampDifferenceMilliseconds(now, wake_at), 1);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		publish_claim_wait(0);
+	}
+	PG_END_TRY();
+
+	return (Datum) 0;
+}
+
+/*
+ * outbox_claim(topic, max_count, lease, wait)
+ */
+Datum
+event_store_outbox_claim(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(2) && es_interval_sign(PG_GETARG_INTERVAL_P(2)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive")));
+	return take_messages(fcinfo, claim_batch, 3, "outbox_claim");
+}
+
+/*
+ * outbox_consume(topic, max_count, wait): claim and acknowledge in one
+ * statement of the caller's transaction, for consumers whose effects are
+ * in the same database: they commit with the deletion, or roll back with
+ * it.  The messages have no receipt.
+ */
+Datum
+event_store_outbox_consume(PG_FUNCTION_ARGS)
+{
+	return take_messages(fcinfo, consume_batch, 2, "outbox_consume");
+}
+
+/*
+ * outbox_extend(receipts, lease): the fenced lease extension.  Each message
+ * whose current receipt is given is leased for lease (NULL: the topic's)
+ * from now.  Returns how many were extended: a receipt whose lease ran out
+ * and was claimed again, or that was acked, counts nothing.
+ */
+Datum
+event_store_outbox_extend_receipts(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ArrayType  *receipts = receipts_arg(fcinfo);
+	Oid			argtypes[4] = {INT8ARRAYOID, UUIDARRAYOID, TIMESTAMPTZOID, INTERVALOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	uint64		extended;
+
+	if (!PG_ARGISNULL(1) && es_interval_sign(PG_GETARG_INTERVAL_P(1)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive")));
+	es_check_writable("outbox_extend");
+	if (ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)) == 0)
+		PG_RETURN_INT32(0);
+	receipt_arrays(receipts, &values[0], &values[1]);
+	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[3] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[3] = PG_ARGISNULL(1) ? 'n' : ' ';
+
+	SPI_connect();
+	execute_saved(&plan, extend_receipts_sql, 4, argtypes, values, nulls, false);
+	extended = SPI_processed;
+	SPI_finish();
+
+	PG_RETURN_INT32((int32) extended);
 }
 
 /*
@@ -917,4 +1620,15 @@ event_store_outbox_nack_ids(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT32(nack(fcinfo, &plan, nack_ids_sql,
 						 PointerGetDatum(ids), (Datum) 0, false));
+}
+
+/*
+ * check_topic(topic): the checks of a topic argument, for the SQL
+ * functions that take one.
+ */
+Datum
+event_store_check_topic(PG_FUNCTION_ARGS)
+{
+	(void) es_checked_topic_arg(fcinfo, 0);
+	PG_RETURN_VOID();
 }

@@ -152,7 +152,7 @@ es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		MemoryContext oldcontext;
 
 		if (prepared == NULL)
-			elog(ERROR, "could not prepare event_store statement: %s",
+			elog(ERROR, "SPI_prepare_cursor returned %s for an event_store statement",
 				 SPI_result_code_string(SPI_result));
 		SPI_keepplan(prepared);
 		pfree(text);
@@ -162,4 +162,19 @@ es_prepared_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = prepared;
 	}
 	return *plan;
+}
+
+/*
+ * Run a prepared statement.  Any result but the expected one is an
+ * internal error naming the statement and SPI's result code.
+ */
+void
+es_spi_execute(SPIPlanPtr plan, Datum *values, bool read_only, int expected,
+			   const char *statement)
+{
+	int			rc = SPI_execute_plan(plan, values, NULL, read_only, 0);
+
+	if (rc != expected)
+		elog(ERROR, "event_store %s statement returned %s",
+			 statement, SPI_result_code_string(rc));
 }

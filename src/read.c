@@ -207,8 +207,7 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 		if (from_version < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("from_version must not be negative: " INT64_FORMAT,
-							from_version)));
+					 errmsg("from_version must not be negative")));
 	}
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);

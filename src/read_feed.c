@@ -29,6 +29,15 @@
 
 #include "event_store.h"
 
+typedef struct EsFeedQuery
+{
+	text	   *category;		/* NULL: the whole feed */
+	int64		from_position;	/* inclusive */
+	int32		max_count;
+	int32		group_member;	/* consumer group, when group_size > 0 */
+	int32		group_size;
+} EsFeedQuery;
+
 PG_FUNCTION_INFO_V1(event_store_read_all);
 PG_FUNCTION_INFO_V1(event_store_read_category);
 PG_FUNCTION_INFO_V1(event_store_read_feed);
@@ -39,7 +48,7 @@ PG_FUNCTION_INFO_V1(event_store_feed_head);
  * query->from_position, at most query->max_count, that a reader may see
  * now.  Returns the number of events stored.
  */
-int64
+static int64
 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 			 TupleDesc tupdesc)
 {
@@ -155,8 +164,7 @@ checked_from_position(FunctionCallInfo fcinfo, int argno)
 	if (from_position < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_position must not be negative: " INT64_FORMAT,
-						from_position)));
+				 errmsg("from_position must not be negative")));
 	return from_position;
 }
 
@@ -164,7 +172,7 @@ checked_from_position(FunctionCallInfo fcinfo, int argno)
  * Check a (member, size) consumer group: both NULL (no group), or a size of
  * at least 1 and a member in [0, size).
  */
-void
+static void
 es_check_consumer_group(bool member_isnull, int32 member,
 						bool size_isnull, int32 size)
 {
@@ -174,10 +182,7 @@ es_check_consumer_group(bool member_isnull, int32 member,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer_group_member and consumer_group_size must be given together")));
-	if (size < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("consumer group size must be at least 1: %d", size)));
+	es_check_consumer_group_size(size);
 	if (member < 0 || member >= size)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -220,13 +225,8 @@ feed_query_from_args(FunctionCallInfo fcinfo, EsFeedQuery *query)
 	if (!PG_ARGISNULL(0))
 	{
 		query->category = PG_GETARG_TEXT_PP(0);
-		if (VARSIZE_ANY_EXHDR(query->category) > ES_MAX_STREAM_NAME_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("category name is too long"),
-					 errdetail("Categories are at most %d bytes; this one has %d.",
-							   ES_MAX_STREAM_NAME_BYTES,
-							   (int) VARSIZE_ANY_EXHDR(query->category))));
+		es_check_category(VARDATA_ANY(query->category),
+						  VARSIZE_ANY_EXHDR(query->category));
 	}
 	query->from_position = checked_from_position(fcinfo, 1);
 	query->max_count = es_checked_max_count(fcinfo, 2);
@@ -250,8 +250,6 @@ event_store_read_category(PG_FUNCTION_ARGS)
 
 	es_require_arg(fcinfo, 0, "category");
 	feed_query_from_args(fcinfo, &query);
-	es_check_category(VARDATA_ANY(query.category),
-					  VARSIZE_ANY_EXHDR(query.category));
 	return return_feed(fcinfo, &query);
 }
 

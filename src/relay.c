@@ -76,6 +76,7 @@
 
 #include "compat.h"
 #include "event_store.h"
+#include "guc.h"
 #include "sink.h"
 
 /* How often oversized messages past their time to live are removed. */
@@ -119,6 +120,9 @@ static int	saved_context;
  * (topic, key, id) index start at the topic's first message: the entries
  * of messages relayed before and not yet vacuumed lie below it and are
  * never walked again.  (It scans the (topic, id + 0) index: see plans.c.)
+ * The route is looked at again in the batch's snapshot: a cycle that read
+ * the routes before a pause or an unroute committed sends nothing committed
+ * after it.
  */
 static const char *const select_sql =
 "WITH first AS MATERIALIZED ("
@@ -128,6 +132,8 @@ static const char *const select_sql =
 "  SELECT o.id, o.key, o.payload, o.headers, o.created_at"
 "  FROM event_store.outbox AS o"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
+"    AND EXISTS (SELECT FROM event_store.relay_routes AS r"
+"                WHERE r.topic = $1 AND NOT r.paused)"
 "    AND (o.key IS NULL OR ("
 "      SELECT head.available_at <= $2 FROM event_store.outbox AS head"
 "      WHERE head.topic = $1 AND head.key = o.key"
@@ -159,10 +165,10 @@ static const char *const delete_sql =
 
 /*
  * Messages $1 failed with errors $2 ($3 now): back to the queue after the
- * topic's backoff (at least $4 milliseconds, the sink's Retry-After), or to
- * the dead letters after its last attempt, or at once when the sink
- * rejected them ($5).  Returns how many, and when the first retry comes
- * due.
+ * topic's backoff (outbox_topic_settings, defaults included; at least $4
+ * milliseconds, the sink's Retry-After), or to the dead letters after its
+ * last attempt, or at once when the sink rejected them ($5).  Returns how
+ * many, and when the first retry comes due.
  */
 static const char *const fail_sql =
 "WITH failed AS ("
@@ -170,14 +176,11 @@ static const char *const fail_sql =
 "  FROM unnest($1::bigint[], $2::text[], $4::bigint[], $5::boolean[])"
 "    AS f(id, error, retry_after, rejected)"
 "), policy AS ("
-"  SELECT o.id, f.error,"
-"         f.rejected OR o.attempts + 1 >= coalesce(s.max_attempts, 10) AS exhausted,"
-"         greatest(least(coalesce(s.backoff_max, interval '1 hour'),"
-"                        coalesce(s.backoff_base, interval '1 second')"
-"                        * power(2, least(o.attempts, 40))),"
+"  SELECT o.id, f.error, f.rejected OR o.attempts + 1 >= s.max_attempts AS exhausted,"
+"         greatest(least(s.backoff_max, s.backoff_base * power(2, least(o.attempts, 40))),"
 "                  f.retry_after * interval '1 millisecond') AS backoff"
 "  FROM failed AS f JOIN event_store.outbox AS o ON o.id = f.id"
-"  LEFT JOIN event_store.outbox_topics AS s ON s.topic = o.topic"
+"  CROSS JOIN LATERAL event_store.outbox_topic_settings(o.topic) AS s"
 "), exhausted AS ("
 "  DELETE FROM event_store.outbox AS o USING policy AS p"
 "  WHERE o.id = p.id AND p.exhausted"
@@ -263,8 +266,8 @@ leave(const char *why, bool log)
 }
 
 /* The database is being dropped, renamed, moved or copied. */
-static bool
-stop_requested(void)
+bool
+es_relay_stop_requested(void)
 {
 	bool		stop;
 
@@ -433,9 +436,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = TimestampTzGetDatum(now);
 	values[2] = Int32GetDatum(es_relay_batch_size);
-	if (SPI_execute_plan(es_prepared_plan(&select_plan, select_sql, 3, argtypes),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "relay statement failed");
+	es_spi_execute(es_prepared_plan(&select_plan, select_sql, 3, argtypes),
+				   values, false, SPI_OK_SELECT, "relay batch");
 	tuptable = SPI_tuptable;
 	nrows = SPI_processed;
 	if (nrows == 0)
@@ -530,9 +532,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 
 		args[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(es_prepared_plan(&delete_plan, delete_sql, 1, types),
-							 args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "relay acknowledgement failed");
+		es_spi_execute(es_prepared_plan(&delete_plan, delete_sql, 1, types),
+					   args, false, SPI_OK_DELETE, "relay acknowledgement");
 		left += (int) SPI_processed;
 	}
 	if (nfailed > 0)
@@ -550,9 +551,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[4] = PointerGetDatum(construct_array(failed_rejected, nfailed, BOOLOID, 1,
 												  true, TYPALIGN_CHAR));
-		if (SPI_execute_plan(es_prepared_plan(&fail_plan, fail_sql, 5, types),
-							 args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "relay failure statement failed");
+		es_spi_execute(es_prepared_plan(&fail_plan, fail_sql, 5, types),
+					   args, false, SPI_OK_SELECT, "relay failure");
 		{
 			bool		isnull;
 			Datum		first = SPI_getbinval(SPI_tuptable->vals[0],
@@ -590,8 +590,7 @@ cleanup_parked(TimestampTz now)
 	es_prepared_plan(&plan, parked_cleanup_sql, 1, argtypes);
 	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
 																-(int64) es_relay_reference_ttl * 1000));
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "relay cleanup failed");
+	es_spi_execute(plan, values, false, SPI_OK_DELETE, "relay cleanup");
 }
 
 typedef struct RelayRoute
@@ -640,9 +639,8 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 		if (begin_step("event_store relay: routes"))
 		{
 			now = GetCurrentTimestamp();
-			if (SPI_execute_plan(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
-								 NULL, NULL, true, 0) != SPI_OK_SELECT)
-				elog(ERROR, "relay routes statement failed");
+			es_spi_execute(es_prepared_plan(&routes_plan, routes_sql, 0, NULL),
+						   NULL, true, SPI_OK_SELECT, "relay routes");
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
 				RelayRoute *route;
@@ -677,7 +675,7 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	{
 		RelayRoute *route = lfirst(lc);
 
-		if (stop_requested())
+		if (es_relay_stop_requested())
 			return false;
 		PG_TRY();
 		{
@@ -778,9 +776,8 @@ next_due(void)
 			Datum		value;
 
 			values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-			if (SPI_execute_plan(es_prepared_plan(&plan, next_due_sql, 1, argtypes),
-								 values, NULL, true, 0) != SPI_OK_SELECT)
-				elog(ERROR, "relay statement failed");
+			es_spi_execute(es_prepared_plan(&plan, next_due_sql, 1, argtypes),
+						   values, true, SPI_OK_SELECT, "relay next due");
 			value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull)
 				due = DatumGetTimestampTz(value);
@@ -999,7 +996,7 @@ es_relay_main(Datum main_arg)
 			if (!es_database_is_listed(my_database_name))
 				leave("database no longer listed in event_store.databases", true);
 		}
-		if (stop_requested())
+		if (es_relay_stop_requested())
 			leave("the database is being dropped, renamed or copied", false);
 
 		MemoryContextSwitchTo(cycle_context);

@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(event_store_relay_check);
 /*
  * The name of a state, as the relay_workers view shows it.
  */
-const char *
+static const char *
 es_relay_state_name(EsRelayState state)
 {
 	switch (state)
@@ -121,7 +121,7 @@ event_store_relay_check(PG_FUNCTION_ARGS)
 	{
 		ereport(WARNING,
 				(errmsg("the relay workers are not running"),
-				 errdetail("event_store is not in shared_preload_libraries: messages of this topic stay in the outbox."),
+				 errdetail("The event_store library is not in shared_preload_libraries: messages of this topic stay in the outbox."),
 				 errhint("Add event_store to shared_preload_libraries and restart the server.")));
 		PG_RETURN_VOID();
 	}

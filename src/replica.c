@@ -44,6 +44,13 @@
 
 #include "event_store.h"
 
+typedef enum EsFeedState
+{
+	ES_FEED_PRIMARY,			/* appends and feed reads work */
+	ES_FEED_STANDBY,			/* hot standby: feed reads refused */
+	ES_FEED_LOGICAL_REPLICA		/* events replicated in: both refused */
+} EsFeedState;
+
 PG_FUNCTION_INFO_V1(event_store_feed_state);
 
 /* What the last lookup found for the events table cached_relid. */
@@ -97,7 +104,7 @@ replicating_subscription(Relation events)
 }
 
 /* What feed_state() reports. */
-EsFeedState
+static EsFeedState
 es_feed_state(Relation events)
 {
 	if (RecoveryInProgress())

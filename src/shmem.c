@@ -27,6 +27,7 @@
 
 #include "compat.h"
 #include "event_store.h"
+#include "guc.h"
 
 EsShared   *es_shared = NULL;
 EsFeedDatabase *es_feed_databases = NULL;

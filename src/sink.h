@@ -89,6 +89,13 @@ typedef struct EsSinkMethods
 	void		(*close) (void *state);
 } EsSinkMethods;
 
+/*
+ * Whether this relay worker is asked to leave its database (DROP DATABASE,
+ * shutdown of the relay, another database's turn): a sink waiting for a
+ * broker stops waiting and reports what it could not confirm FAILED.
+ */
+extern bool es_relay_stop_requested(void);
+
 /* The sink of a route's URI, and the target part of it; NULL if unknown. */
 extern const EsSinkMethods *es_sink_lookup(const char *uri, const char **target);
 

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * sink_notify.c
- *	  The notify: sink: outbox messages published with NOTIFY, and the
- *	  table of sinks (es_sink_lookup).
+ *	  The notify: sink: outbox messages published with NOTIFY.
  *
  * A message becomes one notification on the route's channel, its payload
  * the JSON object {"id", "key", "topic", "headers", "payload"}.  NOTIFY is
@@ -87,31 +86,35 @@ append_json_string_or_null(StringInfo buf, const char *value)
  * The notification: the keys in the order jsonb prints them (shorter keys
  * first), as earlier versions sent them.
  */
+static void
+append_message_head(StringInfo buf, const EsSinkMessage *m)
+{
+	appendStringInfo(buf, "{\"id\": " INT64_FORMAT ", \"key\": ", m->id);
+	append_json_string_or_null(buf, m->key);
+	appendStringInfoString(buf, ", \"topic\": ");
+	escape_json(buf, m->topic);
+}
+
 static char *
 message_text(const EsSinkMessage *m)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"id\": " INT64_FORMAT ", \"key\": ", m->id);
-	append_json_string_or_null(&buf, m->key);
-	appendStringInfoString(&buf, ", \"topic\": ");
-	escape_json(&buf, m->topic);
+	append_message_head(&buf, m);
 	appendStringInfo(&buf, ", \"headers\": %s, \"payload\": %s}",
 					 m->headers ? m->headers : "null", m->payload);
 	return buf.data;
 }
 
+/* A message too large to go inline: its id, key and topic, for relay_fetch. */
 static char *
 reference_text(const EsSinkMessage *m)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"id\": " INT64_FORMAT ", \"key\": ", m->id);
-	append_json_string_or_null(&buf, m->key);
-	appendStringInfoString(&buf, ", \"topic\": ");
-	escape_json(&buf, m->topic);
+	append_message_head(&buf, m);
 	appendStringInfoString(&buf, ", \"reference\": true}");
 	return buf.data;
 }
@@ -137,9 +140,8 @@ park(int64 id)
 
 		values[0] = Int64GetDatum(id);
 		values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		if (SPI_execute_plan(es_prepared_plan(&plan, park_sql, 2, argtypes),
-							 values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not park message " INT64_FORMAT, id);
+		es_spi_execute(es_prepared_plan(&plan, park_sql, 2, argtypes),
+					   values, false, SPI_OK_INSERT, "relay parking");
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -228,27 +230,3 @@ const EsSinkMethods es_sink_notify = {
 	.confirm = notify_confirm,
 	.close = notify_close
 };
-
-/* Every sink, by scheme. */
-static const EsSinkMethods *const sinks[] = {
-	&es_sink_notify
-};
-
-const EsSinkMethods *
-es_sink_lookup(const char *uri, const char **target)
-{
-	const char *colon = strchr(uri, ':');
-
-	if (colon == NULL)
-		return NULL;
-	for (size_t i = 0; i < lengthof(sinks); i++)
-	{
-		if (strlen(sinks[i]->scheme) == (size_t) (colon - uri) &&
-			pg_strncasecmp(uri, sinks[i]->scheme, colon - uri) == 0)
-		{
-			*target = colon + 1;
-			return sinks[i];
-		}
-	}
-	return NULL;
-}

@@ -25,6 +25,7 @@
 PG_FUNCTION_INFO_V1(event_store_category);
 PG_FUNCTION_INFO_V1(event_store_stream_hash);
 PG_FUNCTION_INFO_V1(event_store_consumer_group_member);
+PG_FUNCTION_INFO_V1(event_store_check_category);
 
 /* Seed of the stream hash: part of the on-disk contract, never change it. */
 #define ES_STREAM_HASH_SEED		UINT64CONST(0x6576656e7473)
@@ -32,7 +33,7 @@ PG_FUNCTION_INFO_V1(event_store_consumer_group_member);
 /*
  * Check a stream name: non-empty and at most ES_MAX_STREAM_NAME_BYTES.
  */
-void
+static void
 es_check_stream_name(const char *name, int len)
 {
 	if (len == 0)
@@ -82,6 +83,12 @@ es_category_of(const char *stream, int len)
 void
 es_check_category(const char *category, int len)
 {
+	if (len > ES_MAX_STREAM_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("category \"%s...\" is too long", es_clipped(category, len, 32)),
+				 errdetail("Categories are at most %d bytes; this one has %d.",
+						   ES_MAX_STREAM_NAME_BYTES, len)));
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -98,7 +105,7 @@ es_check_category(const char *category, int len)
  * stream lock.  hash_bytes_extended gives the same value on every platform
  * and server version we support.
  */
-uint64
+static uint64
 es_stream_hash(const char *stream, int len)
 {
 	return hash_bytes_extended((const unsigned char *) stream, len,
@@ -149,16 +156,42 @@ event_store_stream_hash(PG_FUNCTION_ARGS)
 										   VARSIZE_ANY_EXHDR(stream)));
 }
 
+/*
+ * A consumer group's size: at least 1.
+ */
+void
+es_check_consumer_group_size(int32 size)
+{
+	if (size < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer group size must be at least 1")));
+}
+
 Datum
 event_store_consumer_group_member(PG_FUNCTION_ARGS)
 {
 	text	   *stream = PG_GETARG_TEXT_PP(0);
 	int32		size = PG_GETARG_INT32(1);
 
-	if (size < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("consumer group size must be at least 1: %d", size)));
+	es_check_consumer_group_size(size);
 	PG_RETURN_INT32(es_consumer_group_member(VARDATA_ANY(stream),
 											 VARSIZE_ANY_EXHDR(stream), size));
+}
+
+/*
+ * check_category(category): the checks of es_check_category for the SQL
+ * functions that take a category; NULL passes (it stands for every
+ * category).
+ */
+Datum
+event_store_check_category(PG_FUNCTION_ARGS)
+{
+	text	   *category;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	category = PG_GETARG_TEXT_PP(0);
+	es_check_category(VARDATA_ANY(category), VARSIZE_ANY_EXHDR(category));
+	PG_RETURN_VOID();
 }

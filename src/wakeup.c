@@ -30,6 +30,26 @@ static bool wake_relay_at_commit = false;
 
 
 /*
+ * Mark the database's work pending, then set its worker's latch.  Returns
+ * whether it has no worker, so that the caller wakes the launcher (after
+ * releasing relay_lock, which the caller holds).
+ */
+static bool
+set_pending(EsRelayDatabase *db)
+{
+	int			procno;
+
+	pg_atomic_write_u32(&db->pending, 1);
+	pg_memory_barrier();
+	if (db->worker < 0)
+		return true;
+	procno = es_relay_workers[db->worker].procno;
+	if (procno >= 0)
+		SetLatch(&GetPGProcByNumber(procno)->procLatch);
+	return false;
+}
+
+/*
  * A commit that matters to the relay of this database: set its pending
  * flag, then wake its worker, or the launcher when it has none.  changed:
  * routes or subscriptions changed (or the extension was created), so the
@@ -39,7 +59,6 @@ static void
 wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 {
 	EsRelayDatabase *db;
-	int			procno = -1;
 	bool		launcher = false;
 
 	if (!changed)
@@ -53,14 +72,7 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 				LWLockRelease(es_shared->relay_lock);
 				return;
 			}
-			pg_atomic_write_u32(&db->pending, 1);
-			pg_memory_barrier();
-			if (db->worker >= 0)
-				procno = es_relay_workers[db->worker].procno;
-			else
-				launcher = true;
-			if (procno >= 0)
-				SetLatch(&GetPGProcByNumber(procno)->procLatch);
+			launcher = set_pending(db);
 			LWLockRelease(es_shared->relay_lock);
 			if (launcher)
 				es_wake_launcher();
@@ -86,13 +98,7 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 			db->has_subscriptions = true;
 			db->failed = false;
 		}
-		pg_atomic_write_u32(&db->pending, 1);
-		if (db->worker >= 0)
-			procno = es_relay_workers[db->worker].procno;
-		else
-			launcher = true;
-		if (procno >= 0)
-			SetLatch(&GetPGProcByNumber(procno)->procLatch);
+		launcher = set_pending(db);
 	}
 	LWLockRelease(es_shared->relay_lock);
 	if (launcher)

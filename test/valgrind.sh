@@ -36,7 +36,7 @@ done
 regress=$(make -s -C "$here" print-regress)
 pg_regress=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
 status=0
-"$pg_regress" --host="$TEST_DIR" --port="$TEST_PORT" --inputdir="$here/test" \
+"$pg_regress" --host="$TEST_DIR" --port="$TEST_PORT" --inputdir="$here" \
     --outputdir="$dir/out" --load-extension=event_store --dbname=contrib_regression \
     --bindir="$(dirname "$(command -v postgres)")" $regress || status=1
 [ "$status" = 0 ] || cat "$dir/out/regression.diffs" 2>/dev/null | head -100

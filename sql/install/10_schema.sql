@@ -38,9 +38,9 @@ BEGIN
 	WHERE n.oid = nsp AND a.privilege_type = 'CREATE'
 	  AND NOT coalesce(r.rolsuper, false);
 	IF creator IS NOT NULL THEN
-		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers: %', nsp_name, creator
+		RAISE EXCEPTION 'schema "%" grants CREATE to roles that are not superusers', nsp_name
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.',
+				  DETAIL = format('It grants CREATE to %s.  The extension''s functions run with superuser privileges and find their objects in this schema: those roles could put objects in their way.', creator),
 				  HINT = format('Revoke CREATE on schema "%s" from them and run CREATE EXTENSION again.', nsp_name);
 	END IF;
 

@@ -52,8 +52,9 @@ CREATE SEQUENCE event_store.position_high_water AS bigint
 	MINVALUE 0 START WITH 0 NO CYCLE;
 REVOKE ALL ON event_store.position_high_water FROM PUBLIC;
 
--- Rows written into the log by a statement (pg_restore's COPY, an INSERT by
--- an administrator), not by append: the feed reads its counter again.
+-- Internal helper, never granted: rows written into the log by a statement
+-- (pg_restore's COPY, an INSERT by an administrator), not by append: the
+-- feed reads its counter again.
 CREATE FUNCTION event_store.events_loaded()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'event_store_events_loaded'

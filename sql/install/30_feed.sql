@@ -37,9 +37,9 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_consumer_group_member'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
--- The feed, optionally one category, optionally one member of a consumer
--- group: what subscriptions read.  Not granted; the subscription functions
--- call it.
+-- Internal helper, never granted: the feed, optionally one category,
+-- optionally one member of a consumer group: what subscriptions read.  The
+-- subscription functions call it.
 CREATE FUNCTION event_store.read_feed(
 	category text,
 	from_position bigint,

@@ -25,6 +25,8 @@ CREATE TABLE event_store.subscription_checkpoints (
 	PRIMARY KEY (subscription, member)
 );
 
+-- Internal helper, never granted: the trigger that removes a dropped
+-- subscription's checkpoints.
 CREATE FUNCTION event_store.subscription_deleted()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -44,7 +46,14 @@ CREATE TRIGGER subscription_deleted
 REVOKE ALL ON event_store.subscriptions, event_store.subscription_checkpoints
 	FROM PUBLIC;
 
--- Raise the contract's error for a bad subscription name.
+-- The channel the relay NOTIFYs when a subscription has new events.
+CREATE FUNCTION event_store.subscription_channel(subscription text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT 'event_store_sub_' || $1 $$;
+
+-- Internal helper, never granted: raise the contract's error for a bad
+-- subscription name.
 CREATE FUNCTION event_store.check_subscription_name(subscription text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -69,7 +78,8 @@ BEGIN
 END
 $$;
 
--- The subscription's row, or the contract's error when there is none.
+-- Internal helper, never granted: the subscription's row, or the
+-- contract's error when there is none.
 CREATE FUNCTION event_store.find_subscription(subscription text)
 RETURNS event_store.subscriptions
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -89,6 +99,7 @@ BEGIN
 END
 $$;
 
+-- Internal helper, never granted: the error for a member outside the group.
 CREATE FUNCTION event_store.check_member(sub event_store.subscriptions, member integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -123,34 +134,21 @@ DECLARE
 	existing event_store.subscriptions;
 BEGIN
 	PERFORM event_store.check_subscription_name(subscription);
-	IF octet_length(category) > 1024 THEN
-		RAISE EXCEPTION 'category name is too long'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
-	IF category = '' THEN
-		RAISE EXCEPTION 'category must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pass NULL to subscribe to the whole feed.';
-	END IF;
-	IF strpos(category, '-') > 0 THEN
-		RAISE EXCEPTION 'invalid category "%"', category
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A category is the part of a stream name before its first "-": it never contains "-".';
-	END IF;
+	PERFORM event_store.check_category(category);
 	IF group_size IS NULL THEN
 		RAISE EXCEPTION 'group_size must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF group_size < 1 THEN
-		RAISE EXCEPTION 'consumer group size must be at least 1: %', group_size
+		RAISE EXCEPTION 'consumer group size must be at least 1'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF group_size > 1024 THEN
-		RAISE EXCEPTION 'consumer group size must be at most 1024: %', group_size
+		RAISE EXCEPTION 'consumer group size must be at most 1024'
 			USING ERRCODE = 'program_limit_exceeded';
 	END IF;
 	IF from_position < 0 THEN
-		RAISE EXCEPTION 'from_position must not be negative: %', from_position
+		RAISE EXCEPTION 'from_position must not be negative'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF if_not_exists IS NULL THEN
@@ -189,8 +187,8 @@ BEGIN
 	FROM generate_series(0, group_size - 1) AS m;
 	IF NOT event_store.relay_available() THEN
 		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = format('event_store is not in shared_preload_libraries: LISTEN %s will not fire.',
-								  'event_store_sub_' || subscription),
+			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
+								  event_store.subscription_channel(subscription)),
 				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
 	END IF;
 	-- The relay worker announces subscriptions: let it know there is one.
@@ -214,8 +212,8 @@ BEGIN
 END
 $$;
 
--- The session's memory of the fence it fetched with (src/subscription.c).
--- Not granted; the subscription functions call them.
+-- Internal helpers, never granted: the session's memory of the fence it
+-- fetched with (src/subscription.c); the subscription functions call them.
 CREATE FUNCTION event_store.subscription_remember(subscription text, member integer, fence uuid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_subscription_remember'
@@ -250,13 +248,16 @@ BEGIN
 		PERFORM event_store.feed_head();
 	END IF;
 	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.
+	-- concurrent drop (and create) is seen whole or not at all.  The
+	-- subscription's row is locked first, as subscription_drop deletes it
+	-- before the checkpoints: a drop either waits for this fetch or has
+	-- committed before it, and then the row is gone.
 	SELECT c.position, c.fence, s.category, s.group_size
 	INTO checkpoint, fence, sub.category, sub.group_size
-	FROM event_store.subscription_checkpoints AS c
-	JOIN event_store.subscriptions AS s ON s.name = c.subscription
-	WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
-	FOR NO KEY UPDATE OF c;
+	FROM event_store.subscriptions AS s
+	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
+	WHERE s.name = sub.name AND c.member = subscription_fetch.member
+	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'subscription "%" does not exist', subscription
 			USING ERRCODE = 'undefined_object';
@@ -294,7 +295,7 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF up_to_position < 0 THEN
-		RAISE EXCEPTION 'up_to_position must not be negative: %', up_to_position
+		RAISE EXCEPTION 'up_to_position must not be negative'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	head := event_store.feed_head();
@@ -343,7 +344,7 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF from_position < 0 THEN
-		RAISE EXCEPTION 'from_position must not be negative: %', from_position
+		RAISE EXCEPTION 'from_position must not be negative'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM FROM event_store.subscription_checkpoints AS c
@@ -372,7 +373,7 @@ SELECT s.name AS subscription,
 	   pending.events AS pending_events,
 	   now() - pending.oldest AS oldest_pending_age,
 	   c.updated_at AS acked_at,
-	   'event_store_sub_' || s.name AS channel
+	   event_store.subscription_channel(s.name) AS channel
 FROM event_store.subscriptions AS s
 JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
 CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'

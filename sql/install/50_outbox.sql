@@ -65,6 +65,22 @@ CREATE TABLE event_store.outbox_dead_letters (
 CREATE INDEX outbox_dead_letters_topic_idx
 	ON event_store.outbox_dead_letters (topic, id);
 
+-- Deduplication keys: the message a key was last sent as to a topic, and
+-- when.  outbox_send reads and writes it as the table's owner; a row
+-- older than the sender's window is overwritten by the next send of the
+-- key; outbox_dedup_purge removes old rows.
+CREATE TABLE event_store.outbox_dedup (
+	topic		text COLLATE "C" NOT NULL,
+	dedup_key	text COLLATE "C" NOT NULL,
+	message_id	bigint NOT NULL,
+	sent_at		timestamptz NOT NULL,
+	PRIMARY KEY (topic, dedup_key)
+);
+COMMENT ON TABLE event_store.outbox_dedup IS
+'Deduplication keys of outbox_send: the message each key of a topic was sent as, and when.';
+REVOKE ALL ON event_store.outbox_dedup FROM PUBLIC;
+GRANT SELECT ON event_store.outbox_dedup TO event_store_admin;
+
 -- Per-topic settings; a topic without a row uses the defaults, which
 -- outbox_topic_settings below holds.
 CREATE TABLE event_store.outbox_topics (
@@ -103,6 +119,8 @@ CREATE TABLE event_store.event_routes (
 CREATE UNIQUE INDEX event_routes_key
 	ON event_store.event_routes (coalesce(category, ''), coalesce(event_type, ''), topic);
 
+-- Internal helper, never granted: the trigger that tells every session to
+-- reload the routes.
 CREATE FUNCTION event_store.event_routes_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'event_store_event_routes_changed'
@@ -129,7 +147,8 @@ REVOKE ALL ON event_store.outbox, event_store.outbox_dead_letters,
 GRANT SELECT ON event_store.outbox_dead_letters, event_store.outbox_topics,
 	event_store.event_routes TO event_store_admin;
 
--- A fresh claim receipt for a message id (used by outbox_claim).
+-- Internal helper, never granted: a fresh claim receipt for a message id
+-- (used by outbox_claim).
 CREATE FUNCTION event_store.outbox_new_receipt(id bigint)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'event_store_outbox_new_receipt'
@@ -140,10 +159,26 @@ CREATE FUNCTION event_store.outbox_send(
 	payload jsonb,
 	key text DEFAULT NULL,
 	headers jsonb DEFAULT NULL,
-	delay interval DEFAULT NULL)
+	delay interval DEFAULT NULL,
+	dedup_key text DEFAULT NULL,
+	dedup_window interval DEFAULT interval '5 minutes')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_outbox_send'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval) IS
+'Enqueue a message in the caller''s transaction; returns its id.  With a dedup_key already sent to the topic within dedup_window, returns the first message''s id and writes nothing.';
+
+CREATE FUNCTION event_store.outbox_send_batch(
+	topic text,
+	payloads jsonb[],
+	keys text[] DEFAULT NULL,
+	headers jsonb[] DEFAULT NULL,
+	delay interval DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'event_store_outbox_send_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval) IS
+'Enqueue one message per payload (keys and headers by the same index) in the caller''s transaction; returns their ids in order.';
 
 -- The consumer functions read and change the outbox as the extension's
 -- owner: consumers need no privilege on the tables.  Their statements keep
@@ -155,11 +190,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- short, and a plan's cost estimate could make it compile them on every call.
 --
 -- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
--- see src/outbox.c.
+-- see src/outbox.c.  With wait, a claim that finds nothing sleeps until a
+-- commit sends to the topic, a delayed message is due, or the wait ends.
 CREATE FUNCTION event_store.outbox_claim(
 	topic text,
 	max_count integer DEFAULT 100,
-	lease interval DEFAULT NULL)
+	lease interval DEFAULT NULL,
+	wait interval DEFAULT NULL)
 RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -168,6 +205,65 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
+'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
+
+-- Claim and acknowledge in one statement of the caller's transaction.
+CREATE FUNCTION event_store.outbox_consume(
+	topic text,
+	max_count integer DEFAULT 100,
+	wait interval DEFAULT NULL)
+RETURNS SETOF event_store.outbox_message
+AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+ROWS 100;
+COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
+'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
+
+-- Lease extension by receipt, fenced like outbox_ack, in the same three
+-- forms.
+CREATE FUNCTION event_store.outbox_extend(
+	receipts uuid[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(uuid[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text[],
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text[], interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
+
+CREATE FUNCTION event_store.outbox_extend(
+	receipts text,
+	lease interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_extend_receipts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+COMMENT ON FUNCTION event_store.outbox_extend(text, interval) IS
+'Lease the messages of these current receipts for lease (NULL: the topic''s) from now; returns how many.';
 
 -- Acknowledgement by receipt, the consumers' form.  The receipts come as
 -- uuid[], as text[] (a driver's list of strings), or as text: an array
@@ -262,26 +358,12 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
--- Raise the contract's error for a bad topic name.
+-- Internal helper, never granted: the checks of a topic argument (the
+-- same as the C functions', in src/outbox.c).
 CREATE FUNCTION event_store.check_topic(topic text)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF topic IS NULL THEN
-		RAISE EXCEPTION 'topic must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF topic = '' THEN
-		RAISE EXCEPTION 'topic must not be empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF octet_length(topic) > 255 THEN
-		RAISE EXCEPTION 'topic "%..." is too long', left(topic, 32)
-			USING ERRCODE = 'program_limit_exceeded',
-				  DETAIL = format('Topics are at most 255 bytes; this one has %s.', octet_length(topic));
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'event_store_check_topic'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- Per-topic settings; NULL keeps the current value (or the default).
 -- delivery 'wal': outbox_send and event routes to the topic emit a
@@ -303,7 +385,7 @@ DECLARE
 BEGIN
 	PERFORM event_store.check_topic(topic);
 	IF max_attempts < 1 THEN
-		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
+		RAISE EXCEPTION 'max_attempts must be at least 1'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
@@ -338,8 +420,6 @@ $$;
 
 COMMENT ON COLUMN event_store.outbox_topics.delivery IS
 	'table: messages are rows of event_store.outbox; wal: transactional logical decoding messages with prefix event_store, no row';
-COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval, text) IS
-	'Set a topic''s retry policy, lease and delivery (table or wal); NULL keeps the current value';
 COMMENT ON FUNCTION event_store.outbox_topics_changed() IS
 	'Trigger: backends read the topics delivered through the WAL again';
 
@@ -399,27 +479,38 @@ BEGIN
 END
 $$;
 
--- Raise the contract's error for a category that no stream can be in: an
--- empty one, or one with a '-' (a category is the part of a stream name
--- before its first '-').  NULL passes: it stands for every category.
-CREATE FUNCTION event_store.check_category(category text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+-- Forget the deduplication keys sent before older_than ago.
+CREATE FUNCTION event_store.outbox_dedup_purge(older_than interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	purged integer;
 BEGIN
-	IF category = '' THEN
-		RAISE EXCEPTION 'category must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A NULL category stands for every category.';
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF strpos(category, '-') > 0 THEN
-		RAISE EXCEPTION 'category "%" contains "-"', category
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'The category of a stream is the part of its name before the first "-": no stream is in this category.';
-	END IF;
+	DELETE FROM event_store.outbox_dedup AS d WHERE d.sent_at < now() - older_than;
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
 END
 $$;
+COMMENT ON FUNCTION event_store.outbox_dedup_purge(interval) IS
+'Delete the deduplication keys sent more than older_than ago; returns how many.';
+
+-- Internal helpers, never granted: the checks of a category and of an
+-- event type to match (src/stream.c, src/append.c).  NULL passes: it
+-- stands for every category, every type.
+CREATE FUNCTION event_store.check_category(category text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_category'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_store.check_event_type(event_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_event_type'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION event_store.route_events(
 	topic text,
@@ -431,16 +522,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM event_store.check_topic(topic);
-	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
-		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
 	PERFORM event_store.check_category(category);
-	IF event_type = '' THEN
-		RAISE EXCEPTION 'event type must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A NULL event type stands for every type.';
-	END IF;
+	PERFORM event_store.check_event_type(event_type);
 	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
 	VALUES (category, event_type, topic)
 	ON CONFLICT DO NOTHING;
@@ -468,7 +551,9 @@ $$;
 
 -- Depth of the outbox per topic: available (claimable now), blocked
 -- (available, but behind an earlier message of the same key), leased,
--- delayed (by send or by a retry), dead.
+-- delayed (by send or by a retry), dead.  "Blocked" is the per-key order of
+-- claims (claim_sql in src/outbox.c; the relay's batches keep the same
+-- order in select_sql, src/relay.c): change them together.
 CREATE VIEW event_store.outbox_depth AS
 WITH messages AS (
 	SELECT o.topic, o.available_at, o.created_at,

@@ -17,7 +17,9 @@ CREATE TABLE event_store.relay_routes (
 	topic		text COLLATE "C" PRIMARY KEY,
 	sink		text NOT NULL,
 	paused		boolean NOT NULL DEFAULT false,
-	created_at	timestamptz NOT NULL DEFAULT now()
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	-- The Kafka topic, or AMQP exchange/routing_key, of a named sink.
+	destination	text
 );
 
 -- Relayed messages too large for NOTIFY: the listener gets a reference and
@@ -50,6 +52,8 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'event_store_relay_available'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Internal helpers, never granted: the end of CREATE EXTENSION starts the
+-- relay, and changes to routes and subscriptions wake it, at commit.
 CREATE FUNCTION event_store.relay_start()
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_start'
@@ -60,16 +64,20 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_wake'
 LANGUAGE C VOLATILE;
 
--- Warn when no relay worker can serve this database now (library not
--- preloaded, launcher not running, no background worker slot free).
+-- Internal helper, never granted: warn when no relay worker can serve this
+-- database now (library not preloaded, launcher not running, no background
+-- worker slot free).
 CREATE FUNCTION event_store.relay_check()
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_check'
 LANGUAGE C VOLATILE;
 
--- Route a topic to a sink: notify:<channel> (LISTEN/NOTIFY).  Replaces the
--- topic's previous sink.
-CREATE FUNCTION event_store.relay_route(topic text, sink text)
+-- Route a topic to a sink: notify:<channel> (LISTEN/NOTIFY), or the name
+-- of a sink made by relay_sink_create, with a destination: the Kafka topic
+-- (default: the outbox topic), or for AMQP exchange/routing_key (default
+-- exchange ''; without a routing key, the message key, else the topic).
+-- Replaces the topic's previous route.
+CREATE FUNCTION event_store.relay_route(topic text, sink text, destination text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -77,6 +85,7 @@ AS $$
 DECLARE
 	scheme text;
 	target text;
+	sink_scheme text;
 BEGIN
 	PERFORM event_store.check_topic(topic);
 	IF sink IS NULL THEN
@@ -84,40 +93,73 @@ BEGIN
 	END IF;
 	scheme := lower(substring(sink FROM '^([A-Za-z][A-Za-z0-9+.-]*):'));
 	IF scheme IS NULL THEN
-		RAISE EXCEPTION 'invalid sink "%"', sink
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A sink is a URI such as notify:<channel>.';
-	END IF;
-	target := substr(sink, length(scheme) + 2);
-	IF scheme = 'notify' THEN
-		IF target = '' THEN
-			RAISE EXCEPTION 'notify sink "%" has an empty channel name', sink
+		-- A named sink.
+		SELECT d.scheme INTO sink_scheme FROM event_store.relay_sink_definitions AS d
+		WHERE d.name = relay_route.sink FOR SHARE;
+		IF sink_scheme IS NULL THEN
+			RAISE EXCEPTION 'sink "%" does not exist', sink
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'A sink is notify:<channel> or the name of a sink made with relay_sink_create.';
+		END IF;
+		IF sink_scheme = 'kafka' THEN
+			IF destination IS NOT NULL AND destination !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'invalid Kafka topic "%"', left(destination, 255)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Kafka topics have 1 to 249 letters, digits, dots, underscores and dashes.';
+			END IF;
+		ELSIF sink_scheme = 'amqp' THEN
+			IF destination IS NOT NULL AND
+			   (octet_length(split_part(destination, '/', 1)) > 255 OR
+				octet_length(substr(destination, strpos(destination, '/') + 1)) > 255) THEN
+				RAISE EXCEPTION 'invalid AMQP destination "%..."', left(destination, 32)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Exchange names and routing keys are at most 255 bytes.';
+			END IF;
+		ELSIF destination IS NOT NULL THEN
+			RAISE EXCEPTION '% sink "%" takes no destination', sink_scheme, sink
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
-		IF octet_length(target) > 63 THEN
-			RAISE EXCEPTION 'channel name "%..." is too long', left(target, 32)
-				USING ERRCODE = 'program_limit_exceeded',
-					  DETAIL = format('Channel names are at most 63 bytes; this one has %s.',
-									  octet_length(target));
-		END IF;
-	ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
-		RAISE EXCEPTION 'sink scheme "%" is not supported yet', scheme
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Use notify:<channel>.';
+		target := sink;
 	ELSE
-		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Use notify:<channel>.';
+		target := substr(sink, length(scheme) + 2);
+		IF scheme = 'notify' THEN
+			IF target = '' THEN
+				RAISE EXCEPTION 'notify sink "%" has an empty channel name', sink
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF octet_length(target) > 63 THEN
+				RAISE EXCEPTION 'channel name "%..." is too long', left(target, 32)
+					USING ERRCODE = 'program_limit_exceeded',
+						  DETAIL = format('Channel names are at most 63 bytes; this one has %s.',
+										  octet_length(target));
+			END IF;
+			IF destination IS NOT NULL THEN
+				RAISE EXCEPTION 'notify sinks take no destination'
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'The channel is part of the sink: notify:<channel>.';
+			END IF;
+			target := scheme || ':' || target;
+		ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
+			RAISE EXCEPTION 'a route names a sink, not the url "%"', event_store.relay_sink_mask_url(sink)
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Create it with relay_sink_create(name, url, options), then route to its name.';
+		ELSE
+			RAISE EXCEPTION 'unknown sink scheme "%"', scheme
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A sink is notify:<channel> or the name of a sink made with relay_sink_create.';
+		END IF;
 	END IF;
 
-	INSERT INTO event_store.relay_routes AS r (topic, sink)
-	VALUES (topic, scheme || ':' || target)
+	INSERT INTO event_store.relay_routes AS r (topic, sink, destination)
+	VALUES (topic, target, destination)
 	ON CONFLICT ON CONSTRAINT relay_routes_pkey
-	DO UPDATE SET sink = excluded.sink;
+	DO UPDATE SET sink = excluded.sink, destination = excluded.destination;
 	PERFORM event_store.relay_wake();
 	PERFORM event_store.relay_check();
 END
 $$;
+COMMENT ON FUNCTION event_store.relay_route(text, text, text) IS
+'Route an outbox topic to notify:<channel> or to a named sink, with an optional destination.';
 
 CREATE FUNCTION event_store.relay_unroute(topic text)
 RETURNS boolean
@@ -131,8 +173,8 @@ BEGIN
 END
 $$;
 
--- Pause or resume the relay of a topic; while paused, its messages wait in
--- the outbox.
+-- Internal helper, never granted: pause or resume the relay of a topic;
+-- while paused, its messages wait in the outbox.
 CREATE FUNCTION event_store.relay_set_paused(topic text, paused boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -22,6 +22,8 @@ FROM (SELECT st.state,
 	  FROM (SELECT event_store.feed_state() AS state) AS st) AS h;
 
 -- One row per stream.
+-- A stream is deleted when it ends with the tombstone delete_stream writes
+-- (ES_TOMBSTONE_TYPE, src/event_store.h).
 CREATE VIEW event_store.streams AS
 SELECT e.stream,
 	   event_store.category(e.stream) AS category,

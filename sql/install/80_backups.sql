@@ -1,7 +1,7 @@
 --------------------------------------------------------------------------
 -- Backups.  pg_dump saves the rows of these tables and the values of these
 -- sequences (an extension's own tables are otherwise left out of a dump).
--- Not saved: event_store.relay_parked, copies of messages already relayed
+-- Not saved: event_store.relay_sink_state (counters), event_store.relay_parked, copies of messages already relayed
 -- that expire within event_store.relay_reference_ttl.  README.md, "Backup
 -- and restore", says what a restore brings back.
 --------------------------------------------------------------------------
@@ -13,5 +13,7 @@ SELECT pg_catalog.pg_extension_config_dump('event_store.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_topics', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.outbox_dedup', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.event_routes', '');
 SELECT pg_catalog.pg_extension_config_dump('event_store.relay_routes', '');
+SELECT pg_catalog.pg_extension_config_dump('event_store.relay_sink_definitions', '');

@@ -14,18 +14,26 @@ GRANT EXECUTE ON FUNCTION
 	event_store.feed_head(),
 	event_store.feed_state(),
 	event_store.consumer_group_member(text, integer),
+	event_store.subscription_channel(text),
 	event_store.subscription_fetch(text, integer, integer),
 	event_store.subscription_ack(text, bigint, integer),
 	event_store.relay_fetch(bigint),
 	event_store.relay_worker_status(),
-	event_store.relay_available()
+	event_store.relay_available(),
+	event_store.relay_sink_mask_url(text),
+	event_store.relay_sink_mask_options(jsonb)
 TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
 	event_store.append(text, jsonb, bigint),
 	event_store.append_event(text, text, jsonb, jsonb, bigint, uuid),
-	event_store.outbox_send(text, jsonb, text, jsonb, interval),
-	event_store.outbox_claim(text, integer, interval),
+	event_store.outbox_send(text, jsonb, text, jsonb, interval, text, interval),
+	event_store.outbox_send_batch(text, jsonb[], text[], jsonb[], interval),
+	event_store.outbox_claim(text, integer, interval, interval),
+	event_store.outbox_consume(text, integer, interval),
+	event_store.outbox_extend(uuid[], interval),
+	event_store.outbox_extend(text[], interval),
+	event_store.outbox_extend(text, interval),
 	event_store.outbox_ack(uuid[]),
 	event_store.outbox_ack(text[]),
 	event_store.outbox_ack(text),
@@ -46,16 +54,23 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_redrive(bigint[]),
 	event_store.outbox_redrive_topic(text),
 	event_store.outbox_purge_dead_letters(bigint[]),
+	event_store.outbox_dedup_purge(interval),
 	event_store.route_events(text, text, text),
 	event_store.unroute_events(text, text, text),
-	event_store.relay_route(text, text),
+	event_store.relay_route(text, text, text),
+	event_store.relay_sink_create(text, text, jsonb),
+	event_store.relay_sink_drop(text),
 	event_store.relay_unroute(text),
 	event_store.relay_pause(text),
 	event_store.relay_resume(text)
 TO event_store_admin;
 
--- The relay wakes consumer group members for their own streams.
-GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer)
+-- The relay wakes consumer group members for their own streams, on the
+-- subscriptions' channels, and retries failed messages by their topic's
+-- settings.
+GRANT EXECUTE ON FUNCTION event_store.consumer_group_member(text, integer),
+	event_store.subscription_channel(text),
+	event_store.outbox_topic_settings(text)
 	TO event_store_relay;
 
 -- The launcher starts this database's relay worker once the extension is

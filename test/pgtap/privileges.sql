@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(38);
+SELECT plan(40);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -19,14 +19,38 @@ SELECT set_eq(
 	ARRAY['outbox:SELECT', 'outbox:UPDATE', 'outbox:DELETE',
 		  'relay_parked:SELECT', 'relay_parked:INSERT', 'relay_parked:DELETE',
 		  'relay_routes:SELECT', 'subscriptions:SELECT', 'events:SELECT',
-		  'outbox_topics:SELECT', 'outbox_dead_letters:INSERT'],
+		  'outbox_topics:SELECT', 'outbox_dead_letters:INSERT',
+		  'relay_sink_definitions:SELECT', 'relay_sink_state:SELECT',
+		  'relay_sink_state:INSERT', 'relay_sink_state:UPDATE'],
 	'the relay role has exactly the table privileges relaying needs');
 SELECT set_eq(
 	$$SELECT oid::regprocedure::text FROM pg_proc
 	  WHERE pronamespace = 'event_store'::regnamespace
 	    AND has_function_privilege('event_store_relay', oid, 'EXECUTE')$$,
-	ARRAY['event_store.category(text)', 'event_store.consumer_group_member(text,integer)'],
+	ARRAY['event_store.category(text)', 'event_store.consumer_group_member(text,integer)',
+		  'event_store.subscription_channel(text)', 'event_store.outbox_topic_settings(text)'],
 	'the relay role can execute exactly the functions its statements use');
+-- Every object says what it is; internal helpers are granted to no one.
+SELECT is_empty(
+	$$SELECT oid::regprocedure::text FROM pg_proc
+	  WHERE pronamespace = 'event_store'::regnamespace
+	    AND obj_description(oid, 'pg_proc') IS NULL
+	  UNION ALL
+	  SELECT oid::regclass::text FROM pg_class
+	  WHERE relnamespace = 'event_store'::regnamespace
+	    AND relkind IN ('r', 'v', 'S') AND obj_description(oid, 'pg_class') IS NULL
+	  UNION ALL
+	  SELECT t.oid::regtype::text FROM pg_type AS t JOIN pg_class AS c ON c.oid = t.typrelid
+	  WHERE t.typnamespace = 'event_store'::regnamespace AND c.relkind = 'c'
+	    AND obj_description(t.oid, 'pg_type') IS NULL$$,
+	'every function, table, view, sequence and type has a comment');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure::text || ' to ' || a.grantee::regrole::text
+	  FROM pg_proc AS p, LATERAL aclexplode(p.proacl) AS a
+	  WHERE p.pronamespace = 'event_store'::regnamespace
+	    AND obj_description(p.oid, 'pg_proc') LIKE 'Internal:%'
+	    AND a.grantee <> p.proowner$$,
+	'internal helpers are granted to no one');
 SELECT is_member_of('event_store_reader', 'event_store_writer');
 SELECT is_member_of('event_store_writer', 'event_store_admin');
 
@@ -42,18 +66,26 @@ SELECT 'event_store_reader', unnest(ARRAY[
 	'event_store.feed_head()',
 	'event_store.feed_state()',
 	'event_store.consumer_group_member(text,integer)',
+	'event_store.subscription_channel(text)',
 	'event_store.subscription_fetch(text,integer,integer)',
 	'event_store.subscription_ack(text,bigint,integer)',
 	'event_store.relay_fetch(bigint)',
 	'event_store.relay_worker_status()',
-	'event_store.relay_available()']);
+	'event_store.relay_available()',
+	'event_store.relay_sink_mask_url(text)',
+	'event_store.relay_sink_mask_options(jsonb)']);
 INSERT INTO expected_grants
 SELECT 'event_store_writer', function FROM expected_grants WHERE role = 'event_store_reader'
 UNION ALL SELECT 'event_store_writer', unnest(ARRAY[
 	'event_store.append(text,jsonb,bigint)',
 	'event_store.append_event(text,text,jsonb,jsonb,bigint,uuid)',
-	'event_store.outbox_send(text,jsonb,text,jsonb,interval)',
-	'event_store.outbox_claim(text,integer,interval)',
+	'event_store.outbox_send(text,jsonb,text,jsonb,interval,text,interval)',
+	'event_store.outbox_send_batch(text,jsonb[],text[],jsonb[],interval)',
+	'event_store.outbox_claim(text,integer,interval,interval)',
+	'event_store.outbox_consume(text,integer,interval)',
+	'event_store.outbox_extend(uuid[],interval)',
+	'event_store.outbox_extend(text[],interval)',
+	'event_store.outbox_extend(text,interval)',
 	'event_store.outbox_ack(uuid[])',
 	'event_store.outbox_ack(text[])',
 	'event_store.outbox_ack(text)',
@@ -74,9 +106,12 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.outbox_redrive(bigint[])',
 	'event_store.outbox_redrive_topic(text)',
 	'event_store.outbox_purge_dead_letters(bigint[])',
+	'event_store.outbox_dedup_purge(interval)',
 	'event_store.route_events(text,text,text)',
 	'event_store.unroute_events(text,text,text)',
-	'event_store.relay_route(text,text)',
+	'event_store.relay_route(text,text,text)',
+	'event_store.relay_sink_create(text,text,jsonb)',
+	'event_store.relay_sink_drop(text)',
 	'event_store.relay_unroute(text)',
 	'event_store.relay_pause(text)',
 	'event_store.relay_resume(text)']);

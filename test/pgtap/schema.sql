@@ -41,9 +41,9 @@ SELECT set_eq(
 	$$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS u(relid)
 	  JOIN pg_class c ON c.oid = u.relid WHERE e.extname = 'event_store'$$,
 	ARRAY['events', 'position_high_water', 'subscriptions', 'subscription_checkpoints',
-		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics',
-		  'event_routes', 'relay_routes'],
-	'pg_dump saves every table and sequence holding data (not relay_parked)');
+		  'outbox', 'outbox_id_seq', 'outbox_dead_letters', 'outbox_topics', 'outbox_dedup',
+		  'event_routes', 'relay_routes', 'relay_sink_definitions'],
+	'pg_dump saves every table and sequence holding data (not relay_parked, not relay_sink_state)');
 
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'event_store'), false,
 	'the extension is not relocatable');

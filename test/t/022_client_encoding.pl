@@ -28,7 +28,7 @@ my @cases = (
 	[
 		'event type',
 		q{SELECT event_store.append_event('s-1', 'a' || repeat(chr(233), 600), '{}')},
-		'54000', 'append_event: event type "a' . ($e x 15) . '..." is too long'
+		'54000', 'event type "a' . ($e x 15) . '..." is too long'
 	],
 	[
 		'topic',
@@ -43,12 +43,12 @@ my @cases = (
 	[
 		'unknown event key',
 		q{SELECT event_store.append('s-1', jsonb_build_object('type', 'T', 'data', 1, 'a' || repeat(chr(233), 40), 1))},
-		'22023', 'event 0: unknown key "a' . ($e x 31) . '"'
+		'22023', 'unknown event key "a' . ($e x 31) . '"'
 	],
 	[
 		'event id',
 		q{SELECT event_store.append('s-1', jsonb_build_object('type', 'T', 'data', 1, 'id', 'a' || repeat(chr(233), 40)))},
-		'22P02', 'event 0: invalid event id "a' . ($e x 31) . '"'
+		'22P02', 'invalid event id "a' . ($e x 31) . '"'
 	]);
 
 foreach my $encoding ('LATIN1', 'UTF8')

@@ -59,6 +59,7 @@ SELECT count(*) FROM event_store.outbox_claim('orders');
 SELECT try($$SELECT event_store.route_events(NULL, 'order')$$);
 SELECT try($$SELECT event_store.route_events('', 'order')$$);
 SELECT try($$SELECT event_store.route_events('t', repeat('c', 1025))$$);
+SELECT try($$SELECT event_store.route_events('t', NULL, repeat('e', 1025))$$);
 -- A category no stream can be in (empty, or with a '-'), and an empty
 -- type, are refused: an empty category stood for "every category" in the
 -- uniqueness of routes and kept a later catch-all route out.

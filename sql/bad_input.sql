@@ -23,29 +23,29 @@ SELECT try($$SELECT event_store.append('s-1', '"text"')$$);
 SELECT try($$SELECT event_store.append('s-1', '42')$$);
 SELECT try($$SELECT event_store.append('s-1', 'null')$$);
 SELECT try($$SELECT event_store.append('s-1', '[]')$$);
-SELECT try($$SELECT event_store.append('s-1', '{}')$$);
-SELECT try($$SELECT event_store.append('s-1', '[1, 2]')$$);
-SELECT try($$SELECT event_store.append('s-1', '[{"type": "T", "data": {}}, [1]]')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '[1, 2]')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '[{"type": "T", "data": {}}, [1]]')$$);
 
 -- type: missing, not a string, empty, too long, reserved.
-SELECT try($$SELECT event_store.append('s-1', '{"data": {}}')$$);
-SELECT try($$SELECT event_store.append('s-1', '{"type": 1, "data": {}}')$$);
-SELECT try($$SELECT event_store.append('s-1', '{"type": null, "data": {}}')$$);
-SELECT try($$SELECT event_store.append('s-1', '{"type": ["T"], "data": {}}')$$);
-SELECT try($$SELECT event_store.append('s-1', '{"type": "", "data": {}}')$$);
-SELECT try(format($f$SELECT event_store.append('s-1', '{"type": "%s", "data": {}}')$f$, repeat('t', 1025)));
-SELECT try($$SELECT event_store.append('s-1', '{"type": "$internal", "data": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"data": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": 1, "data": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": null, "data": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": ["T"], "data": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "", "data": {}}')$$);
+SELECT try_context(format($f$SELECT event_store.append('s-1', '{"type": "%s", "data": {}}')$f$, repeat('t', 1025)));
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "$internal", "data": {}}')$$);
 SELECT try($$SELECT event_store.append_event('s-1', NULL, '{}')$$);
 SELECT try($$SELECT event_store.append_event('s-1', '', '{}')$$);
 SELECT try($$SELECT event_store.append_event('s-1', repeat('t', 1025), '{}')$$);
 
 -- data: missing, SQL NULL.
-SELECT try($$SELECT event_store.append('s-1', '{"type": "T"}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "T"}')$$);
 SELECT try($$SELECT event_store.append_event('s-1', 'T', NULL)$$);
 
 -- metadata: not an object.
-SELECT try($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "metadata": [1]}')$$);
-SELECT try($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "metadata": "m"}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "metadata": [1]}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "metadata": "m"}')$$);
 SELECT try($$SELECT event_store.append_event('s-1', 'T', '{}', '[1]')$$);
 SELECT try($$SELECT event_store.append_event('s-1', 'T', '{}', '"m"')$$);
 SELECT try($$SELECT event_store.append_event('s-1', 'T', '{}', '3')$$);
@@ -64,7 +64,7 @@ SELECT event_store.append('s-2', '[
 SELECT id FROM event_store.read_stream('s-2');
 
 -- Unknown keys are refused rather than silently dropped.
-SELECT try($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "meta": {}}')$$);
+SELECT try_context($$SELECT event_store.append('s-1', '{"type": "T", "data": {}, "meta": {}}')$$);
 
 -- expected_version below -2.
 SELECT try($$SELECT event_store.append('s-1', '{"type": "T", "data": {}}', -3)$$);
@@ -83,7 +83,7 @@ SET event_store.max_append_events = 3;
 SELECT try($$SELECT event_store.append('s-1', '[{"type": "T", "data": 1}, {"type": "T", "data": 2}, {"type": "T", "data": 3}, {"type": "T", "data": 4}]')$$);
 RESET event_store.max_append_events;
 SET event_store.max_event_size = '1kB';
-SELECT try(format($f$SELECT event_store.append('s-1', '{"type": "T", "data": "%s"}')$f$, repeat('x', 2000)));
+SELECT try_context(format($f$SELECT event_store.append('s-1', '{"type": "T", "data": "%s"}')$f$, repeat('x', 2000)));
 SELECT try(format($f$SELECT event_store.append_event('s-1', 'T', '{}', '{"m": "%s"}')$f$, repeat('x', 2000)));
 RESET event_store.max_event_size;
 

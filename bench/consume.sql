@@ -1,0 +1,1 @@
+SELECT count(*) FROM event_store.outbox_consume('bench', 10);
