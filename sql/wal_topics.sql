@@ -25,6 +25,7 @@ SELECT * FROM event_store.outbox_topic_settings('cdc');
 UPDATE event_store.outbox_topics SET delivery = 'wal' WHERE topic = 'cdc';
 SELECT try($$SELECT event_store.outbox_send('cdc', '{"n": 1}')$$);
 SELECT try($$SELECT event_store.outbox_send('cdc', '{"n": 1}', delay => '1 minute')$$);
+SELECT try($$SELECT event_store.outbox_send_batch('cdc', ARRAY['{"n": 1}'::jsonb])$$);
 SELECT event_store.route_events('cdc', 'order');
 SELECT try($$SELECT event_store.append_event('order-1', 'Placed', '{}')$$);
 SELECT event_store.stream_version('order-1');

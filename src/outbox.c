@@ -938,7 +938,8 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 	Datum	   *ids;
 	TimestampTz now;
 	TimestampTz available_at;
-	EsTableWriter *writer;
+	EsTableWriter *writer = NULL;
+	bool		wal;
 
 	deconstruct_array(payload_array, JSONBOID, -1, false, TYPALIGN_INT,
 					  &payloads, &payload_nulls, &count);
@@ -1000,7 +1001,11 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 	es_check_writable("outbox_send_batch");
 
 	ids = palloc(sizeof(Datum) * Max(count, 1));
-	writer = es_writer_open("outbox");
+	wal = topic_is_wal(topic);
+	if (wal)
+		check_wal_send(topic, available_at, now);
+	else
+		writer = es_writer_open("outbox");
 	for (int i = 0; i < count; i++)
 	{
 		text	   *key = (keys != NULL && !key_nulls[i]) ?
@@ -1009,12 +1014,20 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 			DatumGetJsonbP(headers[i]) : NULL;
 
 		CHECK_FOR_INTERRUPTS();
-		ids[i] = Int64GetDatum(enqueue(writer, 0, topic, key,
-									   DatumGetJsonbP(payloads[i]),
-									   message_headers, available_at, now));
+		if (wal)
+			ids[i] = Int64GetDatum(emit_wal_message(0, topic, key,
+													DatumGetJsonbP(payloads[i]),
+													message_headers));
+		else
+			ids[i] = Int64GetDatum(enqueue(writer, 0, topic, key,
+										   DatumGetJsonbP(payloads[i]),
+										   message_headers, available_at, now));
 	}
-	es_writer_close(writer);
-	CommandCounterIncrement();
+	if (!wal)
+	{
+		es_writer_close(writer);
+		CommandCounterIncrement();
+	}
 
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, count, INT8OID, 8,
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));

@@ -45,6 +45,10 @@ $node->safe_psql('postgres', q{
 	SELECT event_store.append_event('user-7', 'Joined', '{"not": "routed"}');
 	SELECT event_store.outbox_send('plain', '{"n": "table"}');
 });
+# A batch send to a WAL topic is published the same way (n 7 and 8).
+my $batch_sent = $node->safe_psql('postgres',
+	q{SELECT event_store.outbox_send_batch('cdc', ARRAY['{"n": 7}', '{"n": 8}']::jsonb[])})
+  =~ /^\{\d+,\d+\}$/;
 
 # Session a sends first, session b second; b commits first.
 my $a = $node->background_psql('postgres');
@@ -103,12 +107,12 @@ foreach my $client ([ 'test_decoding', \@td ], [ 'pgoutput', \@po ])
 	my @messages = map { decode_json($_->[2]) } @$lines;
 	is(scalar(grep { $_->[0] ne '1' || $_->[1] ne 'event_store' } @$lines), 0,
 		"$name: every message is transactional, with prefix event_store");
-	is(scalar(@messages), 1006, "$name: every committed message");
+	is(scalar(@messages), 1008, "$name: every committed message");
 	my %ids = map { $_->{id} => 1 } @messages;
-	is(scalar(keys %ids), 1006, "$name: each once");
+	is(scalar(keys %ids), 1008, "$name: each once");
 	is(scalar(grep { $_->{payload}{rolled_back} } @messages), 0,
 		"$name: nothing rolled back");
-	is_deeply([ map { $_->{payload}{n} } @messages[0 .. 5] ], [ 1, 2, 3, 4, 5, 6 ],
+	is_deeply([ map { $_->{payload}{n} } @messages[0 .. 7] ], [ 1, 2, 3, 4, 7, 8, 5, 6 ],
 		"$name: in commit order");
 	is_deeply([ sort keys %{ $messages[0] } ], [qw(headers id key payload topic)],
 		"$name: the message's fields");
@@ -129,6 +133,7 @@ foreach my $client ([ 'test_decoding', \@td ], [ 'pgoutput', \@po ])
 	}
 	ok($ordered && keys %last == 4, "$name: each session's messages in order");
 }
+ok($batch_sent, 'a batch send to a WAL topic returns its ids');
 is_deeply([ map { decode_json($_->[2])->{id} } @po ],
 	[ map { decode_json($_->[2])->{id} } @td ], 'both clients see the same sequence');
 
