@@ -36,6 +36,7 @@ OBJS = \
 	src/shmem.o \
 	src/sink_amqp.o \
 	src/sink_config.o \
+	src/sink_http.o \
 	src/sink_kafka.o \
 	src/sink_notify.o \
 	src/stream.o \
@@ -58,7 +59,7 @@ EXTRA_CLEAN = $(DATA_built)
 # (beside the install scripts); their results go to test/output_regress.
 REGRESS = setup append append_event read_stream delete_stream bad_input \
 	read_all read_category subscriptions outbox outbox_receipts outbox_queue \
-	event_routes relay relay_sinks stream_lifecycle feed_filters
+	event_routes relay relay_sinks stream_lifecycle feed_filters wal_topics
 REGRESS_OPTS = --inputdir=. --outputdir=test/output_regress \
 	--temp-instance=test/tmp_check_regress --temp-config=test/preload.conf \
 	--load-extension=event_store
@@ -70,7 +71,7 @@ ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
 
 PG_CPPFLAGS = -I$(srcdir)/src
 # The Kafka and AMQP sinks (librdkafka-dev, librabbitmq-dev).
-SHLIB_LINK = -lrdkafka -lrabbitmq
+SHLIB_LINK = -lrdkafka -lrabbitmq -lcurl
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
 PG_CONFIG ?= pg_config
@@ -107,7 +108,7 @@ installcheck-tap:
 LIBPQ_CFLAGS = -I$(shell $(PG_CONFIG) --includedir)
 LIBPQ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
 TOOLS = tools/es_listen tools/es_relay_bench tools/es_amqp_consume tools/es_kafka_mock \
-	tools/es_filter_bench
+	tools/es_filter_bench tools/es_wal_messages
 EXTRA_CLEAN += $(TOOLS)
 
 all: $(TOOLS)

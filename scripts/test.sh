@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf '\n=== %s\n' "$*"; }
 
-ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap \
+ensure_packages build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libcurl4-openssl-dev \
     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl sqlsmith rsync
 # The compatibility layers are tested against published clients and
 # Message DB's own SQL, installed from the npm registry (test/npm, pinned

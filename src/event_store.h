@@ -215,6 +215,9 @@ extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
 extern int64 es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,
 							   TimestampTz available_at, TimestampTz now);
+extern int64 es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
+							   Jsonb *payload, Jsonb *headers,
+							   TimestampTz available_at, TimestampTz now);
 extern bool es_outbox_take_sent_flag(void);
 
 /* route.c: routes from the event log to the outbox */

@@ -39,6 +39,17 @@
  * Claim, ack and nack are single SQL statements kept as prepared plans, run
  * through SPI as the extension's owner (the functions are SECURITY DEFINER).
  *
+ * A topic configured with delivery 'wal' has no rows: a message sent to it
+ * (by outbox_send or an event route) is a transactional logical decoding
+ * message with prefix "event_store" whose content is the message as JSON,
+ * {"id", "topic", "key", "payload", "headers"}, as pg_logical_emit_message
+ * writes one.  Decoding hands it out when, and only if, the transaction
+ * commits, in commit order; there is nothing to claim, ack or vacuum.  Its
+ * id still comes from outbox_id_seq, so ids stay unique across both kinds
+ * of topic.  Every backend caches the names of the WAL topics (most
+ * databases have none); a statement trigger on outbox_topics sends a
+ * relcache invalidation that empties the cache, as for event routes.
+ *
  * A claim can wait for messages (outbox_claim(..., wait => interval)).  It
  * publishes the topic it waits for in its backend slot (shared memory,
  * src/shmem.c), takes a fresh snapshot and tries to claim; if nothing is
@@ -70,13 +81,17 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "replication/message.h"
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
@@ -84,6 +99,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/snapmgr.h"
@@ -102,6 +120,7 @@ PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_ack_ids);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
+PG_FUNCTION_INFO_V1(event_store_outbox_topics_changed);
 PG_FUNCTION_INFO_V1(event_store_outbox_extend_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_send_batch);
 PG_FUNCTION_INFO_V1(event_store_outbox_consume);
@@ -137,6 +156,16 @@ enum
 
 /* This transaction sent messages: its commit wakes the relay. */
 static bool sent_in_transaction = false;
+
+/* The prefix of the logical decoding messages of WAL topics. */
+#define WAL_MESSAGE_PREFIX "event_store"
+
+/* The names of the topics delivered through the WAL (text *), cached. */
+static MemoryContext wal_topics_context = NULL;
+static List *wal_topics = NIL;
+static bool wal_topics_valid = false;
+static bool wal_topics_callback_registered = false;
+static Oid	wal_topics_relid = InvalidOid;
 
 /*
  * The topics this transaction sent to, as hashes: its commit wakes the
@@ -348,6 +377,189 @@ es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 				 errdetail("Topics are at most %d bytes; this one has %d.",
 						   ES_MAX_TOPIC_BYTES, len)));
 	return topic;
+}
+
+static void
+wal_topics_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == wal_topics_relid)
+		wal_topics_valid = false;
+}
+
+/*
+ * Read the names of the WAL topics from outbox_topics, with the latest
+ * snapshot (a topic configured by a transaction that committed a moment
+ * ago counts at once).
+ */
+static void
+load_wal_topics(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	AttrNumber	topic_attnum;
+	AttrNumber	delivery_attnum;
+
+	if (!wal_topics_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(wal_topics_relcache_callback, (Datum) 0);
+		wal_topics_callback_registered = true;
+	}
+	if (wal_topics_context == NULL)
+		wal_topics_context = AllocSetContextCreate(TopMemoryContext,
+												   "event_store WAL topics",
+												   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(wal_topics_context);
+	wal_topics = NIL;
+
+	rel = es_open_relation("outbox_topics", AccessShareLock);
+	wal_topics_relid = RelationGetRelid(rel);
+	/* By name: an updated installation may have its columns elsewhere. */
+	topic_attnum = get_attnum(wal_topics_relid, "topic");
+	delivery_attnum = get_attnum(wal_topics_relid, "delivery");
+	if (topic_attnum == InvalidAttrNumber || delivery_attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"event_store\" must be updated"),
+				 errhint("Run ALTER EXTENSION event_store UPDATE.")));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		delivery = slot_getattr(slot, delivery_attnum, &isnull);
+
+		if (!isnull && strcmp(TextDatumGetCString(delivery), "wal") == 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(wal_topics_context);
+
+			wal_topics = lappend(wal_topics,
+								 DatumGetTextPCopy(slot_getattr(slot, topic_attnum,
+																&isnull)));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	/* Set last: an invalidation during the load makes us load again. */
+	wal_topics_valid = true;
+}
+
+/* Whether messages to the topic are logical decoding messages. */
+static bool
+topic_is_wal(text *topic)
+{
+	ListCell   *lc;
+
+	if (!wal_topics_valid)
+		load_wal_topics();
+	foreach(lc, wal_topics)
+	{
+		text	   *name = lfirst(lc);
+
+		if (VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(topic) &&
+			memcmp(VARDATA_ANY(name), VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Emit the message to a WAL topic: a transactional logical decoding
+ * message, decoded at the transaction's commit, dropped if it aborts.
+ */
+static int64
+emit_wal_message(int64 id, text *topic, text *key, Jsonb *payload, Jsonb *headers)
+{
+	StringInfoData buf;
+	char	   *topic_cstring = text_to_cstring(topic);
+
+	if (!XLogLogicalInfoActive())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("topic \"%s\" is delivered through the WAL, but wal_level is not \"logical\"",
+						topic_cstring),
+				 errhint("Set wal_level = logical and restart the server, or deliver the topic through the outbox table with outbox_configure(topic, delivery => 'table').")));
+
+	if (id == 0)
+		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"id\": " INT64_FORMAT ", \"topic\": ", id);
+	escape_json(&buf, topic_cstring);
+	appendStringInfoString(&buf, ", \"key\": ");
+	if (key == NULL)
+		appendStringInfoString(&buf, "null");
+	else
+		escape_json(&buf, text_to_cstring(key));
+	appendStringInfoString(&buf, ", \"payload\": ");
+	(void) JsonbToCString(&buf, &payload->root, VARSIZE(payload));
+	appendStringInfoString(&buf, ", \"headers\": ");
+	if (headers == NULL)
+		appendStringInfoString(&buf, "null");
+	else
+		(void) JsonbToCString(&buf, &headers->root, VARSIZE(headers));
+	appendStringInfoChar(&buf, '}');
+
+	LogLogicalMessage(WAL_MESSAGE_PREFIX, buf.data, buf.len, true);
+	pfree(buf.data);
+	pfree(topic_cstring);
+	return id;
+}
+
+/* A message to a WAL topic is published at commit: it cannot wait. */
+static void
+check_wal_send(text *topic, TimestampTz available_at, TimestampTz now)
+{
+	if (available_at > now)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a message to topic \"%s\" cannot be delayed",
+						text_to_cstring(topic)),
+				 errdetail("The topic is delivered through the WAL, at commit.")));
+}
+
+/*
+ * Send one message in the caller's transaction: a row of the outbox
+ * (through *writer, opened here on first use; the caller closes it), or
+ * for a WAL topic a logical decoding message.  Returns its id.
+ */
+int64
+es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
+				  Jsonb *payload, Jsonb *headers, TimestampTz available_at,
+				  TimestampTz now)
+{
+	if (topic_is_wal(topic))
+	{
+		check_wal_send(topic, available_at, now);
+		return emit_wal_message(0, topic, key, payload, headers);
+	}
+	if (*writer == NULL)
+		*writer = es_writer_open("outbox");
+	return es_outbox_enqueue(*writer, topic, key, payload, headers,
+							 available_at, now);
+}
+
+/*
+ * Statement trigger on outbox_topics: tell every backend to read the WAL
+ * topics again.
+ */
+Datum
+event_store_outbox_topics_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("outbox_topics_changed must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
 }
 
 /*
@@ -678,6 +890,11 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 		}
 	}
 
+	if (topic_is_wal(topic))
+	{
+		check_wal_send(topic, available_at, now);
+		PG_RETURN_INT64(emit_wal_message(id, topic, key, payload, headers));
+	}
 	writer = es_writer_open("outbox");
 	id = enqueue(writer, id, topic, key, payload, headers, available_at, now);
 	es_writer_close(writer);
@@ -721,7 +938,8 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 	Datum	   *ids;
 	TimestampTz now;
 	TimestampTz available_at;
-	EsTableWriter *writer;
+	EsTableWriter *writer = NULL;
+	bool		wal;
 
 	deconstruct_array(payload_array, JSONBOID, -1, false, TYPALIGN_INT,
 					  &payloads, &payload_nulls, &count);
@@ -783,7 +1001,11 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 	es_check_writable("outbox_send_batch");
 
 	ids = palloc(sizeof(Datum) * Max(count, 1));
-	writer = es_writer_open("outbox");
+	wal = topic_is_wal(topic);
+	if (wal)
+		check_wal_send(topic, available_at, now);
+	else
+		writer = es_writer_open("outbox");
 	for (int i = 0; i < count; i++)
 	{
 		text	   *key = (keys != NULL && !key_nulls[i]) ?
@@ -792,12 +1014,20 @@ event_store_outbox_send_batch(PG_FUNCTION_ARGS)
 			DatumGetJsonbP(headers[i]) : NULL;
 
 		CHECK_FOR_INTERRUPTS();
-		ids[i] = Int64GetDatum(enqueue(writer, 0, topic, key,
-									   DatumGetJsonbP(payloads[i]),
-									   message_headers, available_at, now));
+		if (wal)
+			ids[i] = Int64GetDatum(emit_wal_message(0, topic, key,
+													DatumGetJsonbP(payloads[i]),
+													message_headers));
+		else
+			ids[i] = Int64GetDatum(enqueue(writer, 0, topic, key,
+										   DatumGetJsonbP(payloads[i]),
+										   message_headers, available_at, now));
 	}
-	es_writer_close(writer);
-	CommandCounterIncrement();
+	if (!wal)
+	{
+		es_writer_close(writer);
+		CommandCounterIncrement();
+	}
 
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, count, INT8OID, 8,
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));

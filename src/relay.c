@@ -17,8 +17,9 @@
  *	  the check comes before the limit, so blocked messages never hide
  *	  eligible ones.  The batch goes to the route's sink (sink.h); what the
  *	  sink confirmed is deleted, what failed goes through the topic's
- *	  backoff, and after its max_attempts to the dead letters with its
- *	  error;
+ *	  backoff (no sooner than the sink's Retry-After), and after its
+ *	  max_attempts to the dead letters with its error, and what the sink
+ *	  rejected goes there at once;
  *	- the feed announcer (feed_announce.c) tells LISTENers when the safe
  *	  head of the feed moved.
  * Relay transactions commit asynchronously: after a crash, a batch whose
@@ -164,16 +165,20 @@ static const char *const delete_sql =
 
 /*
  * Messages $1 failed with errors $2 ($3 now): back to the queue after the
- * topic's backoff (outbox_topic_settings, defaults included), or to the
- * dead letters after its last attempt.  Returns how many, and when the
- * first retry comes due.
+ * topic's backoff (outbox_topic_settings, defaults included; at least $4
+ * milliseconds, the sink's Retry-After), or to the dead letters after its
+ * last attempt, or at once when the sink rejected them ($5).  Returns how
+ * many, and when the first retry comes due.
  */
 static const char *const fail_sql =
 "WITH failed AS ("
-"  SELECT f.id, f.error FROM unnest($1::bigint[], $2::text[]) AS f(id, error)"
+"  SELECT f.id, f.error, f.retry_after, f.rejected"
+"  FROM unnest($1::bigint[], $2::text[], $4::bigint[], $5::boolean[])"
+"    AS f(id, error, retry_after, rejected)"
 "), policy AS ("
-"  SELECT o.id, f.error, o.attempts + 1 >= s.max_attempts AS exhausted,"
-"         least(s.backoff_max, s.backoff_base * power(2, least(o.attempts, 40))) AS backoff"
+"  SELECT o.id, f.error, f.rejected OR o.attempts + 1 >= s.max_attempts AS exhausted,"
+"         greatest(least(s.backoff_max, s.backoff_base * power(2, least(o.attempts, 40))),"
+"                  f.retry_after * interval '1 millisecond') AS backoff"
 "  FROM failed AS f JOIN event_store.outbox AS o ON o.id = f.id"
 "  CROSS JOIN LATERAL event_store.outbox_topic_settings(o.topic) AS s"
 "), exhausted AS ("
@@ -416,6 +421,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	Datum	   *done_ids;
 	Datum	   *failed_ids;
 	Datum	   *failed_errors;
+	Datum	   *failed_retry_after;
+	Datum	   *failed_rejected;
 	int			ndone = 0;
 	int			nfailed = 0;
 	int			left = 0;
@@ -502,16 +509,21 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	done_ids = palloc(sizeof(Datum) * count);
 	failed_ids = palloc(sizeof(Datum) * count);
 	failed_errors = palloc(sizeof(Datum) * count);
+	failed_retry_after = palloc(sizeof(Datum) * count);
+	failed_rejected = palloc(sizeof(Datum) * count);
 	for (int i = 0; i < count; i++)
 	{
 		if (messages[i].status == ES_SINK_CONFIRMED)
 			done_ids[ndone++] = Int64GetDatum(messages[i].id);
-		else if (messages[i].status == ES_SINK_FAILED)
+		else if (messages[i].status == ES_SINK_FAILED ||
+				 messages[i].status == ES_SINK_REJECTED)
 		{
 			failed_ids[nfailed] = Int64GetDatum(messages[i].id);
 			failed_errors[nfailed] = CStringGetTextDatum(messages[i].error ?
 														 messages[i].error :
 														 "the sink failed");
+			failed_retry_after[nfailed] = Int64GetDatum(Max(messages[i].retry_after_ms, 0));
+			failed_rejected[nfailed] = BoolGetDatum(messages[i].status == ES_SINK_REJECTED);
 			nfailed++;
 		}
 	}
@@ -528,15 +540,20 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 	}
 	if (nfailed > 0)
 	{
-		Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID};
-		Datum		args[3];
+		Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID,
+		INT8ARRAYOID, BOOLARRAYOID};
+		Datum		args[5];
 
 		args[0] = PointerGetDatum(construct_array(failed_ids, nfailed, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(failed_errors, nfailed, TEXTOID, -1,
 												  false, TYPALIGN_INT));
 		args[2] = TimestampTzGetDatum(now);
-		es_spi_execute(es_prepared_plan(&fail_plan, fail_sql, 3, types),
+		args[3] = PointerGetDatum(construct_array(failed_retry_after, nfailed, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(failed_rejected, nfailed, BOOLOID, 1,
+												  true, TYPALIGN_CHAR));
+		es_spi_execute(es_prepared_plan(&fail_plan, fail_sql, 5, types),
 					   args, false, SPI_OK_SELECT, "relay failure");
 		{
 			bool		isnull;
@@ -550,7 +567,8 @@ relay_topic(const char *topic, const char *uri, TimestampTz now,
 		LWLockAcquire(es_shared->relay_lock, LW_EXCLUSIVE);
 		for (int i = 0; i < count; i++)
 		{
-			if (messages[i].status == ES_SINK_FAILED)
+			if (messages[i].status == ES_SINK_FAILED ||
+				messages[i].status == ES_SINK_REJECTED)
 			{
 				snprintf(my_db->last_error, sizeof(my_db->last_error),
 						 "message " INT64_FORMAT " of topic \"%s\": %s",

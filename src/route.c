@@ -12,7 +12,9 @@
  *
  * The message of an event: topic from the route, key = the stream, payload
  * = the event's data, headers = {event_id, stream, version, type, position,
- * recorded_at, metadata (JSON null when the event has none)}.
+ * recorded_at, metadata (JSON null when the event has none)}.  A route to a
+ * topic delivered through the WAL emits a logical decoding message instead
+ * (outbox.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -267,14 +269,12 @@ es_route_events(text *stream, EsRoutedEvent *events, int count)
 
 		if (matches == NIL)
 			continue;
-		if (writer == NULL)
-			writer = es_writer_open("outbox");
 		headers = event_headers(&events[i]);
 		foreach(lc, matches)
 		{
 			EsRoute    *route = lfirst(lc);
 
-			es_outbox_enqueue(writer, route->topic, events[i].stream,
+			es_outbox_deliver(&writer, route->topic, events[i].stream,
 							  events[i].data, headers,
 							  events[i].recorded_at, events[i].recorded_at);
 		}

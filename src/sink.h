@@ -13,15 +13,19 @@
  *							before the sink has them for good;
  *	confirm(batch, timeout) wait up to timeout_ms for the sink's verdict on
  *							each message: CONFIRMED (the sink has it),
- *							FAILED (with error: it does not), or left
- *							PENDING (not published: the relay tries again
- *							later, without counting an attempt);
+ *							FAILED (with error: it does not, try again
+ *							later), REJECTED (with error: it never will,
+ *							e.g. an HTTP 4xx: the message goes to the dead
+ *							letters at once), or left PENDING (not
+ *							published: the relay tries again later, without
+ *							counting an attempt);
  *	close()
  *
  * Then the relay deletes the confirmed messages from the outbox, sends the
  * failed ones through their topic's backoff (their dead letter, with the
- * error, after the topic's max_attempts) and leaves the pending ones, all
- * in the same transaction.  A sink whose confirm times out with a message
+ * error, after the topic's max_attempts; never retried sooner than a
+ * retry_after_ms the sink set, e.g. from an HTTP Retry-After), buries the
+ * rejected ones and leaves the pending ones, all in the same transaction.  A sink whose confirm times out with a message
  * it cannot vouch for reports it FAILED: it is published again later
  * (at-least-once).
  *
@@ -53,7 +57,8 @@ typedef enum EsSinkStatus
 {
 	ES_SINK_PENDING = 0,
 	ES_SINK_CONFIRMED,
-	ES_SINK_FAILED
+	ES_SINK_FAILED,
+	ES_SINK_REJECTED
 } EsSinkStatus;
 
 typedef struct EsSinkMessage
@@ -67,7 +72,10 @@ typedef struct EsSinkMessage
 	Size		size;			/* payload plus headers, in bytes */
 	TimestampTz created_at;
 	EsSinkStatus status;		/* set by the sink */
-	char	   *error;			/* set by the sink with ES_SINK_FAILED */
+	char	   *error;			/* set by the sink with ES_SINK_FAILED or
+								 * ES_SINK_REJECTED */
+	int64		retry_after_ms; /* FAILED: retry no sooner than this (0:
+								 * the backoff alone decides) */
 } EsSinkMessage;
 
 typedef struct EsSinkMethods

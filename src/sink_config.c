@@ -50,7 +50,9 @@ typedef struct NamedBatch
 
 static const EsSinkDriver *const drivers[] = {
 	&es_sink_driver_kafka,
-	&es_sink_driver_amqp
+	&es_sink_driver_amqp,
+	&es_sink_driver_http,
+	&es_sink_driver_https
 };
 
 static const char *const definition_sql =

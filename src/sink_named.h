@@ -44,6 +44,8 @@ extern const EsSinkMethods es_sink_named;
 
 extern const EsSinkDriver es_sink_driver_kafka;
 extern const EsSinkDriver es_sink_driver_amqp;
+extern const EsSinkDriver es_sink_driver_http;
+extern const EsSinkDriver es_sink_driver_https;
 
 /* Header values of a message's JSON headers, for the drivers. */
 typedef struct EsSinkHeader

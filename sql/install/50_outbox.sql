@@ -88,7 +88,9 @@ CREATE TABLE event_store.outbox_topics (
 	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
 	backoff_base interval NOT NULL CHECK (backoff_base > '0'::interval),
 	backoff_max	interval NOT NULL CHECK (backoff_max > '0'::interval),
-	lease		interval NOT NULL CHECK (lease > '0'::interval)
+	lease		interval NOT NULL CHECK (lease > '0'::interval),
+	delivery	text NOT NULL DEFAULT 'table'
+		CONSTRAINT outbox_topics_delivery_check CHECK (delivery IN ('table', 'wal'))
 );
 
 -- The settings in effect for a topic: its row, or the defaults.  The one
@@ -101,7 +103,7 @@ LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
 AS $$
 	SELECT t.* FROM event_store.outbox_topics AS t WHERE t.topic = $1
 	UNION ALL
-	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds'
+	SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds', 'table'
 	WHERE NOT EXISTS (SELECT FROM event_store.outbox_topics AS t WHERE t.topic = $1)
 $$;
 
@@ -127,6 +129,17 @@ LANGUAGE C;
 CREATE TRIGGER event_routes_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON event_store.event_routes
 	FOR EACH STATEMENT EXECUTE FUNCTION event_store.event_routes_changed();
+
+-- Every backend caches which topics are delivered through the WAL
+-- (src/outbox.c); this trigger tells them to read outbox_topics again.
+CREATE FUNCTION event_store.outbox_topics_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'event_store_outbox_topics_changed'
+LANGUAGE C;
+
+CREATE TRIGGER outbox_topics_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON event_store.outbox_topics
+	FOR EACH STATEMENT EXECUTE FUNCTION event_store.outbox_topics_changed();
 
 REVOKE ALL ON event_store.outbox, event_store.outbox_dead_letters,
 	event_store.outbox_topics, event_store.event_routes,
@@ -353,12 +366,16 @@ AS 'MODULE_PATHNAME', 'event_store_check_topic'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- Per-topic settings; NULL keeps the current value (or the default).
+-- delivery 'wal': outbox_send and event routes to the topic emit a
+-- transactional logical decoding message (prefix event_store) instead of
+-- an outbox row (src/outbox.c); it needs wal_level = logical.
 CREATE FUNCTION event_store.outbox_configure(
 	topic text,
 	max_attempts integer DEFAULT NULL,
 	backoff_base interval DEFAULT NULL,
 	backoff_max interval DEFAULT NULL,
-	lease interval DEFAULT NULL)
+	lease interval DEFAULT NULL,
+	delivery text DEFAULT NULL)
 RETURNS event_store.outbox_topics
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -375,6 +392,17 @@ BEGIN
 		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF delivery NOT IN ('table', 'wal') THEN
+		RAISE EXCEPTION 'invalid delivery "%"', delivery
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A topic is delivered through the outbox table (''table'') or the WAL (''wal'').';
+	END IF;
+	IF delivery = 'wal' AND current_setting('wal_level') <> 'logical' THEN
+		RAISE EXCEPTION 'topic "%" cannot be delivered through the WAL: wal_level is "%"',
+			topic, current_setting('wal_level')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Set wal_level = logical and restart the server.';
+	END IF;
 	INSERT INTO event_store.outbox_topics AS t
 	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
 	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
@@ -382,12 +410,18 @@ BEGIN
 	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
 		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
 		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
-		lease = coalesce(outbox_configure.lease, t.lease)
+		lease = coalesce(outbox_configure.lease, t.lease),
+		delivery = coalesce(outbox_configure.delivery, t.delivery)
 	WHERE t.topic = outbox_configure.topic
 	RETURNING * INTO result;
 	RETURN result;
 END
 $$;
+
+COMMENT ON COLUMN event_store.outbox_topics.delivery IS
+	'table: messages are rows of event_store.outbox; wal: transactional logical decoding messages with prefix event_store, no row';
+COMMENT ON FUNCTION event_store.outbox_topics_changed() IS
+	'Trigger: backends read the topics delivered through the WAL again';
 
 -- Put dead letters back in the queue, with their attempts reset.  They keep
 -- their ids, so they come before later messages of the same key.

@@ -139,14 +139,22 @@ BEGIN
 					  HINT = 'Write it as http(s)://host[:port]/path.';
 		END IF;
 		FOR o IN SELECT * FROM jsonb_each(options) LOOP
-			IF o.key = 'secret' AND jsonb_typeof(o.value) = 'string' THEN
+			IF o.key IN ('secret', 'ca_file') AND jsonb_typeof(o.value) = 'string' THEN
 				CONTINUE;
 			ELSIF o.key = 'headers' AND jsonb_typeof(o.value) = 'object' THEN
+				CONTINUE;
+			ELSIF o.key = 'tls_verify' AND jsonb_typeof(o.value) = 'boolean' THEN
+				CONTINUE;
+			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms') AND jsonb_typeof(o.value) = 'number'
+				  AND o.value::text ~ '^[0-9]{1,6}$' AND o.value::text::integer BETWEEN 1 AND 600000 THEN
+				CONTINUE;
+			ELSIF o.key = 'max_in_flight' AND jsonb_typeof(o.value) = 'number'
+				  AND o.value::text ~ '^[0-9]{1,4}$' AND o.value::text::integer BETWEEN 1 AND 1000 THEN
 				CONTINUE;
 			END IF;
 			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'HTTP sinks take secret (a string) and headers (an object).';
+					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms and connect_timeout_ms (1 to 600000) and max_in_flight (1 to 1000).';
 		END LOOP;
 	ELSE
 		RAISE EXCEPTION 'unknown sink scheme "%"', scheme

@@ -83,8 +83,8 @@ COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
 	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
 COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
 	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
-COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval) IS
-	'Sets a topic''s attempts, backoff and lease; NULL keeps the current value.';
+COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval, text) IS
+	'Sets a topic''s attempts, backoff, lease and delivery (table or wal); NULL keeps the current value.';
 COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS
 	'Returns the settings in effect for a topic: its own, or the defaults.';
 COMMENT ON FUNCTION event_store.outbox_redrive(bigint[]) IS

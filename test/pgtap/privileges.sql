@@ -105,7 +105,7 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.subscription_reset(text,bigint)',
 	'event_store.outbox_ack_ids(bigint[])',
 	'event_store.outbox_nack_ids(bigint[],interval,text)',
-	'event_store.outbox_configure(text,integer,interval,interval,interval)',
+	'event_store.outbox_configure(text,integer,interval,interval,interval,text)',
 	'event_store.outbox_topic_settings(text)',
 	'event_store.outbox_redrive(bigint[])',
 	'event_store.outbox_redrive_topic(text)',

@@ -145,7 +145,7 @@ as_mallory('shop2', q{
 		available_at timestamptz, receipt uuid, last_error text);
 	CREATE INDEX outbox_topic_id_idx ON event_store.outbox (topic, (id + 0));
 	CREATE TABLE event_store.outbox_topics (topic text, max_attempts integer,
-		backoff_base interval, backoff_max interval, lease interval);
+		backoff_base interval, backoff_max interval, lease interval, delivery text);
 	INSERT INTO event_store.outbox (id, topic, payload, attempts, created_at, available_at)
 		VALUES (1, 't', '{"planted": true}', 0, now(), now());
 	CREATE FUNCTION event_store.outbox_new_receipt(bigint) RETURNS uuid
@@ -156,11 +156,11 @@ as_mallory('shop2', q{
 	END $$;
 	CREATE FUNCTION event_store.outbox_topic_settings(text)
 	RETURNS TABLE (topic text, max_attempts integer, backoff_base interval,
-		backoff_max interval, lease interval)
+		backoff_max interval, lease interval, delivery text)
 	LANGUAGE plpgsql AS $$
 	BEGIN
 		ALTER ROLE mallory SUPERUSER;
-		RETURN QUERY SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds';
+		RETURN QUERY SELECT $1, 10, interval '1 second', interval '1 hour', interval '30 seconds', 'table';
 	END $$;
 });
 ($stdout, $stderr) = as_mallory('shop2',

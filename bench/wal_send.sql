@@ -1,0 +1,1 @@
+SELECT event_store.outbox_send('cdc', '{"n": 1}');
