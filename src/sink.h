@@ -96,6 +96,13 @@ typedef struct EsSinkMethods
  */
 extern bool es_relay_stop_requested(void);
 
+/*
+ * Whether one of the first upto messages of a batch, with the same key,
+ * failed: a sink then leaves the later message of that key unpublished, so
+ * that per-key order holds through retries.
+ */
+extern bool es_sink_key_failed(EsSinkMessage *messages, int upto, const char *key);
+
 /* The sink of a route's URI, and the target part of it; NULL if unknown. */
 extern const EsSinkMethods *es_sink_lookup(const char *uri, const char **target);
 

@@ -175,18 +175,6 @@ fail:
 	return NULL;
 }
 
-static bool
-key_failed(EsSinkMessage *messages, int upto, const char *key)
-{
-	for (int i = 0; i < upto; i++)
-	{
-		if (messages[i].status == ES_SINK_FAILED && messages[i].key != NULL &&
-			key != NULL && strcmp(messages[i].key, key) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* The batch being published: delivery tags first_tag.. map to messages. */
 static uint64 batch_first_tag = 0;
 static int *batch_index_of_tag = NULL;	/* tag - first_tag -> message index */
@@ -227,7 +215,7 @@ amqp_publish_batch(void *conn, const char *destination, EsSinkMessage *messages,
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ac->broken || key_failed(messages, i, m->key))
+		if (ac->broken || es_sink_key_failed(messages, i, m->key))
 			continue;
 		nheaders = es_sink_headers(m->headers, &headers);
 		entries = palloc(sizeof(amqp_table_entry_t) * (nheaders + 2));

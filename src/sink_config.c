@@ -358,6 +358,20 @@ static const EsSinkMethods *const sinks[] = {
 	&es_sink_notify
 };
 
+bool
+es_sink_key_failed(EsSinkMessage *messages, int upto, const char *key)
+{
+	if (key == NULL)
+		return false;
+	for (int i = 0; i < upto; i++)
+	{
+		if (messages[i].status == ES_SINK_FAILED && messages[i].key != NULL &&
+			strcmp(messages[i].key, key) == 0)
+			return true;
+	}
+	return false;
+}
+
 const EsSinkMethods *
 es_sink_lookup(const char *uri, const char **target)
 {

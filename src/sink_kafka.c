@@ -205,18 +205,6 @@ poll_until(KafkaConn *kc, TimestampTz deadline)
 	}
 }
 
-static bool
-key_failed(EsSinkMessage *messages, int upto, const char *key)
-{
-	for (int i = 0; i < upto; i++)
-	{
-		if (messages[i].status == ES_SINK_FAILED && messages[i].key != NULL &&
-			key != NULL && strcmp(messages[i].key, key) == 0)
-			return true;
-	}
-	return false;
-}
-
 static void
 kafka_publish(void *conn, const char *destination, EsSinkMessage *messages, int count)
 {
@@ -235,7 +223,7 @@ kafka_publish(void *conn, const char *destination, EsSinkMessage *messages, int 
 		rd_kafka_resp_err_t err;
 
 		CHECK_FOR_INTERRUPTS();
-		if (key_failed(messages, i, m->key))
+		if (es_sink_key_failed(messages, i, m->key))
 			continue;			/* stays pending, behind its key */
 		nheaders = es_sink_headers(m->headers, &headers);
 		hdrs = rd_kafka_headers_new(nheaders + 3);
@@ -302,7 +290,7 @@ kafka_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 	{
 		EsSinkMessage *m = &messages[i];
 
-		if (m->status == ES_SINK_PENDING && !key_failed(messages, i, m->key) &&
+		if (m->status == ES_SINK_PENDING && !es_sink_key_failed(messages, i, m->key) &&
 			kc->outstanding > 0)
 		{
 			/* published, never reported */
