@@ -38,7 +38,7 @@ foreach my $session (0, 1)
 \\c churn_$i
 CREATE EXTENSION event_store;
 SELECT event_store.append_event('churn-1', 'Created', '{}');
-SELECT 'cycle $i ' || event_store.feed_head();
+SELECT 'cycle $i ' || position FROM event_store.read_stream('churn-1');
 \\c postgres
 DROP DATABASE churn_$i;
 SELECT event_store.append_event('keep-1', 'Cycle', jsonb_build_object('i', $i));
@@ -62,8 +62,13 @@ foreach my $run (@sessions)
 }
 ok($ok, "$cycles cycles of CREATE DATABASE, CREATE EXTENSION, append, DROP DATABASE")
   or diag($stderr);
-is(scalar(() = $stdout =~ /^cycle \d+ 1$/mg), $cycles,
-	'every new database appended at position 1');
+# A database's entry can also be taken over between its set-up and its
+# first reservation; it is then set up again above the high-water mark its
+# first set-up raised, and its first event is at 1,001.  Never higher.
+my $at_one = () = $stdout =~ /^cycle \d+ 1$/mg;
+my $at_next_chunk = () = $stdout =~ /^cycle \d+ 1001$/mg;
+is($at_one + $at_next_chunk, $cycles,
+	"every new database's first event is at position 1 ($at_one) or, set up twice, 1,001 ($at_next_chunk)");
 
 is( $node->safe_psql('postgres', q{
 		SELECT count(*) || ' ' || bool_and(position > previous)
