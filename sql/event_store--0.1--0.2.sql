@@ -2324,3 +2324,28 @@ COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interv
 	'Sets a topic''s attempts, backoff, lease and delivery (table or wal); NULL keeps the current value.';
 COMMENT ON FUNCTION event_store.outbox_topics_changed() IS
 	'Trigger: backends read the topics delivered through the WAL again';
+
+--------------------------------------------------------------------------
+-- Subscriptions in C: subscription_fetch reads the feed straight into its
+-- result, as read_all does, and subscription_ack runs two prepared
+-- statements (src/subscription.c).  Same signatures: privileges and
+-- comments stay.
+--------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION event_store.subscription_fetch(
+	subscription text,
+	max_count integer DEFAULT 100,
+	member integer DEFAULT 0)
+RETURNS SETOF event_store.event
+AS 'MODULE_PATHNAME', 'event_store_subscription_fetch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+ROWS 100;
+
+CREATE OR REPLACE FUNCTION event_store.subscription_ack(
+	subscription text,
+	up_to_position bigint,
+	member integer DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'event_store_subscription_ack'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;

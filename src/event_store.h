@@ -211,6 +211,28 @@ extern bool es_rows_are_events(Relation events, TupleDesc tupdesc);
 extern void es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc,
 						 TupleTableSlot *slot, bool as_is);
 
+/* read_feed.c: reads of the global feed and of a category */
+typedef struct EsFeedQuery
+{
+	text	   *category;		/* NULL: the whole feed */
+	int64		from_position;	/* inclusive */
+	int32		max_count;
+	int32		group_member;	/* consumer group, when group_size > 0 */
+	int32		group_size;
+	int			ntypes;			/* event type filter: 0 for none */
+	text	  **types;
+	text	   *stream_prefix;	/* NULL: any stream */
+	int64	   *covered;		/* out, optional: every event of the query
+								 * at or below this position was returned
+								 * or can never be */
+} EsFeedQuery;
+
+extern int64 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
+						  TupleDesc tupdesc);
+extern void es_feed_query_set_filter(EsFeedQuery *query,
+									 struct ArrayType *types,
+									 text *stream_prefix);
+
 /* outbox.c: the outbox */
 extern int64 es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,

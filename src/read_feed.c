@@ -38,21 +38,6 @@
 
 #include "event_store.h"
 
-typedef struct EsFeedQuery
-{
-	text	   *category;		/* NULL: the whole feed */
-	int64		from_position;	/* inclusive */
-	int32		max_count;
-	int32		group_member;	/* consumer group, when group_size > 0 */
-	int32		group_size;
-	int			ntypes;			/* event type filter: 0 for none */
-	text	  **types;
-	text	   *stream_prefix;	/* NULL: any stream */
-	int64	   *covered;		/* out, optional: every event of the query
-								 * at or below this position was returned
-								 * or can never be */
-} EsFeedQuery;
-
 PG_FUNCTION_INFO_V1(event_store_read_all);
 PG_FUNCTION_INFO_V1(event_store_read_category);
 PG_FUNCTION_INFO_V1(event_store_read_feed);
@@ -156,7 +141,7 @@ feed_scan_advance(FeedScan *fs, AttrNumber position_attno, bool read_position)
  * stops at the same rows a scan of all events would, since it meets the
  * rows it selects in the same order.
  */
-static int64
+int64
 es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 			 TupleDesc tupdesc)
 {
@@ -352,15 +337,15 @@ es_check_consumer_group(bool member_isnull, int32 member,
 }
 
 /*
- * The filter arguments (event_types text[], stream_prefix text) at argno
- * and argno + 1, when the function has them.  NULL means no filter.
+ * Set the filters of a feed query: event types (NULL for none; a type
+ * given twice is kept once) and a stream prefix (NULL for none), checked
+ * as the feed functions' arguments are.
  */
-static void
-feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
+void
+es_feed_query_set_filter(EsFeedQuery *query, ArrayType *types, text *stream_prefix)
 {
-	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	if (types != NULL)
 	{
-		ArrayType  *types = PG_GETARG_ARRAYTYPE_P(argno);
 		Datum	   *elems;
 		bool	   *nulls;
 		int			n;
@@ -383,6 +368,7 @@ feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
 					 errdetail("A filter has at most %d event types.",
 							   ES_MAX_FILTER_TYPES)));
 		query->types = palloc(n * sizeof(text *));
+		query->ntypes = 0;
 		for (int i = 0; i < n; i++)
 		{
 			text	   *type;
@@ -406,9 +392,9 @@ feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
 				query->types[query->ntypes++] = type;
 		}
 	}
-	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+	if (stream_prefix != NULL)
 	{
-		query->stream_prefix = PG_GETARG_TEXT_PP(argno + 1);
+		query->stream_prefix = stream_prefix;
 		if (VARSIZE_ANY_EXHDR(query->stream_prefix) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -422,6 +408,23 @@ feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
 							   ES_MAX_STREAM_NAME_BYTES,
 							   (int) VARSIZE_ANY_EXHDR(query->stream_prefix))));
 	}
+}
+
+/*
+ * The filter arguments (event_types text[], stream_prefix text) at argno
+ * and argno + 1, when the function has them.  NULL means no filter.
+ */
+static void
+feed_filter_from_args(FunctionCallInfo fcinfo, int argno, EsFeedQuery *query)
+{
+	ArrayType  *types = NULL;
+	text	   *stream_prefix = NULL;
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		types = PG_GETARG_ARRAYTYPE_P(argno);
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		stream_prefix = PG_GETARG_TEXT_PP(argno + 1);
+	es_feed_query_set_filter(query, types, stream_prefix);
 }
 
 /* Return the events of a feed query as the function's result set. */
