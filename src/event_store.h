@@ -152,6 +152,7 @@ extern EsFeedRow es_feed_classify_invisible_row(TupleTableSlot *slot,
 
 /* replica.c: the feed on a hot standby and on a logical replica */
 extern void es_check_feed_readable(Relation events);
+extern bool es_feed_readable(Relation events);
 extern void es_check_appendable(Relation events);
 
 /* read.c: scans of one stream, stream heads, shared read helpers */

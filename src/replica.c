@@ -123,6 +123,15 @@ subscription_name(Relation events)
 }
 
 /*
+ * Whether the feed can be read here (es_check_feed_readable would pass).
+ */
+bool
+es_feed_readable(Relation events)
+{
+	return es_feed_state(events) == ES_FEED_PRIMARY;
+}
+
+/*
  * Refuse to read the feed (or its head) where its safe head is unknown.
  */
 void

@@ -268,13 +268,22 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr covered_plan = NULL;
+	static const char *lock_sql =
+		"SELECT c.position, c.fence, s.category, s.group_size,"
+		" s.event_types, s.stream_prefix"
+		" FROM event_store.subscriptions AS s"
+		" JOIN event_store.subscription_checkpoints AS c"
+		" ON c.subscription = s.name"
+		" WHERE s.name = $1 AND c.member = $2"
+		" FOR KEY SHARE OF s FOR NO KEY UPDATE OF c";
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *name = checked_subscription_name(fcinfo, 0);
 	Oid			lock_argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[3];
-	int32		member;
+	int32		member = 0;
 	int32		group_size;
 	int32		max_count;
+	bool		locked = false;
 	HeapTuple	row;
 	TupleDesc	rowdesc;
 	bool		isnull;
@@ -284,39 +293,43 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 	int64		count;
 
 	SPI_connect();
-	group_size = subscription_group_size(name);
-	member = checked_member(fcinfo, 2, name, group_size);
-
-	/* A standby cannot lock rows: refuse with the feed's own error first. */
-	if (RecoveryInProgress())
-	{
-		Relation	events = es_open_relation("events", AccessShareLock);
-
-		es_check_feed_readable(events);
-		table_close(events, AccessShareLock);
-	}
 
 	/*
 	 * Read the subscription and the checkpoint in one statement, so that a
 	 * concurrent drop (and create) is seen whole or not at all.  The
 	 * subscription's row is locked first, as subscription_drop deletes it
 	 * before the checkpoints: a drop either waits for this fetch or has
-	 * committed before it, and then the row is gone.
+	 * committed before it, and then the row is gone.  A standby cannot
+	 * lock rows: there, and when the statement finds nothing, the checks
+	 * run first, to report what is wrong.
 	 */
 	values[0] = PointerGetDatum(name);
-	values[1] = Int32GetDatum(member);
-	es_spi_execute(es_prepared_plan(&lock_plan,
-									"SELECT c.position, c.fence, s.category, s.group_size,"
-									" s.event_types, s.stream_prefix"
-									" FROM event_store.subscriptions AS s"
-									" JOIN event_store.subscription_checkpoints AS c"
-									" ON c.subscription = s.name"
-									" WHERE s.name = $1 AND c.member = $2"
-									" FOR KEY SHARE OF s FOR NO KEY UPDATE OF c",
-									2, lock_argtypes),
-				   values, false, SPI_OK_SELECT, "subscription fetch lock");
-	if (SPI_processed == 0)
-		report_no_subscription(name);
+	if (!RecoveryInProgress() && !PG_ARGISNULL(2))
+	{
+		member = PG_GETARG_INT32(2);
+		values[1] = Int32GetDatum(member);
+		es_spi_execute(es_prepared_plan(&lock_plan, lock_sql, 2, lock_argtypes),
+					   values, false, SPI_OK_SELECT, "subscription fetch lock");
+		locked = (SPI_processed > 0);
+	}
+	if (!locked)
+	{
+		group_size = subscription_group_size(name);
+		member = checked_member(fcinfo, 2, name, group_size);
+		/* Refuse with the feed's own error on a standby. */
+		if (RecoveryInProgress())
+		{
+			Relation	events = es_open_relation("events", AccessShareLock);
+
+			es_check_feed_readable(events);
+			table_close(events, AccessShareLock);
+		}
+		values[1] = Int32GetDatum(member);
+		es_spi_execute(es_prepared_plan(&lock_plan, lock_sql, 2, lock_argtypes),
+					   values, false, SPI_OK_SELECT, "subscription fetch lock");
+		if (SPI_processed == 0)
+			report_no_subscription(name);
+	}
 	row = SPI_tuptable->vals[0];
 	rowdesc = SPI_tuptable->tupdesc;
 	max_count = es_checked_max_count(fcinfo, 1);
@@ -384,6 +397,53 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Move the member's checkpoint up to up_to, if this session's last fetch of
+ * it (if any) was under its current fence and the subscription exists.
+ * Inside SPI.  False when no checkpoint was moved; else *checkpoint is the
+ * member's checkpoint.
+ */
+static bool
+ack_update(text *name, int32 member, int64 up_to, int64 *checkpoint)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[4] = {TEXTOID, INT4OID, INT8OID, UUIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	pg_uuid_t	fence;
+	bool		isnull;
+	int			rc;
+
+	values[0] = PointerGetDatum(name);
+	values[1] = Int32GetDatum(member);
+	values[2] = Int64GetDatum(up_to);
+	if (remembered_fence(name, member, &fence))
+		values[3] = UUIDPGetDatum(&fence);
+	else
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	rc = SPI_execute_plan(es_prepared_plan(&plan,
+										   "UPDATE event_store.subscription_checkpoints AS c"
+										   " SET position = greatest(c.position, $3), updated_at = now()"
+										   " WHERE c.subscription = $1 AND c.member = $2"
+										   " AND ($4::uuid IS NULL OR c.fence = $4)"
+										   " AND EXISTS (SELECT FROM event_store.subscriptions AS s"
+										   " WHERE s.name = $1)"
+										   " RETURNING c.position",
+										   4, argtypes),
+						  values, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "event_store subscription ack statement returned %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return false;
+	*checkpoint = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/*
  * subscription_ack(subscription, up_to_position, member)
  *
  * Record that the member has processed everything up to up_to_position.
@@ -398,22 +458,38 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 Datum
 event_store_subscription_ack(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr ack_plan = NULL;
 	static SPIPlanPtr checkpoint_plan = NULL;
 	text	   *name = checked_subscription_name(fcinfo, 0);
-	Oid			argtypes[4] = {TEXTOID, INT4OID, INT8OID, UUIDOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
 	int32		member;
 	int64		up_to;
 	int64		head;
 	int64		checkpoint;
-	pg_uuid_t	fence;
 	bool		isnull;
 	Relation	events;
-	int			rc;
 
 	SPI_connect();
+
+	/*
+	 * The common case in one statement: arguments that pass the checks
+	 * below, a position at or below the safe head, a current fence.
+	 * Anything else takes the checks in their order, for the right error.
+	 */
+	if (!PG_ARGISNULL(1) && !PG_ARGISNULL(2) && PG_GETARG_INT64(1) >= 0)
+	{
+		events = es_open_relation("events", AccessShareLock);
+		if (es_feed_readable(events) &&
+			PG_GETARG_INT64(1) <= es_feed_safe_head(events) &&
+			ack_update(name, PG_GETARG_INT32(2), PG_GETARG_INT64(1), &checkpoint))
+		{
+			table_close(events, AccessShareLock);
+			SPI_finish();
+			PG_RETURN_INT64(checkpoint);
+		}
+		table_close(events, AccessShareLock);
+	}
+
 	member = checked_member(fcinfo, 2, name, subscription_group_size(name));
 	es_require_arg(fcinfo, 1, "up_to_position");
 	up_to = PG_GETARG_INT64(1);
@@ -431,36 +507,14 @@ event_store_subscription_ack(PG_FUNCTION_ARGS)
 				 errmsg("position " INT64_FORMAT " is beyond the feed head " INT64_FORMAT,
 						up_to, head),
 				 errhint("Acknowledge positions of events that subscription_fetch returned.")));
-
-	values[0] = PointerGetDatum(name);
-	values[1] = Int32GetDatum(member);
-	values[2] = Int64GetDatum(up_to);
-	if (remembered_fence(name, member, &fence))
-		values[3] = UUIDPGetDatum(&fence);
-	else
+	if (ack_update(name, member, up_to, &checkpoint))
 	{
-		values[3] = (Datum) 0;
-		nulls[3] = 'n';
-	}
-	rc = SPI_execute_plan(es_prepared_plan(&ack_plan,
-										   "UPDATE event_store.subscription_checkpoints AS c"
-										   " SET position = greatest(c.position, $3), updated_at = now()"
-										   " WHERE c.subscription = $1 AND c.member = $2"
-										   " AND ($4::uuid IS NULL OR c.fence = $4)"
-										   " RETURNING c.position",
-										   4, argtypes),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "event_store subscription ack statement returned %s",
-			 SPI_result_code_string(rc));
-	if (SPI_processed > 0)
-	{
-		checkpoint = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 		PG_RETURN_INT64(checkpoint);
 	}
 
+	values[0] = PointerGetDatum(name);
+	values[1] = Int32GetDatum(member);
 	es_spi_execute(es_prepared_plan(&checkpoint_plan,
 									"SELECT c.position FROM event_store.subscription_checkpoints AS c"
 									" WHERE c.subscription = $1 AND c.member = $2",
