@@ -123,3 +123,35 @@ SELECT try($$SELECT event_store.subscription_ack('shipping', 1, 5)$$);
 SELECT try($$SELECT event_store.subscription_drop('nope')$$);
 SELECT try($$SELECT event_store.subscription_reset('nope')$$);
 SELECT try($$SELECT event_store.subscription_reset('audit', -3)$$);
+-- Every check of the fetch and the ack, in the order they run: the name,
+-- the subscription's existence, the member, then the other arguments.
+SELECT try($$SELECT * FROM event_store.subscription_fetch('Nope', NULL, NULL)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('nope', NULL, NULL)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('shipping', NULL, NULL)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch('shipping', NULL, 0)$$);
+SELECT try($$SELECT * FROM event_store.subscription_fetch(repeat('é', 24))$$);
+SELECT try($$SELECT event_store.subscription_ack('nope', NULL, NULL)$$);
+SELECT try($$SELECT event_store.subscription_ack('shipping', NULL, NULL)$$);
+SELECT try($$SELECT event_store.subscription_ack('shipping', -1, 2)$$);
+SELECT try($$SELECT event_store.subscription_ack('shipping', 1000, -1)$$);
+SELECT try($$SELECT event_store.subscription_ack('shipping', 1000, 0)$$);
+SELECT try($$SELECT event_store.subscription_ack(repeat('é', 24), 1)$$);
+
+-- A consumer group member with a filter: its own streams of its own types,
+-- and its checkpoint moves past what its filter skipped.
+SELECT event_store.subscription_create('grouped', 'order', 2, event_types => '{Placed,Placed}');
+SELECT m AS member, array_agg(e.stream ORDER BY e.position) AS streams
+FROM generate_series(0, 1) AS m, LATERAL event_store.subscription_fetch('grouped', 100, m) AS e
+GROUP BY m ORDER BY m;
+SELECT event_store.subscription_create('rare', NULL, 2, stream_prefix => 'nobody-');
+SELECT count(*) FROM event_store.subscription_fetch('rare', 10, 1);
+SELECT member, checkpoint = head AS past_everything FROM event_store.subscription_lag
+WHERE subscription = 'rare' ORDER BY member;
+
+-- The consumers' hot path is C, running as the extension's owner with a
+-- pinned search_path; the other subscription functions stay SQL.
+SELECT p.proname, l.lanname, p.prosecdef, p.proconfig, p.provolatile
+FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+WHERE p.pronamespace = 'event_store'::regnamespace
+  AND p.proname IN ('subscription_fetch', 'subscription_ack')
+ORDER BY 1;
