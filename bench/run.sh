@@ -289,4 +289,7 @@ report="$here/bench/results/$(date +%Y%m%d-%H%M%S)${mode:+-${mode#--}}.txt"
     echo "rounds: $rounds x ${seconds}s per side, alternating; pgbench -M prepared; $events events for reads"
     echo
     awk -F'|' -f "$here/bench/report.awk" "$results"
+    echo
+    echo "each round, in the order measured (scenario|side|value):"
+    cat "$results"
 } | tee "$report"
