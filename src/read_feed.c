@@ -2,7 +2,8 @@
  *
  * read_feed.c
  *	  read_all, read_category and feed_head: the global feed and its
- *	  per-category view, gap-safe.
+ *	  per-category view, gap-safe.  subscription_fetch (subscription.c)
+ *	  reads through es_read_feed too.
  *
  * A feed read never shows an event while an event below it may still
  * commit.  It scans the position (or category, position) index up to the

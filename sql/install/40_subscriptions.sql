@@ -224,7 +224,8 @@ END
 $$;
 
 -- Internal helpers, never granted: the session's memory of the fence it
--- fetched with (src/subscription.c); the subscription functions call them.
+-- fetched with (src/subscription.c), which subscription_fetch and
+-- subscription_ack keep in C; these show it to SQL, for diagnosis.
 CREATE FUNCTION event_store.subscription_remember(subscription text, member integer, fence uuid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_subscription_remember'
