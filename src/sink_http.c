@@ -84,11 +84,13 @@
  * them finishing ends (those requests go on, their messages pending): the
  * relay acknowledges what was delivered, retries what failed, and serves
  * the other topics, rather than waiting for the slowest request.  "A
- * while" is four times the sink's usual response time (a moving average),
- * within [STALL_MIN_MS, STALL_MAX_MS].
+ * while" is four times the sink's usual response time (a moving average,
+ * starting at STALL_INITIAL_MS / 4), at least STALL_MIN_MS: an endpoint
+ * that is always slow gets the whole batch_wait_ms, and the worker does
+ * not go round its batches in vain.
  */
 #define STALL_MIN_MS 10
-#define STALL_MAX_MS 100
+#define STALL_INITIAL_MS 100
 
 #define WEBHOOK_SECRET_PREFIX "whsec_"
 
@@ -318,7 +320,7 @@ http_connect(const char *name, const char *url, const char *options_json,
 	strlcpy(sink->name, name, NAMEDATALEN);
 	sink->url = checked_strdup(url);
 	sink->timeout_ms = 10000;
-	sink->response_us = STALL_MAX_MS * 1000 / 4;
+	sink->response_us = STALL_INITIAL_MS * 1000 / 4;
 	sink->connect_timeout_ms = 5000;
 	sink->batch_wait_ms = 1000;
 	sink->tls_verify = true;
@@ -924,7 +926,7 @@ http_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 	TimestampTz deadline;
 	TimestampTz progress = now;
 	int			stall_ms = (int) Min(Max(4 * sink->response_us / 1000, STALL_MIN_MS),
-									 STALL_MAX_MS);
+									 sink->batch_wait_ms);
 
 	deadline = TimestampTzPlusMilliseconds(now, Min((long) timeout_ms, sink->batch_wait_ms));
 	for (;;)
