@@ -63,6 +63,7 @@
 #include "common/sha2.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -961,6 +962,14 @@ http_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 			break;
 		}
 	}
+
+	/*
+	 * Requests left running: come back for them at once (the relay does so
+	 * by itself only when more than one message is pending), not after
+	 * the relay's naptime.
+	 */
+	if (batch_running(sink))
+		SetLatch(MyLatch);
 	detach_requests(sink);
 	sink->batch = NULL;
 	sink->count = 0;
