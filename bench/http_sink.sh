@@ -31,7 +31,7 @@ shared_buffers = 512MB
 max_connections = 50
 "
 dir=$CLUSTER_DIR
-export PGHOST=$dir PGPORT=5432 PGDATABASE=bench
+export PGHOST=$dir PGPORT=$CLUSTER_PORT PGDATABASE=bench
 as_pg createdb bench
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 

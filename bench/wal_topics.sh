@@ -37,7 +37,7 @@ max_connections = 50
 autovacuum_naptime = 10s
 "
 dir=$CLUSTER_DIR
-export PGHOST=$dir PGPORT=5432 PGDATABASE=bench
+export PGHOST=$dir PGPORT=$CLUSTER_PORT PGDATABASE=bench
 as_pg createdb bench
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 as_pg psql -X -q -v ON_ERROR_STOP=1 -f "$here/bench/setup.sql" >/dev/null

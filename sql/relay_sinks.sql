@@ -51,6 +51,8 @@ SELECT try($$SELECT event_store.relay_sink_create('x', 'amqp://h:5672', '{"heart
 SELECT try($$SELECT event_store.relay_sink_create('x', 'amqp://h:5672', '{"vhost": "v"}')$$);
 SELECT try($$SELECT event_store.relay_sink_create('x', 'https://h/p', '{"secret": 1}')$$);
 SELECT try($$SELECT event_store.relay_sink_create('x', 'https://', '{}')$$);
+SELECT try($$SELECT event_store.relay_sink_create('x', 'https://h/p', '{"batch_wait_ms": 0}')$$);
+SELECT event_store.relay_sink_validate('https://h/p', '{"batch_wait_ms": 200, "timeout_ms": 600000}');
 SELECT try($$SELECT event_store.relay_route('t', 'missing')$$);
 SELECT try($$SELECT event_store.relay_route('t', 'kafka://h:1')$$);
 SELECT try($$SELECT event_store.relay_route('t', 'amqp://u:pa55word@h:1/v')$$);

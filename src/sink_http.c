@@ -21,20 +21,34 @@
  *
  * One multi handle per sink lives as long as the worker's connection to
  * the sink (sink_config.c keeps it across batches), so keep-alive
- * connections are reused from batch to batch.  At most max_in_flight
+ * connections are reused from batch to batch; so are the easy handles,
+ * whose options that never change are set once.  At most max_in_flight
  * requests run at once, and at most one per key: a keyed message is
  * started only once every earlier message of its key in the batch is
  * confirmed, so a failed one leaves the later ones pending, and per-key
  * order holds through retries.  confirm() drives the transfers until every
- * started request has its verdict or the relay's timeout passes; messages
- * never started stay pending.  The waits are short polls that answer
- * interrupts: a worker told to stop does not wait for a slow endpoint.
+ * started request has its verdict, or batch_wait_ms (or the relay's
+ * timeout) passes, or none of them finished for a while (see STALL_MIN_MS);
+ * messages never started stay pending.  The waits are
+ * short polls that answer interrupts: a worker told to stop does not wait
+ * for a slow endpoint.
+ *
+ * A slow endpoint does not hold up the other topics of the database (the
+ * relay serves them in turn, in one worker): a batch waits at most
+ * batch_wait_ms, or less without progress, and the requests still running then are left running,
+ * their messages pending (not an attempt).  Each request owns a copy of
+ * its body and remembers its message's topic and id: the next batch of the
+ * topic, which holds the message again (it is still the first of its key),
+ * takes the request over, with its verdict if it finished meanwhile,
+ * instead of sending it twice.  A request that no batch takes over is
+ * dropped when its slot is needed, or when the next batch of its topic
+ * does not hold its message.
  *
  * Options (all optional): secret (string), headers (object of strings),
  * timeout_ms (total time of a request, default 10000), connect_timeout_ms
- * (default 5000), max_in_flight (default 16), tls_verify (default true),
- * ca_file (a CA bundle for the server's certificate).  The secret never
- * appears in errors or logs.
+ * (default 5000), max_in_flight (default 16), batch_wait_ms (default
+ * 1000), tls_verify (default true), ca_file (a CA bundle for the server's
+ * certificate).  The secret never appears in errors or logs.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +63,7 @@
 #include "common/sha2.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -65,12 +80,34 @@
 /* How long one wait for the transfers lasts at most, between interrupt checks. */
 #define POLL_MS 50
 
+/*
+ * A batch whose requests have all been running for a while without one of
+ * them finishing ends (those requests go on, their messages pending): the
+ * relay acknowledges what was delivered, retries what failed, and serves
+ * the other topics, rather than waiting for the slowest request.  "A
+ * while" is four times the sink's usual response time (a moving average,
+ * starting at STALL_INITIAL_MS / 4), at least STALL_MIN_MS: an endpoint
+ * that is always slow gets the whole batch_wait_ms, and the worker does
+ * not go round its batches in vain.
+ */
+#define STALL_MIN_MS 10
+#define STALL_INITIAL_MS 100
+
 #define WEBHOOK_SECRET_PREFIX "whsec_"
 
 typedef struct HttpRequest
 {
 	CURL	   *easy;
-	int			message;		/* index in the batch; -1: slot free */
+	bool		busy;			/* running, or holding a verdict not handed
+								 * over yet; false: slot free */
+	bool		running;		/* in the multi handle */
+	int			message;		/* index in the current batch; -1: none (a
+								 * batch left it running) */
+	int64		id;				/* its message's outbox id and topic */
+	char		topic[ES_MAX_TOPIC_BYTES + 1];
+	CURLcode	result;			/* once finished */
+	long		status;			/* HTTP status, once finished */
+	TimestampTz started_at;
 	struct curl_slist *headers;
 	char		response[RESPONSE_KEEP + 1];
 	size_t		response_len;
@@ -89,11 +126,13 @@ typedef struct HttpSink
 	long		timeout_ms;
 	long		connect_timeout_ms;
 	int			max_in_flight;
+	long		batch_wait_ms;
 	bool		tls_verify;
 	char	   *ca_file;
 	CURLM	   *multi;
+	int64		response_us;	/* moving average of response times */
 	HttpRequest *requests;		/* max_in_flight of them */
-	int			in_flight;
+	int			in_flight;		/* busy requests */
 
 	/* The batch being published (valid between publish and confirm). */
 	EsSinkMessage *batch;
@@ -112,6 +151,8 @@ typedef struct KeyEntry
 } KeyEntry;
 
 static bool curl_ready = false;
+
+static void setup_handle(HttpSink *sink, HttpRequest *r);
 
 /* malloc that fails with an error rather than NULL. */
 static void *
@@ -227,7 +268,7 @@ http_disconnect(void *conn)
 
 			if (r->easy)
 			{
-				if (r->message >= 0 && sink->multi)
+				if (r->running && sink->multi)
 					curl_multi_remove_handle(sink->multi, r->easy);
 				curl_easy_cleanup(r->easy);
 			}
@@ -280,14 +321,17 @@ http_connect(const char *name, const char *url, const char *options_json,
 	strlcpy(sink->name, name, NAMEDATALEN);
 	sink->url = checked_strdup(url);
 	sink->timeout_ms = 10000;
+	sink->response_us = STALL_INITIAL_MS * 1000 / 4;
 	sink->connect_timeout_ms = 5000;
+	sink->batch_wait_ms = 1000;
 	sink->tls_verify = true;
 
 	if (!int_option(options, "timeout_ms", 1, 600000, &sink->timeout_ms) ||
 		!int_option(options, "connect_timeout_ms", 1, 600000, &sink->connect_timeout_ms) ||
-		!int_option(options, "max_in_flight", 1, 1000, &max_in_flight))
+		!int_option(options, "max_in_flight", 1, 1000, &max_in_flight) ||
+		!int_option(options, "batch_wait_ms", 1, 600000, &sink->batch_wait_ms))
 	{
-		*error = psprintf("sink \"%s\": timeout_ms, connect_timeout_ms and max_in_flight must be positive integers",
+		*error = psprintf("sink \"%s\": timeout_ms, connect_timeout_ms, max_in_flight and batch_wait_ms must be positive integers",
 						  name);
 		http_disconnect(sink);
 		return NULL;
@@ -377,6 +421,7 @@ http_connect(const char *name, const char *url, const char *options_json,
 			http_disconnect(sink);
 			return NULL;
 		}
+		setup_handle(sink, &sink->requests[i]);
 	}
 	return sink;
 }
@@ -432,6 +477,36 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 		}
 	}
 	return len;
+}
+
+/*
+ * The options of a request that are the same for every request of the
+ * sink, set once per handle (libcurl keeps them from transfer to
+ * transfer): the body, its size and the headers are set per request.
+ */
+static void
+setup_handle(HttpSink *sink, HttpRequest *r)
+{
+	CURL	   *easy = r->easy;
+
+	curl_easy_setopt(easy, CURLOPT_URL, sink->url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, sink->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, sink->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, sink->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, sink->tls_verify ? 2L : 0L);
+	if (sink->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, sink->ca_file);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "event_store");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
 }
 
 /* The base64 of HMAC-SHA256(secret, "<id>.<timestamp>.<body>"). */
@@ -492,6 +567,10 @@ start_request(HttpSink *sink, HttpRequest *r, int i)
 	struct curl_slist *headers = NULL;
 
 	r->message = i;
+	r->id = m->id;
+	strlcpy(r->topic, m->topic, sizeof(r->topic));
+	r->result = CURLE_OK;
+	r->status = 0;
 	r->response_len = 0;
 	r->response[0] = '\0';
 	r->retry_after_ms = 0;
@@ -535,33 +614,21 @@ start_request(HttpSink *sink, HttpRequest *r, int i)
 		curl_slist_free_all(r->headers);
 	r->headers = headers;
 
-	curl_easy_reset(easy);
-	curl_easy_setopt(easy, CURLOPT_URL, sink->url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, m->payload);
+	/* A copy of the body: the request may outlive the batch's memory. */
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+	if (curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, m->payload) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, sink->timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, sink->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, sink->tls_verify ? 1L : 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, sink->tls_verify ? 2L : 0L);
-	if (sink->ca_file)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, sink->ca_file);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "event_store");
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
 
 	if (curl_multi_add_handle(sink->multi, easy) != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("sink \"%s\": could not start a request", sink->name)));
+	r->busy = true;
+	r->running = true;
+	r->started_at = GetCurrentTimestamp();
 	sink->started[i] = true;
 	sink->in_flight++;
 }
@@ -575,19 +642,57 @@ may_start(HttpSink *sink, int i)
 	return prev < 0 || sink->batch[prev].status == ES_SINK_CONFIRMED;
 }
 
-/* Fill the free slots with the next messages that may start. */
+/* Free a request's slot; a running request is given up. */
 static void
+release_request(HttpSink *sink, HttpRequest *r)
+{
+	if (r->running)
+		curl_multi_remove_handle(sink->multi, r->easy);
+	r->running = false;
+	r->busy = false;
+	r->message = -1;
+	sink->in_flight--;
+}
+
+/*
+ * A free slot, or NULL.  When none is free, the slot of a request no batch
+ * took over and that already finished is taken (its message is sent again
+ * by a later batch: at-least-once).
+ */
+static HttpRequest *
+free_slot(HttpSink *sink)
+{
+	for (int s = 0; s < sink->max_in_flight; s++)
+	{
+		if (!sink->requests[s].busy)
+			return &sink->requests[s];
+	}
+	for (int s = 0; s < sink->max_in_flight; s++)
+	{
+		HttpRequest *r = &sink->requests[s];
+
+		if (r->message < 0 && !r->running)
+		{
+			release_request(sink, r);
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/* Fill the free slots with the next messages that may start; how many. */
+static int
 start_requests(HttpSink *sink)
 {
-	int			slot = 0;
+	int			started = 0;
 
 	while (sink->first_unstarted < sink->count &&
 		   sink->started[sink->first_unstarted])
 		sink->first_unstarted++;
-	for (int i = sink->first_unstarted;
-		 i < sink->count && sink->in_flight < sink->max_in_flight; i++)
+	for (int i = sink->first_unstarted; i < sink->count; i++)
 	{
 		EsSinkMessage *m = &sink->batch[i];
+		HttpRequest *r;
 
 		if (sink->started[i] || m->status != ES_SINK_PENDING || !may_start(sink, i))
 			continue;
@@ -599,31 +704,31 @@ start_requests(HttpSink *sink)
 			sink->started[i] = true;
 			continue;
 		}
-		while (sink->requests[slot].message >= 0)
-			slot++;
-		start_request(sink, &sink->requests[slot], i);
+		if ((r = free_slot(sink)) == NULL)
+			break;
+		start_request(sink, r, i);
+		started++;
 	}
+	return started;
 }
 
-/* The verdict of a finished request. */
+/* Hand a finished request's verdict to its message, and free the slot. */
 static void
-finish_request(HttpSink *sink, HttpRequest *r, CURLcode result)
+hand_over(HttpSink *sink, HttpRequest *r)
 {
 	EsSinkMessage *m = &sink->batch[r->message];
-	long		status = 0;
+	long		status = r->status;
 
-	curl_multi_remove_handle(sink->multi, r->easy);
-	sink->in_flight--;
-	r->message = -1;
+	Assert(!r->running && r->message >= 0);
+	release_request(sink, r);
 
-	if (result != CURLE_OK)
+	if (r->result != CURLE_OK)
 	{
 		m->status = ES_SINK_FAILED;
 		m->error = psprintf("sink \"%s\": %s", sink->name,
-							r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
+							r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result));
 		return;
 	}
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status < 300)
 	{
 		m->status = ES_SINK_CONFIRMED;
@@ -646,7 +751,31 @@ finish_request(HttpSink *sink, HttpRequest *r, CURLcode result)
 		m->status = ES_SINK_REJECTED;
 }
 
-/* Give up the requests still running (an error, or the relay's timeout). */
+/*
+ * A request finished: note its outcome, and hand it to its message when a
+ * batch holds it (else the batch that takes it over will).
+ */
+static void
+finish_request(HttpSink *sink, HttpRequest *r, CURLcode result)
+{
+	curl_multi_remove_handle(sink->multi, r->easy);
+	r->running = false;
+	r->result = result;
+	r->status = 0;
+	if (result == CURLE_OK)
+	{
+		/* An outlier moves the average by a bounded step. */
+		int64		us = GetCurrentTimestamp() - r->started_at;
+
+		us = Min(us, 4 * sink->response_us + 1000);
+		sink->response_us += (us - sink->response_us) / 8;
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	}
+	if (r->message >= 0)
+		hand_over(sink, r);
+}
+
+/* Give up every request (the HTTP client failed). */
 static void
 abort_requests(HttpSink *sink, const char *why)
 {
@@ -654,19 +783,53 @@ abort_requests(HttpSink *sink, const char *why)
 	{
 		HttpRequest *r = &sink->requests[s];
 
-		if (r->message < 0)
+		if (!r->busy)
 			continue;
-		curl_multi_remove_handle(sink->multi, r->easy);
-		if (why != NULL && sink->batch != NULL)
+		if (r->message >= 0 && sink->batch != NULL)
 		{
 			EsSinkMessage *m = &sink->batch[r->message];
 
 			m->status = ES_SINK_FAILED;
 			m->error = psprintf("sink \"%s\": %s", sink->name, why);
 		}
-		r->message = -1;
+		release_request(sink, r);
 	}
-	sink->in_flight = 0;
+}
+
+/* The batch ends: requests still running stay, no longer tied to it. */
+static void
+detach_requests(HttpSink *sink)
+{
+	for (int s = 0; s < sink->max_in_flight; s++)
+		sink->requests[s].message = -1;
+}
+
+/*
+ * Drive the transfers, and note the requests that finished.  Returns how
+ * many of them were the batch's, or -1 if the HTTP client failed.
+ */
+static int
+drive(HttpSink *sink)
+{
+	int			running;
+	int			queued;
+	int			finished = 0;
+	CURLMsg    *msg;
+
+	if (curl_multi_perform(sink->multi, &running) != CURLM_OK)
+		return -1;
+	while ((msg = curl_multi_info_read(sink->multi, &queued)) != NULL)
+	{
+		HttpRequest *r;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
+		if (r->message >= 0)
+			finished++;
+		finish_request(sink, r, msg->data.result);
+	}
+	return finished;
 }
 
 static void
@@ -676,8 +839,8 @@ http_publish(void *conn, const char *destination, EsSinkMessage *messages, int c
 	HTAB	   *keys;
 	HASHCTL		ctl;
 
-	/* Requests left by a batch that ended in an error are dropped. */
-	abort_requests(sink, NULL);
+	/* Requests of an earlier batch (also one that ended in an error). */
+	detach_requests(sink);
 
 	sink->batch = messages;
 	sink->count = count;
@@ -705,50 +868,109 @@ http_publish(void *conn, const char *destination, EsSinkMessage *messages, int c
 		}
 	}
 	hash_destroy(keys);
+
+	/*
+	 * Take over the requests an earlier batch of the topic left running (or
+	 * finished since): their messages are in this batch again, in id order.
+	 * Those of the topic that are not (gone meanwhile) are given up.
+	 */
+	if (count > 0 && sink->in_flight > 0)
+	{
+		for (int s = 0; s < sink->max_in_flight; s++)
+		{
+			HttpRequest *r = &sink->requests[s];
+			int			lo = 0;
+			int			hi = count - 1;
+
+			if (!r->busy || strcmp(r->topic, messages[0].topic) != 0)
+				continue;
+			while (lo < hi)
+			{
+				int			mid = lo + (hi - lo) / 2;
+
+				if (messages[mid].id < r->id)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (messages[lo].id != r->id)
+			{
+				release_request(sink, r);
+				continue;
+			}
+			r->message = lo;
+			sink->started[lo] = true;
+			if (!r->running)
+				hand_over(sink, r);
+		}
+	}
 	start_requests(sink);
+}
+
+/* Whether a request of the batch is still running. */
+static bool
+batch_running(HttpSink *sink)
+{
+	for (int s = 0; s < sink->max_in_flight; s++)
+	{
+		if (sink->requests[s].message >= 0)
+			return true;
+	}
+	return false;
 }
 
 static void
 http_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 {
 	HttpSink   *sink = conn;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz deadline;
+	TimestampTz progress = now;
+	int			stall_ms = (int) Min(Max(4 * sink->response_us / 1000, STALL_MIN_MS),
+									 sink->batch_wait_ms);
 
+	deadline = TimestampTzPlusMilliseconds(now, Min((long) timeout_ms, sink->batch_wait_ms));
 	for (;;)
 	{
-		int			running;
-		int			queued;
-		CURLMsg    *msg;
+		int			finished;
 
 		CHECK_FOR_INTERRUPTS();
-		if (curl_multi_perform(sink->multi, &running) != CURLM_OK)
+		if ((finished = drive(sink)) < 0)
 		{
 			abort_requests(sink, "the HTTP client failed");
 			break;
 		}
-		while ((msg = curl_multi_info_read(sink->multi, &queued)) != NULL)
+		now = GetCurrentTimestamp();
+		if (finished > 0)
+			progress = now;
+		/* Requests just started go out at once, not after a poll. */
+		if (start_requests(sink) > 0)
 		{
-			HttpRequest *r;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
-			finish_request(sink, r, msg->data.result);
+			progress = now;
+			continue;
 		}
-		start_requests(sink);
-		if (sink->in_flight == 0)
+		if (!batch_running(sink))
 			break;
-		if (GetCurrentTimestamp() >= deadline)
-		{
-			abort_requests(sink, "no response before the relay's timeout");
+		/* The rest stay running, their messages pending. */
+		if (now >= deadline ||
+			TimestampDifferenceExceeds(progress, now, stall_ms) ||
+			es_relay_stop_requested())
 			break;
-		}
 		if (curl_multi_poll(sink->multi, NULL, 0, POLL_MS, NULL) != CURLM_OK)
 		{
 			abort_requests(sink, "the HTTP client failed");
 			break;
 		}
 	}
+
+	/*
+	 * Requests left running: come back for them at once (the relay does so
+	 * by itself only when more than one message is pending), not after
+	 * the relay's naptime.
+	 */
+	if (batch_running(sink))
+		SetLatch(MyLatch);
+	detach_requests(sink);
 	sink->batch = NULL;
 	sink->count = 0;
 }

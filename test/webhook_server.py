@@ -13,6 +13,7 @@ answers by path:
   /gone         410 with a body: the sink sends those to the dead letters
   /down         503 always
   /slow         200 after --slow-seconds, always
+  /hang         200 after --hang-seconds (recorded when it comes in)
   /retry-after  503 with Retry-After: 2 on a message's first request, 200 on
                 the next
 
@@ -45,6 +46,9 @@ def record(line):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body of an answer are two writes: without
+    # TCP_NODELAY the body waits for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass
@@ -99,6 +103,10 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/slow":
             time.sleep(args.slow_seconds)
             self.answer(200)
+        elif path == "/hang":
+            record(line)
+            time.sleep(args.hang_seconds)
+            self.answer(200)
         elif path == "/retry-after":
             if msg_id not in seen_retry_after:
                 seen_retry_after.add(msg_id)
@@ -120,6 +128,7 @@ def main():
     p.add_argument("--fail-rate", type=float, default=0.3)
     p.add_argument("--slow-rate", type=float, default=0.01)
     p.add_argument("--slow-seconds", type=float, default=2.0)
+    p.add_argument("--hang-seconds", type=float, default=120.0)
     p.add_argument("--tls-cert", help="also serve HTTPS with this certificate")
     p.add_argument("--tls-key")
     args = p.parse_args()

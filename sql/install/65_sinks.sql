@@ -145,7 +145,8 @@ BEGIN
 				CONTINUE;
 			ELSIF o.key = 'tls_verify' AND jsonb_typeof(o.value) = 'boolean' THEN
 				CONTINUE;
-			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms') AND jsonb_typeof(o.value) = 'number'
+			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms', 'batch_wait_ms')
+				  AND jsonb_typeof(o.value) = 'number'
 				  AND o.value::text ~ '^[0-9]{1,6}$' AND o.value::text::integer BETWEEN 1 AND 600000 THEN
 				CONTINUE;
 			ELSIF o.key = 'max_in_flight' AND jsonb_typeof(o.value) = 'number'
@@ -154,7 +155,7 @@ BEGIN
 			END IF;
 			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms and connect_timeout_ms (1 to 600000) and max_in_flight (1 to 1000).';
+					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms, connect_timeout_ms and batch_wait_ms (1 to 600000) and max_in_flight (1 to 1000).';
 		END LOOP;
 	ELSE
 		RAISE EXCEPTION 'unknown sink scheme "%"', scheme

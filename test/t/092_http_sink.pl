@@ -1,8 +1,8 @@
 # The HTTP(S) webhook sink against a local receiver (test/webhook_server.py)
 # that checks Standard Webhooks signatures, fails 30% of requests with 500
 # or 503, and answers some only after the sink's timeout.
-#  1. 5,000 keyed messages (50 keys; scaled down from 100,000 to keep the
-#     suite short) with a kill -9 of the relay worker in the middle: the
+#  1. 100,000 keyed messages (1,000 keys) with a kill -9 of the relay
+#     worker in the middle: the
 #     receiver, deduplicating by webhook-id, has every one, each key in
 #     order; every signature verified; nothing in the dead letters.
 #  2. Retry-After is honoured.
@@ -10,6 +10,10 @@
 #     the body; an endpoint that always fails fills the dead letters after
 #     max_attempts; one that never answers in time neither: and none of
 #     them holds up another topic.
+#  4. An endpoint slower than a batch waits (batch_wait_ms) does not hold up
+#     the other topics either: they are delivered while its request still
+#     runs, and the later batches of its topic take that request over
+#     instead of counting an attempt or sending it again.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -62,6 +66,17 @@ die 'the webhook receiver did not start' unless -e $port_file;
 my ($port, $tls_port) = split / /, slurp_file($port_file);
 my $base = "http://127.0.0.1:$port";
 
+sub poll_until
+{
+	my ($check) = @_;
+	foreach (1 .. $PostgreSQL::Test::Utils::timeout_default * 10)
+	{
+		return 1 if $check->();
+		usleep(100_000);
+	}
+	return 0;
+}
+
 sub received
 {
 	my ($path) = @_;
@@ -72,22 +87,24 @@ sub received
 
 $node->safe_psql('postgres', qq{
 	SELECT event_store.relay_sink_create('hooks', '$base/flaky',
-		'{"secret": "$secret", "timeout_ms": 1000, "max_in_flight": 8,
+		'{"secret": "$secret", "timeout_ms": 1000, "max_in_flight": 64,
 		  "headers": {"X-Tenant": "acme"}}');
 	SELECT event_store.outbox_configure('flaky', max_attempts => 1000,
 		backoff_base => '10 milliseconds', backoff_max => '200 milliseconds');
 	SELECT event_store.relay_route('flaky', 'hooks');
 });
 
-# 1. 5,000 keyed messages in 50 keys, sent in 10 transactions.
-my $count = 5000;
+# 1. 100,000 keyed messages in 1,000 keys, sent in 10 transactions
+# (ES_HTTP_SINK_MESSAGES sets another number, a multiple of 10,000).
+my $count = $ENV{ES_HTTP_SINK_MESSAGES} // 100000;
+my $part_size = $count / 10;
 foreach my $part (0 .. 9)
 {
-	my $from = $part * 500 + 1;
-	my $to = $from + 499;
+	my $from = $part * $part_size + 1;
+	my $to = $from + $part_size - 1;
 	$node->safe_psql('postgres', qq{
 		SELECT count(event_store.outbox_send('flaky',
-			jsonb_build_object('k', 'k' || (n % 50), 'n', n), 'k' || (n % 50),
+			jsonb_build_object('k', 'k' || (n % 1000), 'n', n), 'k' || (n % 1000),
 			jsonb_build_object('seq', n)))
 		FROM generate_series($from, $to) AS n});
 	if ($part == 4)
@@ -103,9 +120,11 @@ foreach my $part (0 .. 9)
 		$node->poll_query_until('postgres', 'SELECT true') or die;
 	}
 }
+my $t0 = time;
 ok($node->poll_query_until('postgres',
 		q{SELECT NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'flaky')}, 't'),
 	'every message left the outbox');
+note(sprintf('delivered in %.1f s after the last send', time - $t0));
 my %first;
 my @order;
 my $bad = 0;
@@ -190,7 +209,35 @@ like($node->safe_psql('postgres', q{
 	SELECT min(last_error) FROM event_store.outbox_dead_letters WHERE topic = 'slow'}),
 	qr/^sink "slow": .*timed out/i, 'a timeout is an error too');
 
-# 4. TLS: a self-signed certificate is refused by default; accepted with
+# 4. An endpoint that answers after 120 s, with a timeout of 10 minutes: the
+# batch waits batch_wait_ms (1 s by default), not the timeout.
+$node->safe_psql('postgres', qq{
+	SELECT event_store.relay_sink_create('hang', '$base/hang',
+		'{"secret": "$secret", "timeout_ms": 600000}');
+	SELECT event_store.relay_route('hang', 'hang');
+	SELECT event_store.outbox_send('hang', jsonb_build_object('hang', n), 'h')
+	FROM generate_series(1, 2) AS n;
+});
+ok(poll_until(sub { scalar(received('/hang')) >= 1 }), 'the slow endpoint has its first request');
+$start = time;
+$node->safe_psql('postgres', q{
+	SELECT event_store.relay_route('next', 'ok');
+	SELECT count(event_store.outbox_send('next', jsonb_build_object('next', n)))
+	FROM generate_series(1, 50) AS n});
+ok($node->poll_query_until('postgres',
+		q{SELECT NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'next')}, 't'),
+	'another topic is delivered while the slow request runs');
+note(sprintf('delivered in %.1f s', time - $start));
+is(scalar(grep { $_->[4] =~ /"next"/ } received('/ok')), 50, 'all of it');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(attempts::text || coalesce(' ' || last_error, ''), ',' ORDER BY id)
+	FROM event_store.outbox WHERE topic = 'hang'}),
+	'0,0', 'the slow messages wait, with no attempt counted');
+is(scalar(received('/hang')), 1,
+	'the later batches took the running request over: it was sent once');
+$node->safe_psql('postgres', q{SELECT event_store.relay_unroute('hang')});
+
+# 5. TLS: a self-signed certificate is refused by default; accepted with
 # tls_verify off, or with the certificate as ca_file.
 $node->safe_psql('postgres', qq{
 	SELECT event_store.relay_sink_create('tls_default', 'https://localhost:$tls_port/ok',
