@@ -24,8 +24,9 @@
  * means that what a broker has of a batch is, per partition, a prefix of
  * what was published, so a key's message is never written after an earlier
  * one of its key that failed.  For the same reason librdkafka never times
- * messages out by itself (message.timeout.ms = 0, which would fail one
- * message while a later one of its partition still goes): the relay waits
+ * messages out by itself (its message.timeout.ms is 0: its own timeout
+ * could fail one message while a later one of its partition still goes
+ * out): the relay waits
  * up to the sink's message.timeout.ms (default 10 s), then purges what is
  * not reported, reports it failed (it may still arrive: at-least-once),
  * and makes the producer again: the purge leaves a gap in the producer's
@@ -65,13 +66,18 @@ typedef struct KafkaConn
 } KafkaConn;
 
 /*
- * A message's opaque: its batch's number (low 32 bits of the batch counter)
- * and its index in the batch.
+ * A message's opaque: its index in the batch in the low bits (a batch has
+ * at most 100,000 messages, event_store.relay_batch_size), the batch's
+ * number in the others (as many of its low bits as a pointer has room for).
  */
+#define KAFKA_INDEX_BITS 17
+#define KAFKA_BATCH_MASK (UINTPTR_MAX >> KAFKA_INDEX_BITS)
 #define KAFKA_OPAQUE(batch, index) \
-	((void *) (intptr_t) (((uint64) (batch) << 32) | (uint32) (index)))
-#define KAFKA_OPAQUE_BATCH(opaque) ((uint32) (((uint64) (intptr_t) (opaque)) >> 32))
-#define KAFKA_OPAQUE_INDEX(opaque) ((int) (uint32) (intptr_t) (opaque))
+	((void *) ((((uintptr_t) (batch) & KAFKA_BATCH_MASK) << KAFKA_INDEX_BITS) | \
+			   (uintptr_t) (index)))
+#define KAFKA_OPAQUE_BATCH(opaque) (((uintptr_t) (opaque)) >> KAFKA_INDEX_BITS)
+#define KAFKA_OPAQUE_INDEX(opaque) \
+	((int) (((uintptr_t) (opaque)) & ((((uintptr_t) 1) << KAFKA_INDEX_BITS) - 1)))
 
 /* The batch whose delivery reports are being collected. */
 static EsSinkMessage *current_messages = NULL;
@@ -84,7 +90,8 @@ delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	int			index = KAFKA_OPAQUE_INDEX(msg->_private);
 
 	kc->outstanding--;
-	if (current_messages == NULL || KAFKA_OPAQUE_BATCH(msg->_private) != kc->batch ||
+	if (current_messages == NULL ||
+		KAFKA_OPAQUE_BATCH(msg->_private) != ((uintptr_t) kc->batch & KAFKA_BATCH_MASK) ||
 		index < 0 || index >= current_count)
 		return;					/* a report of an earlier batch */
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
