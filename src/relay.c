@@ -113,13 +113,17 @@ static int	saved_context;
  * available now and in the batch.  Before the limit, the first message of
  * the key (one probe of the (topic, key, id) index) must be available: so
  * messages blocked behind a delayed, backing-off or leased message of
- * their key never hide eligible ones.  After it, the keys whose messages up
- * to the last one taken are all in the batch (one count per key) keep them;
- * for the others (a delayed message in the middle of the key, one locked by
- * a claimer) each message is checked against the batch.  The probes of the
- * (topic, key, id) index start at the topic's first message: the entries
- * of messages relayed before and not yet vacuumed lie below it and are
- * never walked again.  (It scans the (topic, id + 0) index: see plans.c.)
+ * their key never hide eligible ones.  The probe is a lateral join rather
+ * than a subquery of the WHERE clause, so that the planner can remember
+ * each key's answer (Memoize) instead of probing again for every message
+ * of the key: the probes were most of the cost of a batch.  After the
+ * limit, the keys whose messages up to the last one taken are all in the
+ * batch (one count per key) keep them; for the others (a delayed message
+ * in the middle of the key, one locked by a claimer) each message is
+ * checked against the batch.  The probes of the (topic, key, id) index
+ * start at the topic's first message: the entries of messages relayed
+ * before and not yet vacuumed lie below it and are never walked again.
+ * (It scans the (topic, id + 0) index: see plans.c.)
  * The route is looked at again in the batch's snapshot: a cycle that read
  * the routes before a pause or an unroute committed sends nothing committed
  * after it.
@@ -131,14 +135,15 @@ static const char *const select_sql =
 "), candidates AS ("
 "  SELECT o.id, o.key, o.payload, o.headers, o.created_at"
 "  FROM event_store.outbox AS o"
+"  LEFT JOIN LATERAL ("
+"    SELECT head.available_at <= $2 AS ready FROM event_store.outbox AS head"
+"    WHERE head.topic = $1 AND head.key = o.key"
+"      AND head.id >= (SELECT first.id FROM first)"
+"    ORDER BY head.topic, head.key, head.id LIMIT 1) AS h ON true"
 "  WHERE o.topic = $1 AND o.available_at <= $2"
 "    AND EXISTS (SELECT FROM event_store.relay_routes AS r"
 "                WHERE r.topic = $1 AND NOT r.paused)"
-"    AND (o.key IS NULL OR ("
-"      SELECT head.available_at <= $2 FROM event_store.outbox AS head"
-"      WHERE head.topic = $1 AND head.key = o.key"
-"        AND head.id >= (SELECT first.id FROM first)"
-"      ORDER BY head.topic, head.key, head.id LIMIT 1))"
+"    AND (o.key IS NULL OR h.ready)"
 "  ORDER BY o.topic, o.id + 0 LIMIT $3"
 "  FOR UPDATE OF o SKIP LOCKED"
 "), keys AS ("

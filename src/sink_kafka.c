@@ -12,12 +12,31 @@
  *
  * librdkafka works in threads of its own, which touch none of PostgreSQL's
  * state: its callbacks run only inside rd_kafka_poll(), called here.  The
- * waits poll in short slices and answer interrupts, and every message has
- * a bounded time to be delivered (message.timeout.ms); at the end of a
- * batch, what is not reported is purged and reported failed (it may still
- * arrive: at-least-once).  Gapless delivery is asked for: a gap in a
- * partition is a fatal error, after which the producer is made again, so a
- * key's later message never overtakes an earlier one that failed.
+ * waits poll in short slices and answer interrupts.
+ *
+ * Order and loss: one request at a time per broker connection
+ * (max.in.flight.requests.per.connection = 1).  With several in flight, a
+ * request that failed (not written) followed by one that succeeded makes
+ * librdkafka report the first one's messages delivered too ("implicitly
+ * acked": a broker that checks the producer's sequence numbers would have
+ * refused the second); a broker, or librdkafka's own mock cluster, that does
+ * not check them would lose those messages.  One request in flight also
+ * means that what a broker has of a batch is, per partition, a prefix of
+ * what was published, so a key's message is never written after an earlier
+ * one of its key that failed.  For the same reason librdkafka never times
+ * messages out by itself (its message.timeout.ms is 0: its own timeout
+ * could fail one message while a later one of its partition still goes
+ * out): the relay waits
+ * up to the sink's message.timeout.ms (default 10 s), then purges what is
+ * not reported, reports it failed (it may still arrive: at-least-once),
+ * and makes the producer again: the purge leaves a gap in the producer's
+ * sequence numbers, and reports of a purged batch must not reach a later
+ * one.  Gapless delivery is asked for: a gap in a partition is a fatal
+ * error, after which the producer is made again too.
+ *
+ * Each delivery report carries the number of its batch: a report of a
+ * batch whose transaction failed between publish and confirm never
+ * settles a message of a later batch.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,7 +62,22 @@ typedef struct KafkaConn
 	bool		fatal;			/* the producer must be made again */
 	bool		brokers_down;	/* all brokers were down at last report */
 	int			outstanding;	/* delivery reports not yet seen */
+	uint32		batch;			/* number of the batch being published */
 } KafkaConn;
+
+/*
+ * A message's opaque: its index in the batch in the low bits (a batch has
+ * at most 100,000 messages, event_store.relay_batch_size), the batch's
+ * number in the others (as many of its low bits as a pointer has room for).
+ */
+#define KAFKA_INDEX_BITS 17
+#define KAFKA_BATCH_MASK (UINTPTR_MAX >> KAFKA_INDEX_BITS)
+#define KAFKA_OPAQUE(batch, index) \
+	((void *) ((((uintptr_t) (batch) & KAFKA_BATCH_MASK) << KAFKA_INDEX_BITS) | \
+			   (uintptr_t) (index)))
+#define KAFKA_OPAQUE_BATCH(opaque) (((uintptr_t) (opaque)) >> KAFKA_INDEX_BITS)
+#define KAFKA_OPAQUE_INDEX(opaque) \
+	((int) (((uintptr_t) (opaque)) & ((((uintptr_t) 1) << KAFKA_INDEX_BITS) - 1)))
 
 /* The batch whose delivery reports are being collected. */
 static EsSinkMessage *current_messages = NULL;
@@ -53,10 +87,12 @@ static void
 delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	KafkaConn  *kc = opaque;
-	intptr_t	index = (intptr_t) msg->_private;
+	int			index = KAFKA_OPAQUE_INDEX(msg->_private);
 
 	kc->outstanding--;
-	if (current_messages == NULL || index < 0 || index >= current_count)
+	if (current_messages == NULL ||
+		KAFKA_OPAQUE_BATCH(msg->_private) != ((uintptr_t) kc->batch & KAFKA_BATCH_MASK) ||
+		index < 0 || index >= current_count)
 		return;					/* a report of an earlier batch */
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
@@ -134,9 +170,8 @@ kafka_connect(const char *name, const char *url, const char *options_json, char 
 		!set_conf(conf, name, "enable.idempotence", "true", error) ||
 		!set_conf(conf, name, "acks", "all", error) ||
 		!set_conf(conf, name, "enable.gapless.guarantee", "true", error) ||
-		!set_conf(conf, name, "message.timeout.ms", "10000", error) ||
 		!set_conf(conf, name, "socket.connection.setup.timeout.ms", "5000", error) ||
-		!set_conf(conf, name, "linger.ms", "1", error) ||
+		!set_conf(conf, name, "linger.ms", "0", error) ||
 		/* small batches wait for no delayed ACK */
 		!set_conf(conf, name, "socket.nagle.disable", "true", error) ||
 		!set_conf(conf, name, "client.id", "event_store", error))
@@ -164,15 +199,28 @@ kafka_connect(const char *name, const char *url, const char *options_json, char 
 				*error = psprintf("invalid Kafka option \"%s\"", key);
 				goto fail;
 			}
-			if (!set_conf(conf, name, key, value, error))
-				goto fail;
-			if (strcmp(key, "message.timeout.ms") == 0)
+			/* The relay times messages out itself (see above). */
+			if (strcmp(key, "message.timeout.ms") == 0 ||
+				strcmp(key, "delivery.timeout.ms") == 0)
+			{
 				kc->message_timeout_ms = atoi(value);
+				if (kc->message_timeout_ms <= 0)
+				{
+					*error = psprintf("invalid Kafka option \"%s\"", key);
+					goto fail;
+				}
+			}
+			else if (!set_conf(conf, name, key, value, error))
+				goto fail;
 			memset(value, 0, strlen(value));
 			key = NULL;
 		}
 	}
 
+	/* Set last: no option overrides them (see above). */
+	if (!set_conf(conf, name, "max.in.flight.requests.per.connection", "1", error) ||
+		!set_conf(conf, name, "message.timeout.ms", "0", error))
+		goto fail;
 	rd_kafka_conf_set_opaque(conf, kc);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
 	rd_kafka_conf_set_error_cb(conf, error_callback);
@@ -212,6 +260,7 @@ kafka_publish(void *conn, const char *destination, EsSinkMessage *messages, int 
 
 	current_messages = messages;
 	current_count = count;
+	kc->batch++;
 	for (int i = 0; i < count; i++)
 	{
 		EsSinkMessage *m = &messages[i];
@@ -243,7 +292,7 @@ kafka_publish(void *conn, const char *destination, EsSinkMessage *messages, int 
 									RD_KAFKA_V_VALUE((void *) m->payload, strlen(m->payload)),
 									RD_KAFKA_V_HEADERS(hdrs),
 									RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-									RD_KAFKA_V_OPAQUE((void *) (intptr_t) i),
+									RD_KAFKA_V_OPAQUE(KAFKA_OPAQUE(kc->batch, i)),
 									RD_KAFKA_V_END);
 			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 				break;
@@ -269,7 +318,8 @@ static void
 kafka_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 {
 	KafkaConn  *kc = conn;
-	int			wait_ms = Min(timeout_ms, kc->message_timeout_ms + 2000);
+	int			wait_ms = Min(timeout_ms, kc->message_timeout_ms);
+	bool		purged = false;
 	TimestampTz deadline;
 
 	/* With every broker down, do not hold the batch for the full timeout. */
@@ -285,6 +335,7 @@ kafka_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 		 */
 		rd_kafka_purge(kc->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		poll_until(kc, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
+		purged = true;
 	}
 	for (int i = 0; i < count; i++)
 	{
@@ -299,8 +350,9 @@ kafka_confirm(void *conn, EsSinkMessage *messages, int count, int timeout_ms)
 								kc->name, wait_ms);
 		}
 	}
-	if (kc->outstanding > 0)
-		kc->fatal = true;		/* reports of this batch may still come */
+	/* A gap in the sequence numbers, or reports of this batch still to come. */
+	if (purged || kc->outstanding > 0)
+		kc->fatal = true;
 	current_messages = NULL;
 	current_count = 0;
 	{
