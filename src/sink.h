@@ -17,8 +17,12 @@
  *							later), REJECTED (with error: it never will,
  *							e.g. an HTTP 4xx: the message goes to the dead
  *							letters at once), or left PENDING (not
- *							published: the relay tries again later, without
- *							counting an attempt);
+ *							published, or still on its way with no verdict
+ *							yet: the relay hands it over again later,
+ *							without counting an attempt, and a sink that
+ *							still has it on its way must not send it twice
+ *							but take the earlier send's verdict, as
+ *							sink_http.c does);
  *	close()
  *
  * Then the relay deletes the confirmed messages from the outbox, sends the
