@@ -54,8 +54,10 @@
  * publishes the topic it waits for in its backend slot (shared memory,
  * src/shmem.c), takes a fresh snapshot and tries to claim; if nothing is
  * available it sleeps on its latch until the wait ends or the next delayed
- * message of the topic is due.  A transaction that sent to a topic sets
- * the latches of the claims waiting for it once its commit is visible.
+ * message of the topic is due.  A transaction that sent to a topic, or
+ * that acknowledged, nacked, consumed or buried a keyed message of it
+ * (which may free the next message of the key), sets the latches of the
+ * claims waiting for it once its commit is visible.
  * Since the waiter publishes before it looks and the committer looks after
  * its commit is visible, either the waiter's snapshot shows the message or
  * the committer sees the waiter: no wake-up is lost, and nothing polls.
@@ -304,19 +306,26 @@ static const char *const dedup_record_sql =
 "   WHERE d.sent_at OPERATOR(pg_catalog.<=) $3"
 " RETURNING d.message_id";
 
-/* Ack: delete the messages whose current receipt is given. */
+/*
+ * Ack: delete the messages whose current receipt is given.  Returns the
+ * topic of each keyed one (NULL for the others): its deletion may free the
+ * next message of its key, so the commit wakes the claims waiting for it.
+ */
 static const char *const ack_receipts_sql =
 "DELETE FROM event_store.outbox AS o"
 " USING unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
-" WHERE o.id = r.id AND o.receipt = r.receipt";
+" WHERE o.id = r.id AND o.receipt = r.receipt"
+" RETURNING CASE WHEN o.key IS NOT NULL THEN o.topic END";
 
 static const char *const ack_ids_sql =
-"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)";
+"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)"
+" RETURNING CASE WHEN o.key IS NOT NULL THEN o.topic END";
 
 /*
  * Nack: the targets (by receipt or by id) go back to the queue after $3
  * (NULL: backoff), or to the dead letters if they used their last attempt.
- * $4 error, $5 now.  Returns how many were nacked.
+ * $4 error, $5 now.  Returns how many were nacked, and the topics of the
+ * keyed ones (the next message of their key may be free now, or at once).
  */
 #define NACK_SQL(targets) \
 "WITH targets AS (" targets \
@@ -340,16 +349,19 @@ static const char *const ack_ids_sql =
 "      last_error = coalesce($4, o.last_error)" \
 "  FROM policy AS p WHERE o.id = p.id AND NOT p.exhausted" \
 "  RETURNING 1" \
-") SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM buried)"
+") SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM buried)," \
+"    ARRAY(SELECT DISTINCT t.topic FROM targets AS t WHERE t.keyed)"
 
 static const char *const nack_receipts_sql = NACK_SQL(
-"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  SELECT o.id, o.attempts, o.topic, o.key IS NOT NULL AS keyed"
+"  FROM event_store.outbox AS o"
 "  JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
 "    ON o.id = r.id AND o.receipt = r.receipt"
 "  FOR UPDATE OF o");
 
 static const char *const nack_ids_sql = NACK_SQL(
-"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  SELECT o.id, o.attempts, o.topic, o.key IS NOT NULL AS keyed"
+"  FROM event_store.outbox AS o"
 "  WHERE o.id = ANY ($1)"
 "  FOR UPDATE OF o");
 
@@ -622,7 +634,10 @@ outbox_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* Remember that this transaction sent to topic, for the wake-up at commit. */
+/*
+ * Remember that this transaction sent to topic, or freed a message of it,
+ * for the wake-up at commit.
+ */
 static void
 remember_sent_topic(text *topic)
 {
@@ -643,6 +658,25 @@ remember_sent_topic(text *topic)
 		sent_topics_overflow = true;
 	else
 		sent_topics[n_sent_topics++] = h;
+}
+
+/*
+ * Remember the topics (non-NULL text values of column col) of the rows an
+ * ack, nack or consume just changed that may free the next message of a
+ * key: the commit wakes the claims waiting for them.
+ */
+static void
+remember_freed_topics(SPITupleTable *tuptable, uint64 nrows, int col)
+{
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		Datum		topic = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc,
+										  col, &isnull);
+
+		if (!isnull)
+			remember_sent_topic(DatumGetTextPP(topic));
+	}
 }
 
 /*
@@ -1259,6 +1293,8 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+		/* The next messages of their keys may be free at commit. */
+		remember_sent_topic(topic);
 	}
 	/*
 	 * A slow claim: its leases must still run a whole lease when it returns.
@@ -1311,6 +1347,7 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	bool		found;
 	int			consumed = 0;
 	bool		buried = false;
+	bool		keyed = false;
 
 	*next_due = 0;
 	if (fresh_snapshot)
@@ -1334,6 +1371,9 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		bool		row_nulls[Natts_outbox_message + 1];
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, row_nulls);
+		/* Its deletion frees the next message of its key at commit. */
+		if (!row_nulls[2])
+			keyed = true;
 		if (!DatumGetBool(row[Natts_outbox_message]))
 		{
 			buried = true;	/* moved to the dead letters by the statement */
@@ -1343,6 +1383,8 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		consumed++;
 	}
 	SPI_finish();
+	if (keyed)
+		remember_sent_topic(topic);
 
 	/* Only dead letters this time: there may be more to consume at once. */
 	if (consumed == 0 && buried)
@@ -1537,6 +1579,7 @@ event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 	SPI_connect();
 	execute_saved(&plan, ack_receipts_sql, 2, argtypes, values, NULL, false);
 	acked = SPI_processed;
+	remember_freed_topics(SPI_tuptable, SPI_processed, 1);
 	SPI_finish();
 
 	PG_RETURN_INT32((int32) acked);
@@ -1558,6 +1601,7 @@ event_store_outbox_ack_ids(PG_FUNCTION_ARGS)
 	SPI_connect();
 	execute_saved(&plan, ack_ids_sql, 1, argtypes, values, NULL, false);
 	acked = SPI_processed;
+	remember_freed_topics(SPI_tuptable, SPI_processed, 1);
 	SPI_finish();
 
 	PG_RETURN_INT32((int32) acked);
@@ -1577,6 +1621,7 @@ nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int32		nacked;
 	bool		isnull;
+	Datum		topics;
 
 	if (!PG_ARGISNULL(1) && es_interval_sign(PG_GETARG_INTERVAL_P(1)) < 0)
 		ereport(ERROR,
@@ -1602,6 +1647,18 @@ nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
 	execute_saved(plan, sql, 5, argtypes, values, nulls, false);
 	nacked = (int32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 1, &isnull));
+	topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+	{
+		ArrayIterator it = array_create_iterator(DatumGetArrayTypeP(topics), 0, NULL);
+		Datum		topic;
+		bool		topic_null;
+
+		while (array_iterate(it, &topic, &topic_null))
+			if (!topic_null)
+				remember_sent_topic(DatumGetTextPP(topic));
+		array_free_iterator(it);
+	}
 	SPI_finish();
 	return nacked;
 }
