@@ -79,6 +79,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -88,6 +89,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -111,6 +113,9 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+
+/* ids.c: a fresh receipt for a claim of a message */
+extern Datum event_store_outbox_new_receipt(PG_FUNCTION_ARGS);
 
 #include "event_store.h"
 #include "guc.h"
@@ -146,16 +151,6 @@ enum
 /* Columns of event_store.outbox_message, what outbox_claim returns. */
 #define Natts_outbox_message 8
 
-/*
- * The claim statement returns those, then the topic's maximum attempts, the
- * end of the lease it set and the lease.
- */
-#define Natts_claimed (Natts_outbox_message + 3)
-#define Claimed_attempts 5
-#define Claimed_max_attempts Natts_outbox_message
-#define Claimed_lease_end (Natts_outbox_message + 1)
-#define Claimed_lease (Natts_outbox_message + 2)
-
 /* This transaction sent messages: its commit wakes the relay. */
 static bool sent_in_transaction = false;
 
@@ -182,43 +177,6 @@ static bool outbox_callback_registered = false;
 
 /* A deduplication key without a window is remembered this long. */
 #define ES_DEFAULT_DEDUP_WINDOW_SECS 300
-
-/*
- * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left: the per-key order
- * that relay.c's select_sql and the outbox_depth view also keep) and lease
- * them.
- * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
- * available message, found by first_available_id).  Also returns the
- * topic's maximum attempts, so that the caller can spot a message claimed
- * beyond it (its lease expired on the last attempt) and bury it instead:
- * that is rare, so it is a second statement rather than more work in every
- * claim; and the lease with the end it set, for the caller to extend it
- * after a slow claim.  (It scans the (topic, id + 0) index and updates the
- * locked rows by ctid: see plans.c.)
- */
-static const char *const claim_sql =
-"WITH settings AS ("
-"  SELECT s.max_attempts, coalesce($3, s.lease) AS lease"
-"  FROM event_store.outbox_topic_settings($1) AS s"
-"), candidates AS ("
-"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
-"  WHERE o.topic = $1 AND o.id + 0 >= $5 AND o.available_at <= $4"
-"    AND (o.key IS NULL OR NOT EXISTS ("
-"          SELECT FROM event_store.outbox AS earlier"
-"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
-"  ORDER BY o.topic, o.id + 0 LIMIT $2"
-"  FOR UPDATE OF o SKIP LOCKED"
-"), claimed AS ("
-"  UPDATE event_store.outbox AS o"
-"  SET attempts = o.attempts + 1,"
-"      available_at = $4 + s.lease + least(s.lease / 10, interval '1 second'),"
-"      receipt = event_store.outbox_new_receipt(o.id)"
-"  FROM settings AS s"
-"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
-"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt,"
-"    s.max_attempts, o.available_at, s.lease"
-") SELECT * FROM claimed AS c ORDER BY c.id";
 
 /*
  * Consume: delete up to $2 available messages of topic $1 in the caller's
@@ -1224,65 +1182,296 @@ static int
 consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
 
+/*
+ * The policy of the last topic a claim of this backend looked at, as
+ * event_store.outbox_topic_settings gives it.  A statement trigger on
+ * outbox_topics sends a relcache invalidation when it changes (see
+ * outbox_topics_changed), which empties this cache.
+ */
+static MemoryContext policy_context = NULL;
+static text *policy_topic = NULL;
+static int32 policy_max_attempts;
+static Interval policy_lease;
+static Oid	policy_relid = InvalidOid;
+static bool policy_callback_registered = false;
+
+static void
+policy_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == policy_relid)
+		policy_topic = NULL;
+}
+
+static const char *const policy_sql =
+"SELECT s.max_attempts, s.lease FROM event_store.outbox_topic_settings($1) AS s";
+
+/* The topic's maximum attempts and lease. */
+static void
+topic_policy(text *topic, int32 *max_attempts, Interval *lease)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(topic)};
+	bool		isnull;
+	MemoryContext old;
+
+	if (!policy_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
+		policy_callback_registered = true;
+	}
+	if (policy_topic != NULL &&
+		VARSIZE_ANY_EXHDR(policy_topic) == VARSIZE_ANY_EXHDR(topic) &&
+		memcmp(VARDATA_ANY(policy_topic), VARDATA_ANY(topic),
+			   VARSIZE_ANY_EXHDR(topic)) == 0)
+	{
+		*max_attempts = policy_max_attempts;
+		*lease = policy_lease;
+		return;
+	}
+	policy_topic = NULL;
+	policy_relid = es_relation_oid("outbox_topics");
+
+	SPI_connect();
+	execute_saved(&plan, policy_sql, 1, argtypes, values, NULL, true);
+	if (SPI_processed != 1)
+		elog(ERROR, "outbox_topic_settings returned " UINT64_FORMAT " rows",
+			 SPI_processed);
+	policy_max_attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+	policy_lease = *DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+
+	if (policy_context == NULL)
+		policy_context = AllocSetContextCreate(TopMemoryContext,
+											   "event_store outbox policy",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(policy_context);
+	old = MemoryContextSwitchTo(policy_context);
+	policy_topic = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(topic));
+	MemoryContextSwitchTo(old);
+	*max_attempts = policy_max_attempts;
+	*lease = policy_lease;
+}
+
+/*
+ * Whether a message of topic and key with an id below id is in the outbox
+ * (visible to snapshot): then the message id waits for it (per-key order).
+ */
+static bool
+earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
+					  TupleTableSlot *slot, text *topic, Datum key, int64 id)
+{
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	bool		found;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   key_index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   key_index->rd_indcollation[1], F_TEXTEQ, key);
+	ScanKeyEntryInitialize(&keys[2], 0, 3, BTLessStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LT, Int64GetDatum(id));
+	scan = index_beginscan(outbox, key_index, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * One claim: lease up to max_count available messages of the topic in id
+ * order, from first_id on, and put them in the function's result; returns
+ * how many.  Written against the table AM rather than in SQL: a claim is
+ * the queue's hot path, and a statement's executor start-up cost more than
+ * its work.  The messages come from the (topic, id + 0) index; a keyed one
+ * is taken only when no earlier message of its key is left.  Each is
+ * updated in place (attempts, lease, receipt: no indexed column, so a HOT
+ * update) without waiting: one that another transaction holds (a claim, a
+ * consume, an ack, the relay) or changed since the snapshot is skipped, as
+ * FOR UPDATE SKIP LOCKED would skip it, and the update is the lock.
+ * Messages claimed past the topic's maximum attempts (their last lease
+ * expired) go to the dead letters instead (bury_sql).
+ */
+static int
+claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+		   TimestampTz now, int64 first_id, TimestampTz *next_due,
+		   Datum *leased, int *nleased, Datum *exhausted, int *nexhausted,
+		   Interval *lease, TimestampTz *lease_end)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsTableWriter *writer;
+	Relation	index;
+	Relation	key_index;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot;
+	TupleTableSlot *probe;
+	TupleTableSlot *updated;
+	Snapshot	snapshot;
+	CommandId	cid;
+	int32		max_attempts;
+	Interval	margin;
+
+	topic_policy(topic, &max_attempts, lease);
+	if (!PG_ARGISNULL(2))
+		*lease = *PG_GETARG_INTERVAL_P(2);
+	/* the end of the leases: now + lease + least(lease / 10, 1 second) */
+	margin = *DatumGetIntervalP(DirectFunctionCall2(interval_div,
+													IntervalPGetDatum(lease),
+													Float8GetDatum(10.0)));
+	{
+		Interval	second = {.time = USECS_PER_SEC};
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											  IntervalPGetDatum(&margin),
+											  IntervalPGetDatum(&second))) > 0)
+			margin = second;
+	}
+	*lease_end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(now),
+														 IntervalPGetDatum(lease)));
+	*lease_end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(*lease_end),
+														 IntervalPGetDatum(&margin)));
+
+	writer = es_writer_open("outbox");
+	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
+	key_index = es_open_relation("outbox_topic_key_id_idx", AccessShareLock);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+
+	slot = table_slot_create(writer->rel, NULL);
+	probe = table_slot_create(writer->rel, NULL);
+	updated = writer->slot;
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
+	scan = index_beginscan(writer->rel, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (*nleased + *nexhausted < max_count &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+		TM_Result	result;
+		TimestampTz available_at;
+		int32		attempts;
+		Datum		receipt;
+		int64		id;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		available_at = DatumGetTimestampTz(slot->tts_values[Anum_outbox_available_at - 1]);
+		if (available_at > now)
+		{
+			if (*next_due == 0 || available_at < *next_due)
+				*next_due = available_at;
+			continue;
+		}
+		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
+		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
+			earlier_of_key_exists(writer->rel, key_index, snapshot, probe, topic,
+								  slot->tts_values[Anum_outbox_key - 1], id))
+			continue;
+
+		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]) + 1;
+		receipt = DirectFunctionCall1(event_store_outbox_new_receipt, Int64GetDatum(id));
+		ExecClearTuple(updated);
+		memcpy(updated->tts_values, slot->tts_values, sizeof(Datum) * Natts_outbox);
+		memcpy(updated->tts_isnull, slot->tts_isnull, sizeof(bool) * Natts_outbox);
+		updated->tts_values[Anum_outbox_attempts - 1] = Int32GetDatum(attempts);
+		updated->tts_values[Anum_outbox_available_at - 1] = TimestampTzGetDatum(*lease_end);
+		updated->tts_values[Anum_outbox_receipt - 1] = receipt;
+		updated->tts_isnull[Anum_outbox_receipt - 1] = false;
+		ExecStoreVirtualTuple(updated);
+
+		result = table_tuple_update(writer->rel, &slot->tts_tid, updated, cid,
+									snapshot, InvalidSnapshot, false,
+									&tmfd, &lockmode, &update_indexes);
+		if (result != TM_Ok)
+			continue;			/* held or changed by another: skipped */
+		if (update_indexes)
+		{
+			ResetPerTupleExprContext(writer->estate);
+			(void) ExecInsertIndexTuples(writer->rri, updated, writer->estate,
+										 true, false, NULL, NIL);
+		}
+		if (attempts > max_attempts)
+		{
+			exhausted[(*nexhausted)++] = Int64GetDatum(id);
+			continue;
+		}
+		leased[(*nleased)++] = Int64GetDatum(id);
+		{
+			Datum		row[Natts_outbox_message];
+			bool		row_nulls[Natts_outbox_message];
+
+			row[0] = slot->tts_values[Anum_outbox_id - 1];
+			row[1] = slot->tts_values[Anum_outbox_topic - 1];
+			row[2] = slot->tts_values[Anum_outbox_key - 1];
+			row[3] = slot->tts_values[Anum_outbox_payload - 1];
+			row[4] = slot->tts_values[Anum_outbox_headers - 1];
+			row[5] = Int32GetDatum(attempts);
+			row[6] = slot->tts_values[Anum_outbox_created_at - 1];
+			row[7] = receipt;
+			row_nulls[0] = false;
+			row_nulls[1] = false;
+			row_nulls[2] = slot->tts_isnull[Anum_outbox_key - 1];
+			row_nulls[3] = false;
+			row_nulls[4] = slot->tts_isnull[Anum_outbox_headers - 1];
+			row_nulls[5] = false;
+			row_nulls[6] = false;
+			row_nulls[7] = false;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(probe);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(key_index, AccessShareLock);
+	index_close(index, AccessShareLock);
+	es_writer_close(writer);
+	/* What follows in the transaction sees the leases. */
+	CommandCounterIncrement();
+	return *nleased;
+}
+
+/* The id a claim of topic starts at. */
+static int64
+claim_start_id(text *topic)
+{
+	return 0;
+}
+
 static int
 claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
 {
-	static SPIPlanPtr claim_plan = NULL;
 	static SPIPlanPtr bury_plan = NULL;
 	static SPIPlanPtr extend_plan = NULL;
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int64		first_id;
-	bool		found;
-	SPITupleTable *claimed;
 	Datum	   *exhausted;
 	int			nexhausted = 0;
 	Datum	   *leased;
 	int			nleased = 0;
 	TimestampTz lease_end = 0;
-	Interval   *lease = NULL;
+	Interval	lease;
 	Datum		extend_values[2];
 
 	*next_due = 0;
-	if (fresh_snapshot)
-		PushActiveSnapshot(GetTransactionSnapshot());
-	found = first_available_id(topic, now, &first_id, next_due);
-	if (fresh_snapshot)
-		PopActiveSnapshot();
-	if (!found)
-		return 0;
+	exhausted = palloc(sizeof(Datum) * max_count);
+	leased = palloc(sizeof(Datum) * max_count);
+	(void) claim_rows(fcinfo, topic, max_count, now, claim_start_id(topic),
+					  next_due, leased, &nleased, exhausted, &nexhausted,
+					  &lease, &lease_end);
 
-	values[0] = PointerGetDatum(topic);
-	values[1] = Int32GetDatum(max_count);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = Int64GetDatum(first_id);
-
-	SPI_connect();
-	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
-	claimed = SPI_tuptable;
-	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	leased = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		Datum		row[Natts_claimed];
-		bool		row_nulls[Natts_claimed];
-
-		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
-		lease_end = DatumGetTimestampTz(row[Claimed_lease_end]);
-		lease = DatumGetIntervalP(row[Claimed_lease]);
-		if (DatumGetInt32(row[Claimed_attempts]) > DatumGetInt32(row[Claimed_max_attempts]))
-			exhausted[nexhausted++] = row[0];
-		else
-		{
-			leased[nleased++] = row[0];
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
-		}
-	}
 	if (nexhausted > 0)
 	{
 		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
@@ -1292,7 +1481,9 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 INT8OID, 8, FLOAT8PASSBYVAL,
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
+		SPI_connect();
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+		SPI_finish();
 		/* The next messages of their keys may be free at commit. */
 		remember_sent_topic(topic);
 	}
@@ -1311,7 +1502,7 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 
 		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(current),
-														 IntervalPGetDatum(lease)));
+														 IntervalPGetDatum(&lease)));
 		if (lease_end >= needed)
 			break;
 		lease_end = needed + (current - now);
@@ -1320,12 +1511,13 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
 		extend_values[1] = TimestampTzGetDatum(lease_end);
+		SPI_connect();
 		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
 					  NULL, false);
+		SPI_finish();
 	}
-	SPI_finish();
 
-	/* The claim statement's nexhausted rows are not in the result. */
+	/* The claimed messages past their last attempt are not in the result. */
 	if (nleased == 0 && nexhausted > 0 && *next_due == 0)
 		*next_due = now;
 	return nleased;
