@@ -100,6 +100,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -131,6 +132,7 @@ PG_FUNCTION_INFO_V1(event_store_outbox_topics_changed);
 PG_FUNCTION_INFO_V1(event_store_outbox_extend_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_send_batch);
 PG_FUNCTION_INFO_V1(event_store_outbox_consume);
+PG_FUNCTION_INFO_V1(event_store_outbox_reinsert_begin);
 
 /* Columns of event_store.outbox. */
 enum
@@ -174,6 +176,13 @@ static uint32 sent_topics[ES_SENT_TOPICS];
 static int	n_sent_topics = 0;
 static bool sent_topics_overflow = false;
 static bool outbox_callback_registered = false;
+
+/*
+ * This transaction published a bound on the outbox ids it inserts
+ * (inserting), and that bound is its first id, not 1 (first_id_known).
+ */
+static bool inserting = false;
+static bool first_id_known = false;
 
 /* A deduplication key without a window is remembered this long. */
 #define ES_DEFAULT_DEDUP_WINDOW_SECS 300
@@ -265,16 +274,10 @@ static const char *const dedup_record_sql =
 " RETURNING d.message_id";
 
 /*
- * Ack: delete the messages whose current receipt is given.  Returns the
- * topic of each keyed one (NULL for the others): its deletion may free the
- * next message of its key, so the commit wakes the claims waiting for it.
+ * Ack by id: delete the messages.  Returns the topic of each keyed one
+ * (NULL for the others): its deletion may free the next message of its
+ * key, so the commit wakes the claims waiting for it.
  */
-static const char *const ack_receipts_sql =
-"DELETE FROM event_store.outbox AS o"
-" USING unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
-" WHERE o.id = r.id AND o.receipt = r.receipt"
-" RETURNING CASE WHEN o.key IS NOT NULL THEN o.topic END";
-
 static const char *const ack_ids_sql =
 "DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)"
 " RETURNING CASE WHEN o.key IS NOT NULL THEN o.topic END";
@@ -586,10 +589,277 @@ outbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			n_sent_topics = 0;
 			sent_topics_overflow = false;
+			/* After the commit is visible: see outbox_insert_begin. */
+			if (inserting && es_shmem_available())
+				pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, 0);
+			inserting = false;
+			first_id_known = false;
 			break;
 		default:
 			break;
 	}
+}
+
+static void
+register_outbox_callback(void)
+{
+	if (!outbox_callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		outbox_callback_registered = true;
+	}
+}
+
+/*
+ * Where claims start.  A topic's messages are claimed in id order from
+ * the (topic, id + 0) index, and its head is a run of index entries whose
+ * rows are gone: acknowledged, consumed, buried, or left by the updates of
+ * claims.  Vacuum removes them, and a scan marks the entries of rows that
+ * no transaction can see any more so that the next one skips them cheaply;
+ * but while any transaction is open that could still see them (a long
+ * transaction anywhere in the cluster), neither happens, and every claim
+ * would step over the whole run again, fetching each row.  So each claim
+ * remembers, per database and topic in shared memory, an id below which no
+ * message can be claimable any more, and the next claims start there.
+ *
+ * That id must never pass a message that is yet to become visible: one
+ * inserted by a transaction still running, or taking an id from now on.
+ * A transaction that inserts into the outbox publishes, in its backend
+ * slot, a bound on the lowest id it inserts before it takes its first id
+ * (outbox_insert_begin: 1, raised to that id once taken; a redrive
+ * publishes the ids it brings back), and clears it once its commit is
+ * visible.  A claim reads the sequence's last value, then the slots, then
+ * takes its snapshot: a message not visible to that snapshot has an id
+ * above the last value, or at least the bound of a slot.  The claim's start
+ * for the next claims is the lowest of those and of the first message its
+ * scan saw.  A claim in REPEATABLE READ or SERIALIZABLE uses the start but
+ * does not move it (its snapshot is older than what it read).  Ids can also
+ * come back below the start in ways this does not see (a prepared
+ * transaction that sent, committed later; rows restored into the table):
+ * once a second a claim of the topic scans it from its beginning again.
+ * Entries are few and recycled (least recently used first): an entry lost
+ * only means a scan from the beginning.
+ */
+#define ES_CLAIM_STARTS		128
+#define ES_CLAIM_RESCAN_MS	1000
+
+typedef struct EsClaimStart
+{
+	Oid			dboid;
+	Oid			relid;			/* of event_store.outbox */
+	uint64		topic_hash;
+	int64		start;
+	TimestampTz scanned_at;		/* last scan from the beginning */
+	TimestampTz used_at;
+} EsClaimStart;
+
+typedef struct EsClaimStarts
+{
+	slock_t		mutex;
+	EsClaimStart entries[ES_CLAIM_STARTS];
+} EsClaimStarts;
+
+static EsClaimStarts *claim_starts = NULL;
+
+Size
+es_outbox_shmem_size(void)
+{
+	return MAXALIGN(sizeof(EsClaimStarts));
+}
+
+void
+es_outbox_shmem_init(void *base, bool found)
+{
+	claim_starts = (EsClaimStarts *) base;
+	if (!found)
+	{
+		memset(claim_starts, 0, sizeof(EsClaimStarts));
+		SpinLockInit(&claim_starts->mutex);
+	}
+}
+
+/*
+ * Before this transaction takes its first outbox id: publish that it may
+ * insert any id (see "Where claims start" above).
+ */
+static void
+outbox_insert_begin(void)
+{
+	volatile EsBackendSlot *slot;
+
+	if (inserting || !es_shmem_available())
+		return;
+	register_outbox_callback();
+	slot = es_my_backend_slot();
+	slot->outbox_dboid = MyDatabaseId;
+	pg_write_barrier();
+	pg_atomic_write_u64((pg_atomic_uint64 *) &slot->outbox_first_id, 1);
+	/* Published before the id is taken. */
+	pg_memory_barrier();
+	inserting = true;
+}
+
+/* The transaction's first id is taken: no lower one will be inserted. */
+static void
+outbox_insert_first_id(int64 id)
+{
+	if (!inserting || first_id_known)
+		return;
+	pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, (uint64) id);
+	first_id_known = true;
+}
+
+/*
+ * outbox_reinsert_begin(ids): this transaction is about to insert outbox
+ * rows with these ids, taken earlier (outbox_redrive): claims must not
+ * start past them before it ends.
+ */
+Datum
+event_store_outbox_reinsert_begin(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	int64		lowest = PG_INT64_MAX;
+	pg_atomic_uint64 *first;
+	uint64		current;
+
+	deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &elem_nulls, &nelems);
+	for (int i = 0; i < nelems; i++)
+		if (!elem_nulls[i] && DatumGetInt64(elems[i]) < lowest)
+			lowest = DatumGetInt64(elems[i]);
+	if (lowest == PG_INT64_MAX || !es_shmem_available())
+		PG_RETURN_VOID();
+	lowest = Max(lowest, 1);
+	outbox_insert_begin();
+	first = &es_my_backend_slot()->outbox_first_id;
+	current = pg_atomic_read_u64(first);
+	if (!first_id_known || (int64) current > lowest)
+		pg_atomic_write_u64(first, (uint64) lowest);
+	first_id_known = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * The lowest id a message that the next snapshot does not show can have:
+ * see "Where claims start".  Call before taking the snapshot.
+ */
+static int64
+lowest_future_id(void)
+{
+	LOCAL_FCINFO(seq_fcinfo, 1);
+	Datum		last;
+	int64		lowest;
+
+	InitFunctionCallInfoData(*seq_fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	seq_fcinfo->args[0].value = ObjectIdGetDatum(es_relation_oid("outbox_id_seq"));
+	seq_fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(seq_fcinfo);
+	lowest = seq_fcinfo->isnull ? 1 : DatumGetInt64(last) + 1;
+	pg_memory_barrier();
+	for (int i = 0; i < es_shared->num_backend_slots; i++)
+	{
+		volatile EsBackendSlot *slot = &es_backend_slots[i];
+		uint64		first = pg_atomic_read_u64((pg_atomic_uint64 *) &slot->outbox_first_id);
+
+		if (first == 0)
+			continue;
+		pg_read_barrier();
+		if (slot->outbox_dboid == MyDatabaseId && (int64) first < lowest)
+			lowest = (int64) first;
+	}
+	return lowest;
+}
+
+static uint64
+topic_hash64(text *topic)
+{
+	return DatumGetUInt64(hash_any_extended((const unsigned char *) VARDATA_ANY(topic),
+											VARSIZE_ANY_EXHDR(topic), 0));
+}
+
+/*
+ * Where a claim of topic starts; *from_beginning when the topic has no
+ * entry, or was not scanned from its beginning for a second.
+ */
+static int64
+claim_start_get(Oid relid, uint64 hash, TimestampTz now, bool *from_beginning)
+{
+	int64		start = 0;
+
+	*from_beginning = true;
+	if (claim_starts == NULL)
+		return 0;
+	SpinLockAcquire(&claim_starts->mutex);
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+	{
+		EsClaimStart *e = &claim_starts->entries[i];
+
+		if (e->topic_hash == hash && e->relid == relid && e->dboid == MyDatabaseId)
+		{
+			if (!TimestampDifferenceExceeds(e->scanned_at, now, ES_CLAIM_RESCAN_MS))
+			{
+				start = e->start;
+				*from_beginning = false;
+			}
+			e->used_at = now;
+			break;
+		}
+	}
+	SpinLockRelease(&claim_starts->mutex);
+	return start;
+}
+
+/*
+ * Remember where the next claims of topic start: start, found by a scan
+ * from the beginning (then it replaces what was there) or not (then the
+ * start only moves on).
+ */
+static void
+claim_start_set(Oid relid, uint64 hash, TimestampTz now, int64 start,
+				bool from_beginning)
+{
+	EsClaimStart *e = NULL;
+
+	if (claim_starts == NULL)
+		return;
+	SpinLockAcquire(&claim_starts->mutex);
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+	{
+		EsClaimStart *candidate = &claim_starts->entries[i];
+
+		if (candidate->topic_hash == hash && candidate->relid == relid &&
+			candidate->dboid == MyDatabaseId)
+		{
+			e = candidate;
+			break;
+		}
+		if (e == NULL || candidate->used_at < e->used_at)
+			e = candidate;
+	}
+	if (e->topic_hash != hash || e->relid != relid || e->dboid != MyDatabaseId)
+	{
+		/* a new entry: only a scan from the beginning may make it */
+		if (from_beginning)
+		{
+			e->dboid = MyDatabaseId;
+			e->relid = relid;
+			e->topic_hash = hash;
+			e->start = start;
+			e->scanned_at = now;
+			e->used_at = now;
+		}
+	}
+	else if (from_beginning)
+	{
+		e->start = start;
+		e->scanned_at = now;
+	}
+	else if (start > e->start)
+		e->start = start;
+	SpinLockRelease(&claim_starts->mutex);
 }
 
 /*
@@ -607,11 +877,7 @@ remember_sent_topic(text *topic)
 	for (int i = 0; i < n_sent_topics; i++)
 		if (sent_topics[i] == h)
 			return;
-	if (!outbox_callback_registered)
-	{
-		RegisterXactCallback(outbox_xact_callback, NULL);
-		outbox_callback_registered = true;
-	}
+	register_outbox_callback();
 	if (n_sent_topics == ES_SENT_TOPICS)
 		sent_topics_overflow = true;
 	else
@@ -651,7 +917,11 @@ enqueue(EsTableWriter *writer, int64 id, text *topic, text *key,
 	bool		nulls[Natts_outbox];
 
 	if (id == 0)
+	{
+		outbox_insert_begin();
 		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+	}
+	outbox_insert_first_id(id);
 
 	memset(nulls, false, sizeof(nulls));
 	values[Anum_outbox_id - 1] = Int64GetDatum(id);
@@ -870,7 +1140,10 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 		 * row (now visible to a new snapshot) has the id to return.  The id
 		 * taken from the sequence is then left unused.
 		 */
+		if (!topic_is_wal(topic))
+			outbox_insert_begin();
 		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+		outbox_insert_first_id(id);
 		values[3] = Int64GetDatum(id);
 		if (run_dedup_statement(&record_plan, dedup_record_sql, values, 5) != id)
 		{
@@ -1042,11 +1315,12 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
- * Find the id of the topic's first message available now; false if it has
- * none.  A direct scan of the (topic, id + 0) index: polling an idle topic
- * costs an index lookup rather than the claim statement, and a claim
- * starts at that id instead of stepping again over the messages at the
- * head of the topic that are leased, or acknowledged and not yet vacuumed.
+ * Find the id of the topic's first message available now, from *first_id
+ * on (where claims start); false if it has none.  A direct scan of the
+ * (topic, id + 0) index: polling an idle topic costs an index lookup
+ * rather than the consume statement, and a consume starts at that id
+ * instead of stepping again over the messages at the head of the topic
+ * that are leased, or acknowledged and not yet vacuumed.
  * A message that commits with a lower id after this scan waits for the
  * next claim; per-key order does not depend on it (the claim looks for
  * earlier messages of a key without this bound).  When it finds none,
@@ -1061,15 +1335,17 @@ first_available_id(text *topic, TimestampTz now, int64 *first_id,
 	Relation	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	ScanKeyData key;
+	ScanKeyData keys[2];
 	bool		found = false;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(*first_id));
 	slot = table_slot_create(outbox, NULL);
-	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
@@ -1299,19 +1575,20 @@ static int
 claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		   TimestampTz now, int64 first_id, TimestampTz *next_due,
 		   Datum *leased, int *nleased, Datum *exhausted, int *nexhausted,
-		   Interval *lease, TimestampTz *lease_end)
+		   Interval *lease, TimestampTz *lease_end, int64 *next_start)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	EsTableWriter *writer;
+	EsTableWriter *writer = NULL;
+	Relation	outbox;
 	Relation	index;
 	Relation	key_index;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
 	TupleTableSlot *slot;
 	TupleTableSlot *probe;
-	TupleTableSlot *updated;
+	TupleTableSlot *updated = NULL;
 	Snapshot	snapshot;
-	CommandId	cid;
+	CommandId	cid = InvalidCommandId;
 	int32		max_attempts;
 	Interval	margin;
 
@@ -1337,22 +1614,26 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 TimestampTzGetDatum(*lease_end),
 														 IntervalPGetDatum(&margin)));
 
-	writer = es_writer_open("outbox");
+	/*
+	 * The writer (executor state, the table's indexes) is opened at the
+	 * first message to update: polling an empty topic costs only the scan.
+	 */
+	outbox = es_open_relation("outbox", RowExclusiveLock);
 	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
 	key_index = es_open_relation("outbox_topic_key_id_idx", AccessShareLock);
+	/* Where the next claims start: see "Where claims start". */
+	*next_start = es_shmem_available() ? lowest_future_id() : 0;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	snapshot = GetActiveSnapshot();
-	cid = GetCurrentCommandId(true);
 
-	slot = table_slot_create(writer->rel, NULL);
-	probe = table_slot_create(writer->rel, NULL);
-	updated = writer->slot;
+	slot = table_slot_create(outbox, NULL);
+	probe = table_slot_create(outbox, NULL);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(topic));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
-	scan = index_beginscan(writer->rel, index, snapshot, 2, 0);
+	scan = index_beginscan(outbox, index, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (*nleased + *nexhausted < max_count &&
 		   index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -1368,6 +1649,9 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(slot);
+		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
+		if (id < *next_start)
+			*next_start = id;	/* the first message the scan sees */
 		available_at = DatumGetTimestampTz(slot->tts_values[Anum_outbox_available_at - 1]);
 		if (available_at > now)
 		{
@@ -1375,12 +1659,17 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 				*next_due = available_at;
 			continue;
 		}
-		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
 		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
-			earlier_of_key_exists(writer->rel, key_index, snapshot, probe, topic,
+			earlier_of_key_exists(outbox, key_index, snapshot, probe, topic,
 								  slot->tts_values[Anum_outbox_key - 1], id))
 			continue;
 
+		if (writer == NULL)
+		{
+			writer = es_writer_open("outbox");
+			updated = writer->slot;
+			cid = GetCurrentCommandId(true);
+		}
 		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]) + 1;
 		receipt = DirectFunctionCall1(event_store_outbox_new_receipt, Int64GetDatum(id));
 		ExecClearTuple(updated);
@@ -1438,17 +1727,14 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	PopActiveSnapshot();
 	index_close(key_index, AccessShareLock);
 	index_close(index, AccessShareLock);
-	es_writer_close(writer);
-	/* What follows in the transaction sees the leases. */
-	CommandCounterIncrement();
+	table_close(outbox, NoLock);
+	if (writer != NULL)
+	{
+		es_writer_close(writer);
+		/* What follows in the transaction sees the leases. */
+		CommandCounterIncrement();
+	}
 	return *nleased;
-}
-
-/* The id a claim of topic starts at. */
-static int64
-claim_start_id(text *topic)
-{
-	return 0;
 }
 
 static int
@@ -1464,13 +1750,23 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	TimestampTz lease_end = 0;
 	Interval	lease;
 	Datum		extend_values[2];
+	Oid			relid;
+	uint64		hash;
+	int64		start;
+	int64		next_start;
+	bool		from_beginning;
 
 	*next_due = 0;
 	exhausted = palloc(sizeof(Datum) * max_count);
 	leased = palloc(sizeof(Datum) * max_count);
-	(void) claim_rows(fcinfo, topic, max_count, now, claim_start_id(topic),
+	relid = es_relation_oid("outbox");
+	hash = topic_hash64(topic);
+	start = claim_start_get(relid, hash, now, &from_beginning);
+	(void) claim_rows(fcinfo, topic, max_count, now, start,
 					  next_due, leased, &nleased, exhausted, &nexhausted,
-					  &lease, &lease_end);
+					  &lease, &lease_end, &next_start);
+	if (!IsolationUsesXactSnapshot())
+		claim_start_set(relid, hash, now, next_start, from_beginning);
 
 	if (nexhausted > 0)
 	{
@@ -1540,10 +1836,13 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	int			consumed = 0;
 	bool		buried = false;
 	bool		keyed = false;
+	bool		from_beginning;
 
 	*next_due = 0;
 	if (fresh_snapshot)
 		PushActiveSnapshot(GetTransactionSnapshot());
+	first_id = claim_start_get(es_relation_oid("outbox"), topic_hash64(topic),
+							   now, &from_beginning);
 	found = first_available_id(topic, now, &first_id, next_due);
 	if (fresh_snapshot)
 		PopActiveSnapshot();
@@ -1752,29 +2051,113 @@ event_store_outbox_extend_receipts(PG_FUNCTION_ARGS)
 }
 
 /*
- * outbox_ack(receipts): the fenced acknowledgement consumers use.
+ * Delete the message whose current receipt is receipt, found by its id in
+ * the primary key; returns whether it did.  Like a DELETE: it waits for a
+ * transaction that holds the row, and if that one changed it, looks at the
+ * row's latest version (READ COMMITTED) or fails to serialize (REPEATABLE
+ * READ and above).  A receipt that is no longer the message's current one
+ * deletes nothing.
+ */
+static bool
+ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
+		const pg_uuid_t *receipt)
+{
+	int64		id = es_receipt_message_id(receipt);
+	Snapshot	snapshot = GetActiveSnapshot();
+	bool		fresh = false;
+	bool		acked = false;
+
+	for (;;)
+	{
+		IndexScanDesc scan;
+		ScanKeyData key;
+		bool		found;
+		bool		isnull;
+		Datum		current;
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8EQ, Int64GetDatum(id));
+		scan = index_beginscan(outbox, pkey, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		if (!found)
+			break;
+		current = slot_getattr(slot, Anum_outbox_receipt, &isnull);
+		if (isnull || memcmp(DatumGetUUIDP(current), receipt, UUID_LEN) != 0)
+			break;
+		result = table_tuple_delete(outbox, &slot->tts_tid, cid, snapshot,
+									InvalidSnapshot, true, &tmfd, false);
+		if (result == TM_Ok)
+		{
+			acked = true;
+			if (!slot_attisnull(slot, Anum_outbox_key))
+				remember_sent_topic(DatumGetTextPP(slot_getattr(slot, Anum_outbox_topic,
+																&isnull)));
+			break;
+		}
+		if (result != TM_Updated)
+			break;				/* deleted, or already by this command */
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		/* Changed by a transaction that committed meanwhile: look again. */
+		if (fresh)
+			UnregisterSnapshot(snapshot);
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		fresh = true;
+	}
+	if (fresh)
+		UnregisterSnapshot(snapshot);
+	return acked;
+}
+
+/*
+ * outbox_ack(receipts): the fenced acknowledgement consumers use.  Written
+ * against the table AM, like claims: a primary key lookup and a delete per
+ * receipt.
  */
 Datum
 event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
 	ArrayType  *receipts = receipts_arg(fcinfo);
-	Oid			argtypes[2] = {INT8ARRAYOID, UUIDARRAYOID};
-	Datum		values[2];
-	uint64		acked;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	Relation	outbox;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	CommandId	cid;
+	int32		acked = 0;
 
 	es_check_writable("outbox_ack");
 	if (ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)) == 0)
 		PG_RETURN_INT32(0);
-	receipt_arrays(receipts, &values[0], &values[1]);
+	deconstruct_array(receipts, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+					  &elems, &elem_nulls, &nelems);
 
-	SPI_connect();
-	execute_saved(&plan, ack_receipts_sql, 2, argtypes, values, NULL, false);
-	acked = SPI_processed;
-	remember_freed_topics(SPI_tuptable, SPI_processed, 1);
-	SPI_finish();
+	outbox = es_open_relation("outbox", RowExclusiveLock);
+	pkey = es_open_relation("outbox_pkey", AccessShareLock);
+	slot = table_slot_create(outbox, NULL);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	cid = GetCurrentCommandId(true);
+	for (int i = 0; i < nelems; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!elem_nulls[i] &&
+			ack_one(outbox, pkey, slot, cid, DatumGetUUIDP(elems[i])))
+			acked++;
+	}
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(outbox, NoLock);
+	CommandCounterIncrement();
 
-	PG_RETURN_INT32((int32) acked);
+	PG_RETURN_INT32(acked);
 }
 
 /*

@@ -154,6 +154,14 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'event_store_outbox_new_receipt'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
+-- Internal helper, never granted: tells claims that this transaction
+-- inserts outbox rows with these earlier ids (used by outbox_redrive; see
+-- "Where claims start" in src/outbox.c).
+CREATE FUNCTION event_store.outbox_reinsert_begin(ids bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_outbox_reinsert_begin'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 CREATE FUNCTION event_store.outbox_send(
 	topic text,
 	payload jsonb,
@@ -436,6 +444,7 @@ BEGIN
 	IF ids IS NULL THEN
 		RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM event_store.outbox_reinsert_begin(ids);
 	WITH revived AS (
 		DELETE FROM event_store.outbox_dead_letters AS d WHERE d.id = ANY (ids)
 		RETURNING d.*)
