@@ -21,8 +21,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 mode=${1:-}
 case "$mode" in
-    --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000 ;;
-    ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000 ;;
+    --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000
+             long_tx_seconds=10; long_tx_backlog=200000 ;;
+    ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000
+             long_tx_seconds=30; long_tx_backlog=600000 ;;
     --scale) rounds=3; seconds=30; events=1000000; relay_seconds=0; relay_backlog=0
              BENCH_ONLY=${BENCH_ONLY:-scale} ;;
     *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
@@ -152,6 +154,10 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
+    queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack_2tx.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
+        "SELECT count(*) FROM plain_queue" base
     queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" send.sql consume.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
@@ -264,6 +270,38 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_pgmq'" ours
     queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench'" base
+done
+fi
+
+# 10. Claims while a long transaction is open: acknowledged rows can then
+# be neither vacuumed nor marked dead in the index.  Each round fills the
+# topic with a backlog, then 2 clients claim and ack batches of 10 for
+# $long_tx_seconds, once with no other transaction open ("normal") and
+# once while another session holds an appending transaction open
+# ("long"), alternating; records batches/s.
+if want 10; then
+echo "10. claim + ack while a transaction stays open for ${long_tx_seconds}s"
+long_round() {
+    local side=$1 holder=""
+    sql "TRUNCATE event_store.outbox"
+    sql "SELECT count(*) FROM (SELECT event_store.outbox_send_batch('bench_long', array_agg('{\"n\": 1}'::jsonb)) FROM generate_series(1, $long_tx_backlog) AS n GROUP BY n / 1000) AS b" >/dev/null
+    sql "VACUUM event_store.outbox"
+    if [ "$side" = long ]; then
+        as_pg psql -X -q -c "BEGIN; SELECT event_store.append_event('long-held', 'Held', '{}'); SELECT pg_sleep($long_tx_seconds + 30); COMMIT;" >/dev/null 2>&1 &
+        holder=$!
+        until [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()")" = 1 ]; do sleep 0.1; done
+    fi
+    local tps
+    tps=$(as_pg pgbench -n -M prepared -c 2 -j 2 -T "$long_tx_seconds" -f "$dir/claim_ack_long.sql" bench 2>&1 | awk '/^tps/ {print $3}')
+    if [ -n "$holder" ]; then
+        sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
+        wait "$holder" || true
+    fi
+    record "claim+ack of 10, 2 clients, while a transaction is open vs none (batches/s)" "$2" "$tps"
+}
+for r in $(seq 1 "$rounds"); do
+    if (( r % 2 )); then long_round long ours; long_round normal base
+    else long_round normal base; long_round long ours; fi
 done
 fi
 

@@ -626,9 +626,10 @@ register_outbox_callback(void)
  * inserted by a transaction still running, or taking an id from now on.
  * A transaction that inserts into the outbox publishes, in its backend
  * slot, a bound on the lowest id it inserts before it takes its first id
- * (outbox_insert_begin: 1, raised to that id once taken; a redrive
- * publishes the ids it brings back), and clears it once its commit is
- * visible.  A claim reads the sequence's last value, then the slots, then
+ * (outbox_insert_begin: 1, raised to that id once taken), and clears it
+ * once its commit is visible.  A redrive, which brings back ids the starts
+ * may have passed already, publishes them and makes the claims of its
+ * database forget their starts (outbox_reinsert_begin).  A claim reads the sequence's last value, then the slots, then
  * takes its snapshot: a message not visible to that snapshot has an id
  * above the last value, or at least the bound of a slot.  The claim's start
  * for the next claims is the lowest of those and of the first message its
@@ -656,6 +657,7 @@ typedef struct EsClaimStart
 typedef struct EsClaimStarts
 {
 	slock_t		mutex;
+	uint64		epoch;			/* advanced when starts are forgotten */
 	EsClaimStart entries[ES_CLAIM_STARTS];
 } EsClaimStarts;
 
@@ -734,6 +736,17 @@ event_store_outbox_reinsert_begin(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	lowest = Max(lowest, 1);
 	outbox_insert_begin();
+	/*
+	 * The claims of this database may start past these ids already: they
+	 * forget where they start, and claims that are running do not store
+	 * what they found (the epoch moves).
+	 */
+	SpinLockAcquire(&claim_starts->mutex);
+	claim_starts->epoch++;
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+		if (claim_starts->entries[i].dboid == MyDatabaseId)
+			claim_starts->entries[i].dboid = InvalidOid;
+	SpinLockRelease(&claim_starts->mutex);
 	first = &es_my_backend_slot()->outbox_first_id;
 	current = pg_atomic_read_u64(first);
 	if (!first_id_known || (int64) current > lowest)
@@ -785,14 +798,17 @@ topic_hash64(text *topic)
  * entry, or was not scanned from its beginning for a second.
  */
 static int64
-claim_start_get(Oid relid, uint64 hash, TimestampTz now, bool *from_beginning)
+claim_start_get(Oid relid, uint64 hash, TimestampTz now, bool *from_beginning,
+				uint64 *epoch)
 {
 	int64		start = 0;
 
 	*from_beginning = true;
+	*epoch = 0;
 	if (claim_starts == NULL)
 		return 0;
 	SpinLockAcquire(&claim_starts->mutex);
+	*epoch = claim_starts->epoch;
 	for (int i = 0; i < ES_CLAIM_STARTS; i++)
 	{
 		EsClaimStart *e = &claim_starts->entries[i];
@@ -815,17 +831,23 @@ claim_start_get(Oid relid, uint64 hash, TimestampTz now, bool *from_beginning)
 /*
  * Remember where the next claims of topic start: start, found by a scan
  * from the beginning (then it replaces what was there) or not (then the
- * start only moves on).
+ * start only moves on).  Nothing, if the starts were forgotten since the
+ * claim read its own (epoch).
  */
 static void
 claim_start_set(Oid relid, uint64 hash, TimestampTz now, int64 start,
-				bool from_beginning)
+				bool from_beginning, uint64 epoch)
 {
 	EsClaimStart *e = NULL;
 
 	if (claim_starts == NULL)
 		return;
 	SpinLockAcquire(&claim_starts->mutex);
+	if (claim_starts->epoch != epoch)
+	{
+		SpinLockRelease(&claim_starts->mutex);
+		return;
+	}
 	for (int i = 0; i < ES_CLAIM_STARTS; i++)
 	{
 		EsClaimStart *candidate = &claim_starts->entries[i];
@@ -1755,18 +1777,19 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	int64		start;
 	int64		next_start;
 	bool		from_beginning;
+	uint64		epoch;
 
 	*next_due = 0;
 	exhausted = palloc(sizeof(Datum) * max_count);
 	leased = palloc(sizeof(Datum) * max_count);
 	relid = es_relation_oid("outbox");
 	hash = topic_hash64(topic);
-	start = claim_start_get(relid, hash, now, &from_beginning);
+	start = claim_start_get(relid, hash, now, &from_beginning, &epoch);
 	(void) claim_rows(fcinfo, topic, max_count, now, start,
 					  next_due, leased, &nleased, exhausted, &nexhausted,
 					  &lease, &lease_end, &next_start);
 	if (!IsolationUsesXactSnapshot())
-		claim_start_set(relid, hash, now, next_start, from_beginning);
+		claim_start_set(relid, hash, now, next_start, from_beginning, epoch);
 
 	if (nexhausted > 0)
 	{
@@ -1837,12 +1860,13 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	bool		buried = false;
 	bool		keyed = false;
 	bool		from_beginning;
+	uint64		epoch;
 
 	*next_due = 0;
 	if (fresh_snapshot)
 		PushActiveSnapshot(GetTransactionSnapshot());
 	first_id = claim_start_get(es_relation_oid("outbox"), topic_hash64(topic),
-							   now, &from_beginning);
+							   now, &from_beginning, &epoch);
 	found = first_available_id(topic, now, &first_id, next_due);
 	if (fresh_snapshot)
 		PopActiveSnapshot();
