@@ -2360,3 +2360,14 @@ BEGIN
 	RETURN moved;
 END
 $$;
+
+-- Outbox claims and acks by receipt: written against the table directly,
+-- they set the plan settings only around the statements they still run.
+ALTER FUNCTION event_store.outbox_claim(text, integer, interval, interval)
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(uuid[])
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(text[])
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(text)
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;

@@ -104,6 +104,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -1481,6 +1482,25 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
 
 /*
+ * The plan settings the other consumer functions set in SQL (see
+ * sql/install/50_outbox.sql), for the statements claims run: set around
+ * each run, since the plan cache may plan them again at any run.
+ */
+static int
+queue_plan_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
  * The policy of the last topic a claim of this backend looked at, as
  * event_store.outbox_topic_settings gives it.  A statement trigger on
  * outbox_topics sends a relcache invalidation when it changes (see
@@ -1512,6 +1532,7 @@ topic_policy(text *topic, int32 *max_attempts, Interval *lease)
 	Datum		values[1] = {PointerGetDatum(topic)};
 	bool		isnull;
 	MemoryContext old;
+	int			nestlevel;
 
 	if (!policy_callback_registered)
 	{
@@ -1530,6 +1551,7 @@ topic_policy(text *topic, int32 *max_attempts, Interval *lease)
 	policy_topic = NULL;
 	policy_relid = es_relation_oid("outbox_topics");
 
+	nestlevel = queue_plan_settings();
 	SPI_connect();
 	execute_saved(&plan, policy_sql, 1, argtypes, values, NULL, true);
 	if (SPI_processed != 1)
@@ -1540,6 +1562,7 @@ topic_policy(text *topic, int32 *max_attempts, Interval *lease)
 	policy_lease = *DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
 
 	if (policy_context == NULL)
 		policy_context = AllocSetContextCreate(TopMemoryContext,
@@ -1778,6 +1801,7 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	int64		next_start;
 	bool		from_beginning;
 	uint64		epoch;
+	int			nestlevel;
 
 	*next_due = 0;
 	exhausted = palloc(sizeof(Datum) * max_count);
@@ -1800,9 +1824,11 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 INT8OID, 8, FLOAT8PASSBYVAL,
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
+		nestlevel = queue_plan_settings();
 		SPI_connect();
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
 		SPI_finish();
+		AtEOXact_GUC(true, nestlevel);
 		/* The next messages of their keys may be free at commit. */
 		remember_sent_topic(topic);
 	}
@@ -1830,10 +1856,12 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
 		extend_values[1] = TimestampTzGetDatum(lease_end);
+		nestlevel = queue_plan_settings();
 		SPI_connect();
 		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
 					  NULL, false);
 		SPI_finish();
+		AtEOXact_GUC(true, nestlevel);
 	}
 
 	/* The claimed messages past their last attempt are not in the result. */

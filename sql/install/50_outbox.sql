@@ -196,6 +196,8 @@ COMMENT ON FUNCTION event_store.outbox_send_batch(text, jsonb[], text[], jsonb[]
 -- read a whole topic through a bitmap and sort it to claim ten messages, so
 -- sequential and bitmap scans are off.  JIT is off too: the statements are
 -- short, and a plan's cost estimate could make it compile them on every call.
+-- Claims and acks by receipt work on the table and its indexes directly
+-- (src/outbox.c) and set these only around the few statements they run.
 --
 -- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
 -- see src/outbox.c.  With wait, a claim that finds nothing sleeps until a
@@ -209,9 +211,6 @@ RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off
 ROWS 100;
 COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
 'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
@@ -282,28 +281,19 @@ CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION event_store.outbox_ack(receipts text[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION event_store.outbox_ack(receipts text)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 -- Acknowledgement by message id, unfenced: for operators.
 CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
