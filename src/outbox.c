@@ -576,11 +576,33 @@ wake_waiting_claims(void)
 	}
 }
 
+/*
+ * A transaction whose only writes are claims commits without waiting for
+ * its WAL to be flushed (asynchronous commit).  A claim is a lease: if a
+ * crash loses its commit, the message was simply not leased, and is
+ * handed out again at once, its attempt not counted, which at-least-once
+ * delivery allows (a crash after a durable claim redelivers it too, once
+ * the lease runs out); the consumer's ack of it then matches nothing.  A
+ * consumer that claims and acknowledges in two transactions thus waits
+ * for one flush per batch, like a queue that deletes in one.  Any other
+ * write in the transaction (before the first claim: it had an xid or WAL;
+ * after the last one: its WAL went on) keeps the commit synchronous.
+ */
+static bool claims_only = false;
+static XLogRecPtr claims_wal_end = InvalidXLogRecPtr;
+
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (claims_only && XactLastRecEnd == claims_wal_end)
+				(void) set_config_option("synchronous_commit", "off",
+										 PGC_USERSET, PGC_S_SESSION,
+										 GUC_ACTION_LOCAL, true, 0, false);
+			claims_only = false;
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			wake_waiting_claims();
@@ -595,6 +617,7 @@ outbox_xact_callback(XactEvent event, void *arg)
 				pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, 0);
 			inserting = false;
 			first_id_known = false;
+			claims_only = false;
 			break;
 		default:
 			break;
@@ -1802,6 +1825,7 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	bool		from_beginning;
 	uint64		epoch;
 	int			nestlevel;
+	bool		only_claims;
 
 	*next_due = 0;
 	exhausted = palloc(sizeof(Datum) * max_count);
@@ -1809,6 +1833,10 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	relid = es_relation_oid("outbox");
 	hash = topic_hash64(topic);
 	start = claim_start_get(relid, hash, now, &from_beginning, &epoch);
+	/* Whether the transaction wrote nothing but claims so far. */
+	only_claims = (claims_only && XactLastRecEnd == claims_wal_end) ||
+		(!TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
+		 XactLastRecEnd == InvalidXLogRecPtr);
 	(void) claim_rows(fcinfo, topic, max_count, now, start,
 					  next_due, leased, &nleased, exhausted, &nexhausted,
 					  &lease, &lease_end, &next_start);
@@ -1862,6 +1890,13 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 					  NULL, false);
 		SPI_finish();
 		AtEOXact_GUC(true, nestlevel);
+	}
+
+	if (only_claims && XactLastRecEnd != InvalidXLogRecPtr)
+	{
+		register_outbox_callback();
+		claims_only = true;
+		claims_wal_end = XactLastRecEnd;
 	}
 
 	/* The claimed messages past their last attempt are not in the result. */
