@@ -7,6 +7,7 @@
 #   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
 #   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
+#   BENCH_ROUNDS=5 bash bench/run.sh    more rounds (a loaded machine)
 #   bash bench/run.sh --scale    the store beyond memory (see "--scale" below;
 #                                hours, and about 40 GB of disk)
 #   PG_CONFIG=... CLUSTER_PORT=54321 bash bench/run.sh   another PostgreSQL
@@ -29,6 +30,8 @@ case "$mode" in
              BENCH_ONLY=${BENCH_ONLY:-scale} ;;
     *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
 esac
+# BENCH_ROUNDS: more alternating rounds on a noisy machine
+rounds=${BENCH_ROUNDS:-$rounds}
 
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev postgresql-15-pgq3 libpq-dev bc
 echo "building and installing event_store"
