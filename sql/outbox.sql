@@ -250,3 +250,8 @@ DELETE FROM event_store.outbox;
 INSERT INTO event_store.outbox SELECT * FROM outbox_aside;
 ANALYZE event_store.outbox;
 RESET stats_fetch_consistency;
+
+-- A claim's max_count may be as large as an integer: it takes what there is.
+SELECT count(event_store.outbox_send('huge_batch', to_jsonb(n))) FROM generate_series(1, 3) AS n;
+SELECT count(*) FROM event_store.outbox_claim('huge_batch', 2147483647);
+SELECT event_store.outbox_ack_ids(ARRAY(SELECT id FROM event_store.outbox WHERE topic = 'huge_batch'));

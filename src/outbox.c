@@ -1642,8 +1642,9 @@ earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
 static int
 claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		   TimestampTz now, int64 first_id, TimestampTz *next_due,
-		   Datum *leased, int *nleased, Datum *exhausted, int *nexhausted,
-		   Interval *lease, TimestampTz *lease_end, int64 *next_start)
+		   Datum **leased, int *nleased, Datum **exhausted, int *nexhausted,
+		   int *capacity, Interval *lease, TimestampTz *lease_end,
+		   int64 *next_start)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EsTableWriter *writer = NULL;
@@ -1760,12 +1761,19 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			(void) ExecInsertIndexTuples(writer->rri, updated, writer->estate,
 										 true, false, NULL, NIL);
 		}
+		/* Room for one more of either: max_count may be far larger. */
+		if (*nleased + *nexhausted >= *capacity)
+		{
+			*capacity *= 2;
+			*leased = repalloc(*leased, sizeof(Datum) * *capacity);
+			*exhausted = repalloc(*exhausted, sizeof(Datum) * *capacity);
+		}
 		if (attempts > max_attempts)
 		{
-			exhausted[(*nexhausted)++] = Int64GetDatum(id);
+			(*exhausted)[(*nexhausted)++] = Int64GetDatum(id);
 			continue;
 		}
-		leased[(*nleased)++] = Int64GetDatum(id);
+		(*leased)[(*nleased)++] = Int64GetDatum(id);
 		{
 			Datum		row[Natts_outbox_message];
 			bool		row_nulls[Natts_outbox_message];
@@ -1826,10 +1834,12 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	uint64		epoch;
 	int			nestlevel;
 	bool		only_claims;
+	int			capacity;
 
 	*next_due = 0;
-	exhausted = palloc(sizeof(Datum) * max_count);
-	leased = palloc(sizeof(Datum) * max_count);
+	capacity = Min(max_count, 64);
+	exhausted = palloc(sizeof(Datum) * capacity);
+	leased = palloc(sizeof(Datum) * capacity);
 	relid = es_relation_oid("outbox");
 	hash = topic_hash64(topic);
 	start = claim_start_get(relid, hash, now, &from_beginning, &epoch);
@@ -1838,8 +1848,8 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		(!TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
 		 XactLastRecEnd == InvalidXLogRecPtr);
 	(void) claim_rows(fcinfo, topic, max_count, now, start,
-					  next_due, leased, &nleased, exhausted, &nexhausted,
-					  &lease, &lease_end, &next_start);
+					  next_due, &leased, &nleased, &exhausted, &nexhausted,
+					  &capacity, &lease, &lease_end, &next_start);
 	if (!IsolationUsesXactSnapshot())
 		claim_start_set(relid, hash, now, next_start, from_beginning, epoch);
 
