@@ -551,7 +551,7 @@ $$;
 -- Depth of the outbox per topic: available (claimable now), blocked
 -- (available, but behind an earlier message of the same key), leased,
 -- delayed (by send or by a retry), dead.  "Blocked" is the per-key order of
--- claims (claim_sql in src/outbox.c; the relay's batches keep the same
+-- claims (claim_rows in src/outbox.c; the relay's batches keep the same
 -- order in select_sql, src/relay.c): change them together.
 CREATE VIEW event_store.outbox_depth AS
 WITH messages AS (
