@@ -25,7 +25,7 @@ case "$mode" in
     --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000
              long_tx_seconds=10; long_tx_backlog=300000 ;;
     ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000
-             long_tx_seconds=20; long_tx_backlog=800000 ;;
+             long_tx_seconds=20; long_tx_backlog=2000000 ;;
     --scale) rounds=3; seconds=30; events=1000000; relay_seconds=0; relay_backlog=0
              BENCH_ONLY=${BENCH_ONLY:-scale} ;;
     *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
