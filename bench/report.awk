@@ -16,12 +16,21 @@ function target(s) {
     if (s ~ /^catch-up:/) return "ratio >= 0.9"
     if (s ~ /^outbox_send_batch of 100/) return "ratio >= 3"
     if (s ~ /send\+consume vs SKIP LOCKED/) return "ratio >= 1"
-    if (s ~ /vs SKIP LOCKED queue/) return "ratio >= 0.9"
+    if (s ~ /vs SKIP LOCKED queue/) return "ratio >= 1"
+    if (s ~ /while a transaction is open/) return "ratio >= 0.5"
     if (s ~ /vs PgQ/) return "ratio > 1"
     if (s ~ /p50_ms/) return "value < 2"
     if (s ~ /p99_ms/) return "value < 10"
     if (s ~ /moved by one worker/) return "value >= 20000"
     return ""
+}
+# "min-max" of a side's values
+function range(key,    n, i, v, lo, hi) {
+    n = split(values[key], v, " ")
+    if (n < 2) return ""
+    lo = v[1] + 0; hi = v[1] + 0
+    for (i = 2; i <= n; i++) { if (v[i] + 0 < lo) lo = v[i] + 0; if (v[i] + 0 > hi) hi = v[i] + 0 }
+    return sprintf("%.0f-%.0f", lo, hi)
 }
 function verdict(t, ratio, value,    parts) {
     if (t == "") return ""
@@ -38,16 +47,17 @@ function verdict(t, ratio, value,    parts) {
     if (!($1 in seen)) { seen[$1] = 1; order[++count] = $1 }
 }
 END {
-    printf "| %-55s | %12s | %12s | %6s | %-16s |\n", "scenario", "event_store", "baseline", "ratio", "target"
-    printf "|%s|%s|%s|%s|%s|\n", "---------------------------------------------------------", "--------------", "--------------", "--------", "------------------"
+    printf "| %-55s | %12s | %12s | %6s | %-16s | %s |\n", "scenario", "event_store", "baseline", "ratio", "target", "ranges (event_store; baseline)"
+    printf "|%s|%s|%s|%s|%s|%s|\n", "---------------------------------------------------------", "--------------", "--------------", "--------", "------------------", "------"
     for (i = 1; i <= count; i++) {
         s = order[i]
         ours = median(s SUBSEP "ours"); base = median(s SUBSEP "base")
         ratio = (base != "" && base + 0 > 0) ? sprintf("%.2f", ours / base) : ""
         t = target(s)
-        printf "| %-55s | %12s | %12s | %6s | %-16s |\n", s,
+        printf "| %-55s | %12s | %12s | %6s | %-16s | %s |\n", s,
             (ours == "" ? "" : sprintf("%.2f", ours)),
             (base == "" ? "" : sprintf("%.2f", base)),
-            ratio, (t == "" ? "" : t " " verdict(t, ratio, ours))
+            ratio, (t == "" ? "" : t " " verdict(t, ratio, ours)),
+            range(s SUBSEP "ours") "; " range(s SUBSEP "base")
     }
 }

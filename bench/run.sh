@@ -7,6 +7,7 @@
 #   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
 #   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
+#   BENCH_ROUNDS=5 bash bench/run.sh    more rounds (a loaded machine)
 #   bash bench/run.sh --scale    the store beyond memory (see "--scale" below;
 #                                hours, and about 40 GB of disk)
 #   PG_CONFIG=... CLUSTER_PORT=54321 bash bench/run.sh   another PostgreSQL
@@ -21,12 +22,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 mode=${1:-}
 case "$mode" in
-    --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000 ;;
-    ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000 ;;
+    --quick) rounds=2; seconds=2; events=100000; relay_seconds=3; relay_backlog=20000
+             long_tx_seconds=10; long_tx_backlog=300000 ;;
+    ""|--long) rounds=3; seconds=8; events=1000000; relay_seconds=10; relay_backlog=100000
+             long_tx_seconds=20; long_tx_backlog=2000000 ;;
     --scale) rounds=3; seconds=30; events=1000000; relay_seconds=0; relay_backlog=0
              BENCH_ONLY=${BENCH_ONLY:-scale} ;;
     *) echo "usage: bash bench/run.sh [--quick|--long|--scale]" >&2; exit 2 ;;
 esac
+# BENCH_ROUNDS: more alternating rounds on a noisy machine
+rounds=${BENCH_ROUNDS:-$rounds}
 
 ensure_packages build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev librabbitmq-dev postgresql-15-pgq3 libpq-dev bc
 echo "building and installing event_store"
@@ -152,6 +157,10 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
+    queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack_2tx.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
+        "SELECT count(*) FROM plain_queue" base
     queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" send.sql consume.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
@@ -264,6 +273,44 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench_pgmq'" ours
     queue_round "pgmq layer send+read+delete vs outbox send+claim+ack (msgs/s)" send.sql claim_ack.sql 4 \
         "SELECT count(*) FROM event_store.outbox WHERE topic = 'bench'" base
+done
+fi
+
+# 10. Claims while a long transaction is open: acknowledged rows can then
+# be neither vacuumed nor marked dead in the index.  Each round fills the
+# topic with a backlog, then 2 clients claim and ack batches of 10 for
+# $long_tx_seconds, once with no other transaction open ("normal") and
+# once while another session holds an appending transaction open
+# ("long"), alternating; records the batches/s acknowledged (messages
+# acknowledged / 10, so that claims of an exhausted backlog do not count).
+if want 10; then
+echo "10. claim + ack while a transaction stays open for ${long_tx_seconds}s"
+long_round() {
+    local side=$1 holder=""
+    sql "TRUNCATE event_store.outbox"
+    sql "SELECT count(*) FROM (SELECT event_store.outbox_send_batch('bench_long', array_agg('{\"n\": 1}'::jsonb)) FROM generate_series(1, $long_tx_backlog) AS n GROUP BY n / 1000) AS b" >/dev/null
+    sql "VACUUM event_store.outbox"
+    if [ "$side" = long ]; then
+        as_pg psql -X -q -c "BEGIN; SELECT event_store.append_event('long-held', 'Held', '{}'); SELECT pg_sleep($long_tx_seconds + 30); COMMIT;" >/dev/null 2>&1 &
+        holder=$!
+        until [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()")" = 1 ]; do sleep 0.1; done
+    fi
+    local before after
+    before=$(sql "SELECT count(*) FROM event_store.outbox")
+    as_pg pgbench -n -M prepared -c 2 -j 2 -T "$long_tx_seconds" -f "$dir/claim_ack_long.sql" bench >/dev/null 2>&1
+    after=$(sql "SELECT count(*) FROM event_store.outbox")
+    if [ -n "$holder" ]; then
+        sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
+        wait "$holder" || true
+    fi
+    # full batches: messages acknowledged / 10 (a drained backlog shows)
+    [ "$after" -gt 0 ] || echo "   warning: the backlog ran out; raise long_tx_backlog" >&2
+    record "claim+ack of 10, 2 clients, while a transaction is open vs none (batches/s)" "$2" \
+        "$(echo "($before - $after) / 10 / $long_tx_seconds" | bc -l)"
+}
+for r in $(seq 1 "$rounds"); do
+    if (( r % 2 )); then long_round long ours; long_round normal base
+    else long_round normal base; long_round long ours; fi
 done
 fi
 

@@ -2447,3 +2447,50 @@ BEGIN
 	RETURN scheme;
 END
 $$;
+
+-- Outbox claims: where claims start.  Claims remember, per topic, an id
+-- below which nothing is claimable any more; a redrive, which puts back
+-- rows with earlier ids, tells them first (outbox_reinsert_begin).
+CREATE FUNCTION event_store.outbox_reinsert_begin(ids bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_outbox_reinsert_begin'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION event_store.outbox_reinsert_begin(bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION event_store.outbox_reinsert_begin(bigint[]) IS
+	'Internal: tells claims that this transaction inserts outbox rows with these earlier ids.';
+
+CREATE OR REPLACE FUNCTION event_store.outbox_redrive(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	moved integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM event_store.outbox_reinsert_begin(ids);
+	WITH revived AS (
+		DELETE FROM event_store.outbox_dead_letters AS d WHERE d.id = ANY (ids)
+		RETURNING d.*)
+	INSERT INTO event_store.outbox (id, topic, key, payload, headers, attempts,
+									created_at, available_at, last_error)
+	SELECT r.id, r.topic, r.key, r.payload, r.headers, 0, r.created_at,
+		   clock_timestamp(), r.last_error
+	FROM revived AS r;
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	RETURN moved;
+END
+$$;
+
+-- Outbox claims and acks by receipt: written against the table directly,
+-- they set the plan settings only around the statements they still run.
+ALTER FUNCTION event_store.outbox_claim(text, integer, interval, interval)
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(uuid[])
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(text[])
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;
+ALTER FUNCTION event_store.outbox_ack(text)
+	RESET jit RESET enable_seqscan RESET enable_bitmapscan;

@@ -277,6 +277,9 @@ typedef struct EsBackendSlot
 	/* A blocking outbox_claim (outbox.c); read and written without a lock */
 	Oid			claim_wait_dboid;	/* database it waits in */
 	uint32		claim_wait_topic;	/* hash of its topic, 0 when not waiting */
+	/* Outbox rows the running transaction inserts (outbox.c) */
+	Oid			outbox_dboid;	/* database of outbox_first_id */
+	pg_atomic_uint64 outbox_first_id;	/* no lower id, 0 when none */
 } EsBackendSlot;
 
 /*
@@ -380,6 +383,10 @@ extern EsFeedDatabase *es_feed_databases;
 extern EsBackendSlot *es_backend_slots;
 extern EsRelayDatabase *es_relay_databases;
 extern EsRelayWorker *es_relay_workers;
+
+/* outbox.c: where claims start, in shared memory */
+extern Size es_outbox_shmem_size(void);
+extern void es_outbox_shmem_init(void *base, bool found);
 
 extern bool es_shmem_available(void);
 extern void es_shmem_init_hooks(void);

@@ -54,8 +54,10 @@
  * publishes the topic it waits for in its backend slot (shared memory,
  * src/shmem.c), takes a fresh snapshot and tries to claim; if nothing is
  * available it sleeps on its latch until the wait ends or the next delayed
- * message of the topic is due.  A transaction that sent to a topic sets
- * the latches of the claims waiting for it once its commit is visible.
+ * message of the topic is due.  A transaction that sent to a topic, or
+ * that acknowledged, nacked, consumed or buried a keyed message of it
+ * (which may free the next message of the key), sets the latches of the
+ * claims waiting for it once its commit is visible.
  * Since the waiter publishes before it looks and the committer looks after
  * its commit is visible, either the waiter's snapshot shows the message or
  * the committer sees the waiter: no wake-up is lost, and nothing polls.
@@ -77,6 +79,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -86,6 +89,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -96,9 +100,11 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -109,6 +115,9 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+
+/* ids.c: a fresh receipt for a claim of a message */
+extern Datum event_store_outbox_new_receipt(PG_FUNCTION_ARGS);
 
 #include "event_store.h"
 #include "guc.h"
@@ -124,6 +133,7 @@ PG_FUNCTION_INFO_V1(event_store_outbox_topics_changed);
 PG_FUNCTION_INFO_V1(event_store_outbox_extend_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_send_batch);
 PG_FUNCTION_INFO_V1(event_store_outbox_consume);
+PG_FUNCTION_INFO_V1(event_store_outbox_reinsert_begin);
 
 /* Columns of event_store.outbox. */
 enum
@@ -143,16 +153,6 @@ enum
 
 /* Columns of event_store.outbox_message, what outbox_claim returns. */
 #define Natts_outbox_message 8
-
-/*
- * The claim statement returns those, then the topic's maximum attempts, the
- * end of the lease it set and the lease.
- */
-#define Natts_claimed (Natts_outbox_message + 3)
-#define Claimed_attempts 5
-#define Claimed_max_attempts Natts_outbox_message
-#define Claimed_lease_end (Natts_outbox_message + 1)
-#define Claimed_lease (Natts_outbox_message + 2)
 
 /* This transaction sent messages: its commit wakes the relay. */
 static bool sent_in_transaction = false;
@@ -178,45 +178,15 @@ static int	n_sent_topics = 0;
 static bool sent_topics_overflow = false;
 static bool outbox_callback_registered = false;
 
+/*
+ * This transaction published a bound on the outbox ids it inserts
+ * (inserting), and that bound is its first id, not 1 (first_id_known).
+ */
+static bool inserting = false;
+static bool first_id_known = false;
+
 /* A deduplication key without a window is remembered this long. */
 #define ES_DEFAULT_DEDUP_WINDOW_SECS 300
-
-/*
- * Claim: lock up to $2 available messages of topic $1 in id order (keyed
- * ones only when no earlier message of their key is left: the per-key order
- * that relay.c's select_sql and the outbox_depth view also keep) and lease
- * them.
- * $3 lease (NULL: the topic's), $4 now, $5 the id to start from (the first
- * available message, found by first_available_id).  Also returns the
- * topic's maximum attempts, so that the caller can spot a message claimed
- * beyond it (its lease expired on the last attempt) and bury it instead:
- * that is rare, so it is a second statement rather than more work in every
- * claim; and the lease with the end it set, for the caller to extend it
- * after a slow claim.  (It scans the (topic, id + 0) index and updates the
- * locked rows by ctid: see plans.c.)
- */
-static const char *const claim_sql =
-"WITH settings AS ("
-"  SELECT s.max_attempts, coalesce($3, s.lease) AS lease"
-"  FROM event_store.outbox_topic_settings($1) AS s"
-"), candidates AS ("
-"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
-"  WHERE o.topic = $1 AND o.id + 0 >= $5 AND o.available_at <= $4"
-"    AND (o.key IS NULL OR NOT EXISTS ("
-"          SELECT FROM event_store.outbox AS earlier"
-"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
-"  ORDER BY o.topic, o.id + 0 LIMIT $2"
-"  FOR UPDATE OF o SKIP LOCKED"
-"), claimed AS ("
-"  UPDATE event_store.outbox AS o"
-"  SET attempts = o.attempts + 1,"
-"      available_at = $4 + s.lease + least(s.lease / 10, interval '1 second'),"
-"      receipt = event_store.outbox_new_receipt(o.id)"
-"  FROM settings AS s"
-"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
-"  RETURNING o.id, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at, o.receipt,"
-"    s.max_attempts, o.available_at, s.lease"
-") SELECT * FROM claimed AS c ORDER BY c.id";
 
 /*
  * Consume: delete up to $2 available messages of topic $1 in the caller's
@@ -304,19 +274,20 @@ static const char *const dedup_record_sql =
 "   WHERE d.sent_at OPERATOR(pg_catalog.<=) $3"
 " RETURNING d.message_id";
 
-/* Ack: delete the messages whose current receipt is given. */
-static const char *const ack_receipts_sql =
-"DELETE FROM event_store.outbox AS o"
-" USING unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
-" WHERE o.id = r.id AND o.receipt = r.receipt";
-
+/*
+ * Ack by id: delete the messages.  Returns the topic of each keyed one
+ * (NULL for the others): its deletion may free the next message of its
+ * key, so the commit wakes the claims waiting for it.
+ */
 static const char *const ack_ids_sql =
-"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)";
+"DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1)"
+" RETURNING CASE WHEN o.key IS NOT NULL THEN o.topic END";
 
 /*
  * Nack: the targets (by receipt or by id) go back to the queue after $3
  * (NULL: backoff), or to the dead letters if they used their last attempt.
- * $4 error, $5 now.  Returns how many were nacked.
+ * $4 error, $5 now.  Returns how many were nacked, and the topics of the
+ * keyed ones (the next message of their key may be free now, or at once).
  */
 #define NACK_SQL(targets) \
 "WITH targets AS (" targets \
@@ -340,16 +311,19 @@ static const char *const ack_ids_sql =
 "      last_error = coalesce($4, o.last_error)" \
 "  FROM policy AS p WHERE o.id = p.id AND NOT p.exhausted" \
 "  RETURNING 1" \
-") SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM buried)"
+") SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM buried)," \
+"    ARRAY(SELECT DISTINCT t.topic FROM targets AS t WHERE t.keyed)"
 
 static const char *const nack_receipts_sql = NACK_SQL(
-"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  SELECT o.id, o.attempts, o.topic, o.key IS NOT NULL AS keyed"
+"  FROM event_store.outbox AS o"
 "  JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, receipt)"
 "    ON o.id = r.id AND o.receipt = r.receipt"
 "  FOR UPDATE OF o");
 
 static const char *const nack_ids_sql = NACK_SQL(
-"  SELECT o.id, o.attempts, o.topic FROM event_store.outbox AS o"
+"  SELECT o.id, o.attempts, o.topic, o.key IS NOT NULL AS keyed"
+"  FROM event_store.outbox AS o"
 "  WHERE o.id = ANY ($1)"
 "  FOR UPDATE OF o");
 
@@ -602,11 +576,33 @@ wake_waiting_claims(void)
 	}
 }
 
+/*
+ * A transaction whose only writes are claims commits without waiting for
+ * its WAL to be flushed (asynchronous commit).  A claim is a lease: if a
+ * crash loses its commit, the message was simply not leased, and is
+ * handed out again at once, its attempt not counted, which at-least-once
+ * delivery allows (a crash after a durable claim redelivers it too, once
+ * the lease runs out); the consumer's ack of it then matches nothing.  A
+ * consumer that claims and acknowledges in two transactions thus waits
+ * for one flush per batch, like a queue that deletes in one.  Any other
+ * write in the transaction (before the first claim: it had an xid or WAL;
+ * after the last one: its WAL went on) keeps the commit synchronous.
+ */
+static bool claims_only = false;
+static XLogRecPtr claims_wal_end = InvalidXLogRecPtr;
+
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (claims_only && XactLastRecEnd == claims_wal_end)
+				(void) set_config_option("synchronous_commit", "off",
+										 PGC_USERSET, PGC_S_SESSION,
+										 GUC_ACTION_LOCAL, true, 0, false);
+			claims_only = false;
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			wake_waiting_claims();
@@ -616,13 +612,306 @@ outbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			n_sent_topics = 0;
 			sent_topics_overflow = false;
+			/* After the commit is visible: see outbox_insert_begin. */
+			if (inserting && es_shmem_available())
+				pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, 0);
+			inserting = false;
+			first_id_known = false;
+			claims_only = false;
 			break;
 		default:
 			break;
 	}
 }
 
-/* Remember that this transaction sent to topic, for the wake-up at commit. */
+static void
+register_outbox_callback(void)
+{
+	if (!outbox_callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		outbox_callback_registered = true;
+	}
+}
+
+/*
+ * Where claims start.  A topic's messages are claimed in id order from
+ * the (topic, id + 0) index, and its head is a run of index entries whose
+ * rows are gone: acknowledged, consumed, buried, or left by the updates of
+ * claims.  Vacuum removes them, and a scan marks the entries of rows that
+ * no transaction can see any more so that the next one skips them cheaply;
+ * but while any transaction is open that could still see them (a long
+ * transaction anywhere in the cluster), neither happens, and every claim
+ * would step over the whole run again, fetching each row.  So each claim
+ * remembers, per database and topic in shared memory, an id below which no
+ * message can be claimable any more, and the next claims start there.
+ *
+ * That id must never pass a message that is yet to become visible: one
+ * inserted by a transaction still running, or taking an id from now on.
+ * A transaction that inserts into the outbox publishes, in its backend
+ * slot, a bound on the lowest id it inserts before it takes its first id
+ * (outbox_insert_begin: 1, raised to that id once taken), and clears it
+ * once its commit is visible.  A redrive, which brings back ids the starts
+ * may have passed already, publishes them and makes the claims of its
+ * database forget their starts (outbox_reinsert_begin).  A claim reads the sequence's last value, then the slots, then
+ * takes its snapshot: a message not visible to that snapshot has an id
+ * above the last value, or at least the bound of a slot.  The claim's start
+ * for the next claims is the lowest of those and of the first message its
+ * scan saw.  A claim in REPEATABLE READ or SERIALIZABLE uses the start but
+ * does not move it (its snapshot is older than what it read).  Ids can also
+ * come back below the start in ways this does not see (a prepared
+ * transaction that sent, committed later; rows restored into the table):
+ * once a second a claim of the topic scans it from its beginning again.
+ * Entries are few and recycled (least recently used first): an entry lost
+ * only means a scan from the beginning.
+ */
+#define ES_CLAIM_STARTS		128
+#define ES_CLAIM_RESCAN_MS	1000
+
+typedef struct EsClaimStart
+{
+	Oid			dboid;
+	Oid			relid;			/* of event_store.outbox */
+	uint64		topic_hash;
+	int64		start;
+	TimestampTz scanned_at;		/* last scan from the beginning */
+	TimestampTz used_at;
+} EsClaimStart;
+
+typedef struct EsClaimStarts
+{
+	slock_t		mutex;
+	uint64		epoch;			/* advanced when starts are forgotten */
+	EsClaimStart entries[ES_CLAIM_STARTS];
+} EsClaimStarts;
+
+static EsClaimStarts *claim_starts = NULL;
+
+Size
+es_outbox_shmem_size(void)
+{
+	return MAXALIGN(sizeof(EsClaimStarts));
+}
+
+void
+es_outbox_shmem_init(void *base, bool found)
+{
+	claim_starts = (EsClaimStarts *) base;
+	if (!found)
+	{
+		memset(claim_starts, 0, sizeof(EsClaimStarts));
+		SpinLockInit(&claim_starts->mutex);
+	}
+}
+
+/*
+ * Before this transaction takes its first outbox id: publish that it may
+ * insert any id (see "Where claims start" above).
+ */
+static void
+outbox_insert_begin(void)
+{
+	volatile EsBackendSlot *slot;
+
+	if (inserting || !es_shmem_available())
+		return;
+	register_outbox_callback();
+	slot = es_my_backend_slot();
+	slot->outbox_dboid = MyDatabaseId;
+	pg_write_barrier();
+	pg_atomic_write_u64((pg_atomic_uint64 *) &slot->outbox_first_id, 1);
+	/* Published before the id is taken. */
+	pg_memory_barrier();
+	inserting = true;
+}
+
+/* The transaction's first id is taken: no lower one will be inserted. */
+static void
+outbox_insert_first_id(int64 id)
+{
+	if (!inserting || first_id_known)
+		return;
+	pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, (uint64) id);
+	first_id_known = true;
+}
+
+/*
+ * outbox_reinsert_begin(ids): this transaction is about to insert outbox
+ * rows with these ids, taken earlier (outbox_redrive): claims must not
+ * start past them before it ends.
+ */
+Datum
+event_store_outbox_reinsert_begin(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	int64		lowest = PG_INT64_MAX;
+	pg_atomic_uint64 *first;
+	uint64		current;
+
+	deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &elem_nulls, &nelems);
+	for (int i = 0; i < nelems; i++)
+		if (!elem_nulls[i] && DatumGetInt64(elems[i]) < lowest)
+			lowest = DatumGetInt64(elems[i]);
+	if (lowest == PG_INT64_MAX || !es_shmem_available())
+		PG_RETURN_VOID();
+	lowest = Max(lowest, 1);
+	outbox_insert_begin();
+	/*
+	 * The claims of this database may start past these ids already: they
+	 * forget where they start, and claims that are running do not store
+	 * what they found (the epoch moves).
+	 */
+	SpinLockAcquire(&claim_starts->mutex);
+	claim_starts->epoch++;
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+		if (claim_starts->entries[i].dboid == MyDatabaseId)
+			claim_starts->entries[i].dboid = InvalidOid;
+	SpinLockRelease(&claim_starts->mutex);
+	first = &es_my_backend_slot()->outbox_first_id;
+	current = pg_atomic_read_u64(first);
+	if (!first_id_known || (int64) current > lowest)
+		pg_atomic_write_u64(first, (uint64) lowest);
+	first_id_known = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * The lowest id a message that the next snapshot does not show can have:
+ * see "Where claims start".  Call before taking the snapshot.
+ */
+static int64
+lowest_future_id(void)
+{
+	LOCAL_FCINFO(seq_fcinfo, 1);
+	Datum		last;
+	int64		lowest;
+
+	InitFunctionCallInfoData(*seq_fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	seq_fcinfo->args[0].value = ObjectIdGetDatum(es_relation_oid("outbox_id_seq"));
+	seq_fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(seq_fcinfo);
+	lowest = seq_fcinfo->isnull ? 1 : DatumGetInt64(last) + 1;
+	pg_memory_barrier();
+	for (int i = 0; i < es_shared->num_backend_slots; i++)
+	{
+		volatile EsBackendSlot *slot = &es_backend_slots[i];
+		uint64		first = pg_atomic_read_u64((pg_atomic_uint64 *) &slot->outbox_first_id);
+
+		if (first == 0)
+			continue;
+		pg_read_barrier();
+		if (slot->outbox_dboid == MyDatabaseId && (int64) first < lowest)
+			lowest = (int64) first;
+	}
+	return lowest;
+}
+
+static uint64
+topic_hash64(text *topic)
+{
+	return DatumGetUInt64(hash_any_extended((const unsigned char *) VARDATA_ANY(topic),
+											VARSIZE_ANY_EXHDR(topic), 0));
+}
+
+/*
+ * Where a claim of topic starts; *from_beginning when the topic has no
+ * entry, or was not scanned from its beginning for a second.
+ */
+static int64
+claim_start_get(Oid relid, uint64 hash, TimestampTz now, bool *from_beginning,
+				uint64 *epoch)
+{
+	int64		start = 0;
+
+	*from_beginning = true;
+	*epoch = 0;
+	if (claim_starts == NULL)
+		return 0;
+	SpinLockAcquire(&claim_starts->mutex);
+	*epoch = claim_starts->epoch;
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+	{
+		EsClaimStart *e = &claim_starts->entries[i];
+
+		if (e->topic_hash == hash && e->relid == relid && e->dboid == MyDatabaseId)
+		{
+			if (!TimestampDifferenceExceeds(e->scanned_at, now, ES_CLAIM_RESCAN_MS))
+			{
+				start = e->start;
+				*from_beginning = false;
+			}
+			e->used_at = now;
+			break;
+		}
+	}
+	SpinLockRelease(&claim_starts->mutex);
+	return start;
+}
+
+/*
+ * Remember where the next claims of topic start: start, found by a scan
+ * from the beginning (then it replaces what was there) or not (then the
+ * start only moves on).  Nothing, if the starts were forgotten since the
+ * claim read its own (epoch).
+ */
+static void
+claim_start_set(Oid relid, uint64 hash, TimestampTz now, int64 start,
+				bool from_beginning, uint64 epoch)
+{
+	EsClaimStart *e = NULL;
+
+	if (claim_starts == NULL)
+		return;
+	SpinLockAcquire(&claim_starts->mutex);
+	if (claim_starts->epoch != epoch)
+	{
+		SpinLockRelease(&claim_starts->mutex);
+		return;
+	}
+	for (int i = 0; i < ES_CLAIM_STARTS; i++)
+	{
+		EsClaimStart *candidate = &claim_starts->entries[i];
+
+		if (candidate->topic_hash == hash && candidate->relid == relid &&
+			candidate->dboid == MyDatabaseId)
+		{
+			e = candidate;
+			break;
+		}
+		if (e == NULL || candidate->used_at < e->used_at)
+			e = candidate;
+	}
+	if (e->topic_hash != hash || e->relid != relid || e->dboid != MyDatabaseId)
+	{
+		/* a new entry: only a scan from the beginning may make it */
+		if (from_beginning)
+		{
+			e->dboid = MyDatabaseId;
+			e->relid = relid;
+			e->topic_hash = hash;
+			e->start = start;
+			e->scanned_at = now;
+			e->used_at = now;
+		}
+	}
+	else if (from_beginning)
+	{
+		e->start = start;
+		e->scanned_at = now;
+	}
+	else if (start > e->start)
+		e->start = start;
+	SpinLockRelease(&claim_starts->mutex);
+}
+
+/*
+ * Remember that this transaction sent to topic, or freed a message of it,
+ * for the wake-up at commit.
+ */
 static void
 remember_sent_topic(text *topic)
 {
@@ -634,15 +923,30 @@ remember_sent_topic(text *topic)
 	for (int i = 0; i < n_sent_topics; i++)
 		if (sent_topics[i] == h)
 			return;
-	if (!outbox_callback_registered)
-	{
-		RegisterXactCallback(outbox_xact_callback, NULL);
-		outbox_callback_registered = true;
-	}
+	register_outbox_callback();
 	if (n_sent_topics == ES_SENT_TOPICS)
 		sent_topics_overflow = true;
 	else
 		sent_topics[n_sent_topics++] = h;
+}
+
+/*
+ * Remember the topics (non-NULL text values of column col) of the rows an
+ * ack, nack or consume just changed that may free the next message of a
+ * key: the commit wakes the claims waiting for them.
+ */
+static void
+remember_freed_topics(SPITupleTable *tuptable, uint64 nrows, int col)
+{
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		Datum		topic = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc,
+										  col, &isnull);
+
+		if (!isnull)
+			remember_sent_topic(DatumGetTextPP(topic));
+	}
 }
 
 /*
@@ -659,7 +963,11 @@ enqueue(EsTableWriter *writer, int64 id, text *topic, text *key,
 	bool		nulls[Natts_outbox];
 
 	if (id == 0)
+	{
+		outbox_insert_begin();
 		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+	}
+	outbox_insert_first_id(id);
 
 	memset(nulls, false, sizeof(nulls));
 	values[Anum_outbox_id - 1] = Int64GetDatum(id);
@@ -878,7 +1186,10 @@ event_store_outbox_send(PG_FUNCTION_ARGS)
 		 * row (now visible to a new snapshot) has the id to return.  The id
 		 * taken from the sequence is then left unused.
 		 */
+		if (!topic_is_wal(topic))
+			outbox_insert_begin();
 		id = nextval_internal(es_relation_oid("outbox_id_seq"), false);
+		outbox_insert_first_id(id);
 		values[3] = Int64GetDatum(id);
 		if (run_dedup_statement(&record_plan, dedup_record_sql, values, 5) != id)
 		{
@@ -1050,11 +1361,12 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
- * Find the id of the topic's first message available now; false if it has
- * none.  A direct scan of the (topic, id + 0) index: polling an idle topic
- * costs an index lookup rather than the claim statement, and a claim
- * starts at that id instead of stepping again over the messages at the
- * head of the topic that are leased, or acknowledged and not yet vacuumed.
+ * Find the id of the topic's first message available now, from *first_id
+ * on (where claims start); false if it has none.  A direct scan of the
+ * (topic, id + 0) index: polling an idle topic costs an index lookup
+ * rather than the consume statement, and a consume starts at that id
+ * instead of stepping again over the messages at the head of the topic
+ * that are leased, or acknowledged and not yet vacuumed.
  * A message that commits with a lower id after this scan waits for the
  * next claim; per-key order does not depend on it (the claim looks for
  * earlier messages of a key without this bound).  When it finds none,
@@ -1069,15 +1381,17 @@ first_available_id(text *topic, TimestampTz now, int64 *first_id,
 	Relation	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	ScanKeyData key;
+	ScanKeyData keys[2];
 	bool		found = false;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(*first_id));
 	slot = table_slot_create(outbox, NULL);
-	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
@@ -1190,65 +1504,355 @@ static int
 consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
 
+/*
+ * The plan settings the other consumer functions set in SQL (see
+ * sql/install/50_outbox.sql), for the statements claims run: set around
+ * each run, since the plan cache may plan them again at any run.
+ */
+static int
+queue_plan_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
+ * The policy of the last topic a claim of this backend looked at, as
+ * event_store.outbox_topic_settings gives it.  A statement trigger on
+ * outbox_topics sends a relcache invalidation when it changes (see
+ * outbox_topics_changed), which empties this cache.
+ */
+static MemoryContext policy_context = NULL;
+static text *policy_topic = NULL;
+static int32 policy_max_attempts;
+static Interval policy_lease;
+static Oid	policy_relid = InvalidOid;
+static bool policy_callback_registered = false;
+
+static void
+policy_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == policy_relid)
+		policy_topic = NULL;
+}
+
+static const char *const policy_sql =
+"SELECT s.max_attempts, s.lease FROM event_store.outbox_topic_settings($1) AS s";
+
+/* The topic's maximum attempts and lease. */
+static void
+topic_policy(text *topic, int32 *max_attempts, Interval *lease)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(topic)};
+	bool		isnull;
+	MemoryContext old;
+	int			nestlevel;
+
+	if (!policy_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
+		policy_callback_registered = true;
+	}
+	if (policy_topic != NULL &&
+		VARSIZE_ANY_EXHDR(policy_topic) == VARSIZE_ANY_EXHDR(topic) &&
+		memcmp(VARDATA_ANY(policy_topic), VARDATA_ANY(topic),
+			   VARSIZE_ANY_EXHDR(topic)) == 0)
+	{
+		*max_attempts = policy_max_attempts;
+		*lease = policy_lease;
+		return;
+	}
+	policy_topic = NULL;
+	policy_relid = es_relation_oid("outbox_topics");
+
+	nestlevel = queue_plan_settings();
+	SPI_connect();
+	execute_saved(&plan, policy_sql, 1, argtypes, values, NULL, true);
+	if (SPI_processed != 1)
+		elog(ERROR, "outbox_topic_settings returned " UINT64_FORMAT " rows",
+			 SPI_processed);
+	policy_max_attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+	policy_lease = *DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+
+	if (policy_context == NULL)
+		policy_context = AllocSetContextCreate(TopMemoryContext,
+											   "event_store outbox policy",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(policy_context);
+	old = MemoryContextSwitchTo(policy_context);
+	policy_topic = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(topic));
+	MemoryContextSwitchTo(old);
+	*max_attempts = policy_max_attempts;
+	*lease = policy_lease;
+}
+
+/*
+ * Whether a message of topic and key with an id below id is in the outbox
+ * (visible to snapshot): then the message id waits for it (per-key order).
+ */
+static bool
+earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
+					  TupleTableSlot *slot, text *topic, Datum key, int64 id)
+{
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	bool		found;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   key_index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   key_index->rd_indcollation[1], F_TEXTEQ, key);
+	ScanKeyEntryInitialize(&keys[2], 0, 3, BTLessStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LT, Int64GetDatum(id));
+	scan = index_beginscan(outbox, key_index, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * One claim: lease up to max_count available messages of the topic in id
+ * order, from first_id on, and put them in the function's result; returns
+ * how many.  Written against the table AM rather than in SQL: a claim is
+ * the queue's hot path, and a statement's executor start-up cost more than
+ * its work.  The messages come from the (topic, id + 0) index; a keyed one
+ * is taken only when no earlier message of its key is left.  Each is
+ * updated in place (attempts, lease, receipt: no indexed column, so a HOT
+ * update) without waiting: one that another transaction holds (a claim, a
+ * consume, an ack, the relay) or changed since the snapshot is skipped, as
+ * FOR UPDATE SKIP LOCKED would skip it, and the update is the lock.
+ * Messages claimed past the topic's maximum attempts (their last lease
+ * expired) go to the dead letters instead (bury_sql).
+ */
+static int
+claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
+		   TimestampTz now, int64 first_id, TimestampTz *next_due,
+		   Datum **leased, int *nleased, Datum **exhausted, int *nexhausted,
+		   int *capacity, Interval *lease, TimestampTz *lease_end,
+		   int64 *next_start)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsTableWriter *writer = NULL;
+	Relation	outbox;
+	Relation	index;
+	Relation	key_index;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot;
+	TupleTableSlot *probe;
+	TupleTableSlot *updated = NULL;
+	Snapshot	snapshot;
+	CommandId	cid = InvalidCommandId;
+	int32		max_attempts;
+	Interval	margin;
+
+	topic_policy(topic, &max_attempts, lease);
+	if (!PG_ARGISNULL(2))
+		*lease = *PG_GETARG_INTERVAL_P(2);
+	/* the end of the leases: now + lease + least(lease / 10, 1 second) */
+	margin = *DatumGetIntervalP(DirectFunctionCall2(interval_div,
+													IntervalPGetDatum(lease),
+													Float8GetDatum(10.0)));
+	{
+		Interval	second = {.time = USECS_PER_SEC};
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											  IntervalPGetDatum(&margin),
+											  IntervalPGetDatum(&second))) > 0)
+			margin = second;
+	}
+	*lease_end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(now),
+														 IntervalPGetDatum(lease)));
+	*lease_end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(*lease_end),
+														 IntervalPGetDatum(&margin)));
+
+	/*
+	 * The writer (executor state, the table's indexes) is opened at the
+	 * first message to update: polling an empty topic costs only the scan.
+	 */
+	outbox = es_open_relation("outbox", RowExclusiveLock);
+	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
+	key_index = es_open_relation("outbox_topic_key_id_idx", AccessShareLock);
+	/* Where the next claims start: see "Where claims start". */
+	*next_start = es_shmem_available() ? lowest_future_id() : 0;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot = GetActiveSnapshot();
+
+	slot = table_slot_create(outbox, NULL);
+	probe = table_slot_create(outbox, NULL);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
+	scan = index_beginscan(outbox, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (*nleased + *nexhausted < max_count &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+		TM_Result	result;
+		TimestampTz available_at;
+		int32		attempts;
+		Datum		receipt;
+		int64		id;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
+		if (id < *next_start)
+			*next_start = id;	/* the first message the scan sees */
+		available_at = DatumGetTimestampTz(slot->tts_values[Anum_outbox_available_at - 1]);
+		if (available_at > now)
+		{
+			if (*next_due == 0 || available_at < *next_due)
+				*next_due = available_at;
+			continue;
+		}
+		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
+			earlier_of_key_exists(outbox, key_index, snapshot, probe, topic,
+								  slot->tts_values[Anum_outbox_key - 1], id))
+			continue;
+
+		if (writer == NULL)
+		{
+			writer = es_writer_open("outbox");
+			updated = writer->slot;
+			cid = GetCurrentCommandId(true);
+		}
+		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]) + 1;
+		receipt = DirectFunctionCall1(event_store_outbox_new_receipt, Int64GetDatum(id));
+		ExecClearTuple(updated);
+		memcpy(updated->tts_values, slot->tts_values, sizeof(Datum) * Natts_outbox);
+		memcpy(updated->tts_isnull, slot->tts_isnull, sizeof(bool) * Natts_outbox);
+		updated->tts_values[Anum_outbox_attempts - 1] = Int32GetDatum(attempts);
+		updated->tts_values[Anum_outbox_available_at - 1] = TimestampTzGetDatum(*lease_end);
+		updated->tts_values[Anum_outbox_receipt - 1] = receipt;
+		updated->tts_isnull[Anum_outbox_receipt - 1] = false;
+		ExecStoreVirtualTuple(updated);
+
+		result = table_tuple_update(writer->rel, &slot->tts_tid, updated, cid,
+									snapshot, InvalidSnapshot, false,
+									&tmfd, &lockmode, &update_indexes);
+		if (result != TM_Ok)
+			continue;			/* held or changed by another: skipped */
+		if (update_indexes)
+		{
+			ResetPerTupleExprContext(writer->estate);
+			(void) ExecInsertIndexTuples(writer->rri, updated, writer->estate,
+										 true, false, NULL, NIL);
+		}
+		/* Room for one more of either: max_count may be far larger. */
+		if (*nleased + *nexhausted >= *capacity)
+		{
+			*capacity *= 2;
+			*leased = repalloc(*leased, sizeof(Datum) * *capacity);
+			*exhausted = repalloc(*exhausted, sizeof(Datum) * *capacity);
+		}
+		if (attempts > max_attempts)
+		{
+			(*exhausted)[(*nexhausted)++] = Int64GetDatum(id);
+			continue;
+		}
+		(*leased)[(*nleased)++] = Int64GetDatum(id);
+		{
+			Datum		row[Natts_outbox_message];
+			bool		row_nulls[Natts_outbox_message];
+
+			row[0] = slot->tts_values[Anum_outbox_id - 1];
+			row[1] = slot->tts_values[Anum_outbox_topic - 1];
+			row[2] = slot->tts_values[Anum_outbox_key - 1];
+			row[3] = slot->tts_values[Anum_outbox_payload - 1];
+			row[4] = slot->tts_values[Anum_outbox_headers - 1];
+			row[5] = Int32GetDatum(attempts);
+			row[6] = slot->tts_values[Anum_outbox_created_at - 1];
+			row[7] = receipt;
+			row_nulls[0] = false;
+			row_nulls[1] = false;
+			row_nulls[2] = slot->tts_isnull[Anum_outbox_key - 1];
+			row_nulls[3] = false;
+			row_nulls[4] = slot->tts_isnull[Anum_outbox_headers - 1];
+			row_nulls[5] = false;
+			row_nulls[6] = false;
+			row_nulls[7] = false;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(probe);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(key_index, AccessShareLock);
+	index_close(index, AccessShareLock);
+	table_close(outbox, NoLock);
+	if (writer != NULL)
+	{
+		es_writer_close(writer);
+		/* What follows in the transaction sees the leases. */
+		CommandCounterIncrement();
+	}
+	return *nleased;
+}
+
 static int
 claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
 {
-	static SPIPlanPtr claim_plan = NULL;
 	static SPIPlanPtr bury_plan = NULL;
 	static SPIPlanPtr extend_plan = NULL;
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int64		first_id;
-	bool		found;
-	SPITupleTable *claimed;
 	Datum	   *exhausted;
 	int			nexhausted = 0;
 	Datum	   *leased;
 	int			nleased = 0;
 	TimestampTz lease_end = 0;
-	Interval   *lease = NULL;
+	Interval	lease;
 	Datum		extend_values[2];
+	Oid			relid;
+	uint64		hash;
+	int64		start;
+	int64		next_start;
+	bool		from_beginning;
+	uint64		epoch;
+	int			nestlevel;
+	bool		only_claims;
+	int			capacity;
 
 	*next_due = 0;
-	if (fresh_snapshot)
-		PushActiveSnapshot(GetTransactionSnapshot());
-	found = first_available_id(topic, now, &first_id, next_due);
-	if (fresh_snapshot)
-		PopActiveSnapshot();
-	if (!found)
-		return 0;
+	capacity = Min(max_count, 64);
+	exhausted = palloc(sizeof(Datum) * capacity);
+	leased = palloc(sizeof(Datum) * capacity);
+	relid = es_relation_oid("outbox");
+	hash = topic_hash64(topic);
+	start = claim_start_get(relid, hash, now, &from_beginning, &epoch);
+	/* Whether the transaction wrote nothing but claims so far. */
+	only_claims = (claims_only && XactLastRecEnd == claims_wal_end) ||
+		(!TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
+		 XactLastRecEnd == InvalidXLogRecPtr);
+	(void) claim_rows(fcinfo, topic, max_count, now, start,
+					  next_due, &leased, &nleased, &exhausted, &nexhausted,
+					  &capacity, &lease, &lease_end, &next_start);
+	if (!IsolationUsesXactSnapshot())
+		claim_start_set(relid, hash, now, next_start, from_beginning, epoch);
 
-	values[0] = PointerGetDatum(topic);
-	values[1] = Int32GetDatum(max_count);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = Int64GetDatum(first_id);
-
-	SPI_connect();
-	execute_saved(&claim_plan, claim_sql, 5, argtypes, values, nulls, false);
-	claimed = SPI_tuptable;
-	exhausted = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	leased = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		Datum		row[Natts_claimed];
-		bool		row_nulls[Natts_claimed];
-
-		heap_deform_tuple(claimed->vals[i], claimed->tupdesc, row, row_nulls);
-		lease_end = DatumGetTimestampTz(row[Claimed_lease_end]);
-		lease = DatumGetIntervalP(row[Claimed_lease]);
-		if (DatumGetInt32(row[Claimed_attempts]) > DatumGetInt32(row[Claimed_max_attempts]))
-			exhausted[nexhausted++] = row[0];
-		else
-		{
-			leased[nleased++] = row[0];
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
-		}
-	}
 	if (nexhausted > 0)
 	{
 		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
@@ -1258,7 +1862,13 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 INT8OID, 8, FLOAT8PASSBYVAL,
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
+		nestlevel = queue_plan_settings();
+		SPI_connect();
 		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
+		SPI_finish();
+		AtEOXact_GUC(true, nestlevel);
+		/* The next messages of their keys may be free at commit. */
+		remember_sent_topic(topic);
 	}
 	/*
 	 * A slow claim: its leases must still run a whole lease when it returns.
@@ -1275,7 +1885,7 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 
 		needed = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(current),
-														 IntervalPGetDatum(lease)));
+														 IntervalPGetDatum(&lease)));
 		if (lease_end >= needed)
 			break;
 		lease_end = needed + (current - now);
@@ -1284,12 +1894,22 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
 		extend_values[1] = TimestampTzGetDatum(lease_end);
+		nestlevel = queue_plan_settings();
+		SPI_connect();
 		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
 					  NULL, false);
+		SPI_finish();
+		AtEOXact_GUC(true, nestlevel);
 	}
-	SPI_finish();
 
-	/* The claim statement's nexhausted rows are not in the result. */
+	if (only_claims && XactLastRecEnd != InvalidXLogRecPtr)
+	{
+		register_outbox_callback();
+		claims_only = true;
+		claims_wal_end = XactLastRecEnd;
+	}
+
+	/* The claimed messages past their last attempt are not in the result. */
 	if (nleased == 0 && nexhausted > 0 && *next_due == 0)
 		*next_due = now;
 	return nleased;
@@ -1311,10 +1931,15 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	bool		found;
 	int			consumed = 0;
 	bool		buried = false;
+	bool		keyed = false;
+	bool		from_beginning;
+	uint64		epoch;
 
 	*next_due = 0;
 	if (fresh_snapshot)
 		PushActiveSnapshot(GetTransactionSnapshot());
+	first_id = claim_start_get(es_relation_oid("outbox"), topic_hash64(topic),
+							   now, &from_beginning, &epoch);
 	found = first_available_id(topic, now, &first_id, next_due);
 	if (fresh_snapshot)
 		PopActiveSnapshot();
@@ -1334,6 +1959,9 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		bool		row_nulls[Natts_outbox_message + 1];
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, row_nulls);
+		/* Its deletion frees the next message of its key at commit. */
+		if (!row_nulls[2])
+			keyed = true;
 		if (!DatumGetBool(row[Natts_outbox_message]))
 		{
 			buried = true;	/* moved to the dead letters by the statement */
@@ -1343,6 +1971,8 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		consumed++;
 	}
 	SPI_finish();
+	if (keyed)
+		remember_sent_topic(topic);
 
 	/* Only dead letters this time: there may be more to consume at once. */
 	if (consumed == 0 && buried)
@@ -1518,28 +2148,113 @@ event_store_outbox_extend_receipts(PG_FUNCTION_ARGS)
 }
 
 /*
- * outbox_ack(receipts): the fenced acknowledgement consumers use.
+ * Delete the message whose current receipt is receipt, found by its id in
+ * the primary key; returns whether it did.  Like a DELETE: it waits for a
+ * transaction that holds the row, and if that one changed it, looks at the
+ * row's latest version (READ COMMITTED) or fails to serialize (REPEATABLE
+ * READ and above).  A receipt that is no longer the message's current one
+ * deletes nothing.
+ */
+static bool
+ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
+		const pg_uuid_t *receipt)
+{
+	int64		id = es_receipt_message_id(receipt);
+	Snapshot	snapshot = GetActiveSnapshot();
+	bool		fresh = false;
+	bool		acked = false;
+
+	for (;;)
+	{
+		IndexScanDesc scan;
+		ScanKeyData key;
+		bool		found;
+		bool		isnull;
+		Datum		current;
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8EQ, Int64GetDatum(id));
+		scan = index_beginscan(outbox, pkey, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		if (!found)
+			break;
+		current = slot_getattr(slot, Anum_outbox_receipt, &isnull);
+		if (isnull || memcmp(DatumGetUUIDP(current), receipt, UUID_LEN) != 0)
+			break;
+		result = table_tuple_delete(outbox, &slot->tts_tid, cid, snapshot,
+									InvalidSnapshot, true, &tmfd, false);
+		if (result == TM_Ok)
+		{
+			acked = true;
+			if (!slot_attisnull(slot, Anum_outbox_key))
+				remember_sent_topic(DatumGetTextPP(slot_getattr(slot, Anum_outbox_topic,
+																&isnull)));
+			break;
+		}
+		if (result != TM_Updated)
+			break;				/* deleted, or already by this command */
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		/* Changed by a transaction that committed meanwhile: look again. */
+		if (fresh)
+			UnregisterSnapshot(snapshot);
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		fresh = true;
+	}
+	if (fresh)
+		UnregisterSnapshot(snapshot);
+	return acked;
+}
+
+/*
+ * outbox_ack(receipts): the fenced acknowledgement consumers use.  Written
+ * against the table AM, like claims: a primary key lookup and a delete per
+ * receipt.
  */
 Datum
 event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
 	ArrayType  *receipts = receipts_arg(fcinfo);
-	Oid			argtypes[2] = {INT8ARRAYOID, UUIDARRAYOID};
-	Datum		values[2];
-	uint64		acked;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	Relation	outbox;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	CommandId	cid;
+	int32		acked = 0;
 
 	es_check_writable("outbox_ack");
 	if (ArrayGetNItems(ARR_NDIM(receipts), ARR_DIMS(receipts)) == 0)
 		PG_RETURN_INT32(0);
-	receipt_arrays(receipts, &values[0], &values[1]);
+	deconstruct_array(receipts, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+					  &elems, &elem_nulls, &nelems);
 
-	SPI_connect();
-	execute_saved(&plan, ack_receipts_sql, 2, argtypes, values, NULL, false);
-	acked = SPI_processed;
-	SPI_finish();
+	outbox = es_open_relation("outbox", RowExclusiveLock);
+	pkey = es_open_relation("outbox_pkey", AccessShareLock);
+	slot = table_slot_create(outbox, NULL);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	cid = GetCurrentCommandId(true);
+	for (int i = 0; i < nelems; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!elem_nulls[i] &&
+			ack_one(outbox, pkey, slot, cid, DatumGetUUIDP(elems[i])))
+			acked++;
+	}
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(outbox, NoLock);
+	CommandCounterIncrement();
 
-	PG_RETURN_INT32((int32) acked);
+	PG_RETURN_INT32(acked);
 }
 
 /*
@@ -1558,6 +2273,7 @@ event_store_outbox_ack_ids(PG_FUNCTION_ARGS)
 	SPI_connect();
 	execute_saved(&plan, ack_ids_sql, 1, argtypes, values, NULL, false);
 	acked = SPI_processed;
+	remember_freed_topics(SPI_tuptable, SPI_processed, 1);
 	SPI_finish();
 
 	PG_RETURN_INT32((int32) acked);
@@ -1577,6 +2293,7 @@ nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int32		nacked;
 	bool		isnull;
+	Datum		topics;
 
 	if (!PG_ARGISNULL(1) && es_interval_sign(PG_GETARG_INTERVAL_P(1)) < 0)
 		ereport(ERROR,
@@ -1602,6 +2319,18 @@ nack(FunctionCallInfo fcinfo, SPIPlanPtr *plan, const char *sql,
 	execute_saved(plan, sql, 5, argtypes, values, nulls, false);
 	nacked = (int32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 1, &isnull));
+	topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+	{
+		ArrayIterator it = array_create_iterator(DatumGetArrayTypeP(topics), 0, NULL);
+		Datum		topic;
+		bool		topic_null;
+
+		while (array_iterate(it, &topic, &topic_null))
+			if (!topic_null)
+				remember_sent_topic(DatumGetTextPP(topic));
+		array_free_iterator(it);
+	}
 	SPI_finish();
 	return nacked;
 }

@@ -11,7 +11,9 @@
  *	- per database that has the extension, its relay state: whether work
  *	  is pending, the worker serving it, counters (relay.c);
  *	- the relay worker processes, at most event_store.max_relay_workers,
- *	  and the launcher's pid and latch (launcher.c).
+ *	  and the launcher's pid and latch (launcher.c);
+ *	- where outbox claims start in each topic, and per backend the lowest
+ *	  outbox id its running transaction inserts (outbox.c).
  * Feed and relay state each have their LWLock, held for a few instructions.
  *
  *-------------------------------------------------------------------------
@@ -56,7 +58,8 @@ es_shmem_size(void)
 											sizeof(EsBackendSlot))));
 	size = add_size(size, MAXALIGN(mul_size(es_max_databases,
 											sizeof(EsRelayDatabase))));
-	size = add_size(size, mul_size(es_max_relay_workers, sizeof(EsRelayWorker)));
+	size = add_size(size, MAXALIGN(mul_size(es_max_relay_workers, sizeof(EsRelayWorker))));
+	size = add_size(size, es_outbox_shmem_size());
 	return size;
 }
 
@@ -110,7 +113,12 @@ es_shmem_startup(void)
 		}
 		for (int i = 0; i < es_max_relay_workers; i++)
 			es_relay_workers[i].procno = -1;
+		for (int i = 0; i < es_num_backend_slots(); i++)
+			pg_atomic_init_u64(&es_backend_slots[i].outbox_first_id, 0);
 	}
+	es_outbox_shmem_init((char *) es_relay_workers +
+						 MAXALIGN(mul_size(es_max_relay_workers, sizeof(EsRelayWorker))),
+						 found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

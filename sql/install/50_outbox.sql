@@ -154,6 +154,14 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'event_store_outbox_new_receipt'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
+-- Internal helper, never granted: tells claims that this transaction
+-- inserts outbox rows with these earlier ids (used by outbox_redrive; see
+-- "Where claims start" in src/outbox.c).
+CREATE FUNCTION event_store.outbox_reinsert_begin(ids bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_outbox_reinsert_begin'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 CREATE FUNCTION event_store.outbox_send(
 	topic text,
 	payload jsonb,
@@ -188,6 +196,8 @@ COMMENT ON FUNCTION event_store.outbox_send_batch(text, jsonb[], text[], jsonb[]
 -- read a whole topic through a bitmap and sort it to claim ten messages, so
 -- sequential and bitmap scans are off.  JIT is off too: the statements are
 -- short, and a plan's cost estimate could make it compile them on every call.
+-- Claims and acks by receipt work on the table and its indexes directly
+-- (src/outbox.c) and set these only around the few statements they run.
 --
 -- A claim's lease (NULL: the topic's) runs from when outbox_claim returns:
 -- see src/outbox.c.  With wait, a claim that finds nothing sleeps until a
@@ -201,9 +211,6 @@ RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off
 ROWS 100;
 COMMENT ON FUNCTION event_store.outbox_claim(text, integer, interval, interval) IS
 'Lease up to max_count available messages of a topic in id order (per-key FIFO); with wait, sleep until a commit sends to the topic or the wait ends.';
@@ -274,28 +281,19 @@ CREATE FUNCTION event_store.outbox_ack(receipts uuid[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION event_store.outbox_ack(receipts text[])
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION event_store.outbox_ack(receipts text)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'event_store_outbox_ack_receipts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off;
+SET search_path = pg_catalog, pg_temp;
 
 -- Acknowledgement by message id, unfenced: for operators.
 CREATE FUNCTION event_store.outbox_ack_ids(ids bigint[])
@@ -436,6 +434,7 @@ BEGIN
 	IF ids IS NULL THEN
 		RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM event_store.outbox_reinsert_begin(ids);
 	WITH revived AS (
 		DELETE FROM event_store.outbox_dead_letters AS d WHERE d.id = ANY (ids)
 		RETURNING d.*)
@@ -552,7 +551,7 @@ $$;
 -- Depth of the outbox per topic: available (claimable now), blocked
 -- (available, but behind an earlier message of the same key), leased,
 -- delayed (by send or by a retry), dead.  "Blocked" is the per-key order of
--- claims (claim_sql in src/outbox.c; the relay's batches keep the same
+-- claims (claim_rows in src/outbox.c; the relay's batches keep the same
 -- order in select_sql, src/relay.c): change them together.
 CREATE VIEW event_store.outbox_depth AS
 WITH messages AS (

@@ -151,6 +151,8 @@ COMMENT ON FUNCTION event_store.check_event_type(text) IS
 	'Internal: raises the error for a bad event type to match; NULL passes.';
 COMMENT ON FUNCTION event_store.outbox_new_receipt(bigint) IS
 	'Internal: a fresh claim receipt for a message id.';
+COMMENT ON FUNCTION event_store.outbox_reinsert_begin(bigint[]) IS
+	'Internal: tells claims that this transaction inserts outbox rows with these earlier ids.';
 COMMENT ON FUNCTION event_store.event_routes_changed() IS
 	'Internal: trigger that tells every session to reload the event routes.';
 COMMENT ON FUNCTION event_store.relay_set_paused(text, boolean) IS
