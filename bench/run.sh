@@ -9,7 +9,7 @@
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
 #   BENCH_ROUNDS=5 bash bench/run.sh    more rounds (a loaded machine)
 #   bash bench/run.sh --scale    the store beyond memory (see "--scale" below;
-#                                hours, and about 40 GB of disk)
+#                                about an hour, and about 40 GB of disk)
 #   PG_CONFIG=... CLUSTER_PORT=54321 bash bench/run.sh   another PostgreSQL
 #                                installation, another port
 #
