@@ -16,6 +16,7 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "executor/executor.h"
 #include "storage/proc.h"
 
@@ -33,6 +34,32 @@
 #else
 #define es_init_range_table(estate, rtable) \
 	ExecInitRangeTable((estate), (rtable))
+#endif
+
+/* 18 gave index scans an instrumentation argument (NULL: none). */
+#if PG_VERSION_NUM >= 180000
+#define es_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define es_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
+/*
+ * 16 has an update tell which indexes need new entries (all, only the
+ * summarizing ones, none: TU_UpdateIndexes) where 15 said all or none, and
+ * ExecInsertIndexTuples take the answer.  EsUpdateIndexes is what
+ * table_tuple_update fills in; zero means none.
+ */
+#if PG_VERSION_NUM >= 160000
+typedef TU_UpdateIndexes EsUpdateIndexes;
+#define es_insert_index_tuples_after_update(rri, slot, estate, how) \
+	ExecInsertIndexTuples((rri), (slot), (estate), true, false, NULL, NIL, \
+						  (how) == TU_Summarizing)
+#else
+typedef bool EsUpdateIndexes;
+#define es_insert_index_tuples_after_update(rri, slot, estate, how) \
+	ExecInsertIndexTuples((rri), (slot), (estate), true, false, NULL, NIL)
 #endif
 
 #endif							/* ES_COMPAT_H */

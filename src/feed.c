@@ -92,6 +92,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 /* This backend's transaction has a reservation in its slot. */
@@ -173,7 +174,7 @@ largest_position_in_table(Relation events)
 	IndexScanDesc scan;
 	int64		largest = 0;
 
-	scan = index_beginscan(events, pkey, SnapshotAny, 0, 0);
+	scan = es_index_beginscan(events, pkey, SnapshotAny, 0, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, NULL, 0, NULL, 0);
 	if (index_getnext_tid(scan, BackwardScanDirection) != NULL)

@@ -37,6 +37,7 @@
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 PG_FUNCTION_INFO_V1(event_store_lock_stream);
@@ -80,7 +81,7 @@ es_read_stream_meta(text *stream, Snapshot snapshot, EsStreamMeta *meta)
 						   InvalidOid, pkey->rd_indcollation[0],
 						   F_TEXTEQ, PointerGetDatum(stream));
 	slot = table_slot_create(streams, NULL);
-	scan = index_beginscan(streams, pkey, snapshot, 1, 0);
+	scan = es_index_beginscan(streams, pkey, snapshot, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{

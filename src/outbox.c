@@ -116,11 +116,12 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* ids.c: a fresh receipt for a claim of a message */
-extern Datum event_store_outbox_new_receipt(PG_FUNCTION_ARGS);
-
+#include "compat.h"
 #include "event_store.h"
 #include "guc.h"
+
+/* ids.c: a fresh receipt for a claim of a message */
+extern Datum event_store_outbox_new_receipt(PG_FUNCTION_ARGS);
 
 PG_FUNCTION_INFO_V1(event_store_check_topic);
 PG_FUNCTION_INFO_V1(event_store_outbox_send);
@@ -1390,7 +1391,7 @@ first_available_id(text *topic, TimestampTz now, int64 *first_id,
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GE, Int64GetDatum(*first_id));
 	slot = table_slot_create(outbox, NULL);
-	scan = index_beginscan(outbox, index, GetActiveSnapshot(), 2, 0);
+	scan = es_index_beginscan(outbox, index, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -1618,7 +1619,7 @@ earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
 						   key_index->rd_indcollation[1], F_TEXTEQ, key);
 	ScanKeyEntryInitialize(&keys[2], 0, 3, BTLessStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8LT, Int64GetDatum(id));
-	scan = index_beginscan(outbox, key_index, snapshot, 3, 0);
+	scan = es_index_beginscan(outbox, key_index, snapshot, 3, 0);
 	index_rescan(scan, keys, 3, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
@@ -1702,14 +1703,14 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 						   PointerGetDatum(topic));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
-	scan = index_beginscan(outbox, index, snapshot, 2, 0);
+	scan = es_index_beginscan(outbox, index, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (*nleased + *nexhausted < max_count &&
 		   index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		TM_FailureData tmfd;
 		LockTupleMode lockmode;
-		bool		update_indexes;
+		EsUpdateIndexes update_indexes;
 		TM_Result	result;
 		TimestampTz available_at;
 		int32		attempts;
@@ -1758,8 +1759,9 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		if (update_indexes)
 		{
 			ResetPerTupleExprContext(writer->estate);
-			(void) ExecInsertIndexTuples(writer->rri, updated, writer->estate,
-										 true, false, NULL, NIL);
+			(void) es_insert_index_tuples_after_update(writer->rri, updated,
+													   writer->estate,
+													   update_indexes);
 		}
 		/* Room for one more of either: max_count may be far larger. */
 		if (*nleased + *nexhausted >= *capacity)
@@ -2176,7 +2178,7 @@ ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
 
 		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 							   InvalidOid, F_INT8EQ, Int64GetDatum(id));
-		scan = index_beginscan(outbox, pkey, snapshot, 1, 0);
+		scan = es_index_beginscan(outbox, pkey, snapshot, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		index_endscan(scan);

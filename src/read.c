@@ -27,6 +27,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 PG_FUNCTION_INFO_V1(event_store_read_stream);
@@ -56,7 +57,7 @@ es_stream_scan_begin(Relation events, Relation stream_index, text *stream,
 
 	ss->direction = backward ? BackwardScanDirection : ForwardScanDirection;
 	ss->slot = table_slot_create(events, NULL);
-	ss->scan = index_beginscan(events, stream_index, snapshot, nkeys, 0);
+	ss->scan = es_index_beginscan(events, stream_index, snapshot, nkeys, 0);
 	index_rescan(ss->scan, ss->keys, nkeys, NULL, 0);
 	return ss;
 }

@@ -37,6 +37,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 PG_FUNCTION_INFO_V1(event_store_read_all);
@@ -220,7 +221,7 @@ es_read_feed(const EsFeedQuery *query, Tuplestorestate *tupstore,
 		ScanKeyEntryInitialize(&keys[nkeys++], 0, position_attno,
 							   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
 							   F_INT8LE, Int64GetDatum(head));
-		scans[i].scan = index_beginscan(events, index, snapshot, nkeys, 0);
+		scans[i].scan = es_index_beginscan(events, index, snapshot, nkeys, 0);
 		/* Merging several scans needs each entry's position first. */
 		scans[i].scan->xs_want_itup = (nscans > 1);
 		index_rescan(scans[i].scan, keys, nkeys, NULL, 0);
