@@ -102,11 +102,14 @@ eval { $consumer->quit; };
 is( $node->safe_psql('postgres', q{SELECT attempts FROM event_store.outbox WHERE topic = 'jobs'}),
 	'0', 'the uncommitted claim was rolled back: the attempt does not count');
 
-# --- A committed claim whose consumer dies holding its lease.
+# --- A committed claim whose consumer dies holding its lease.  A claim
+# commits asynchronously; another session's durable commit flushes it
+# before the crash (README, "Claims and crashes").
 $consumer = $node->background_psql('postgres');
 $consumer_pid = $consumer->query_safe('SELECT pg_backend_pid()');
 is($consumer->query_safe(q{SELECT attempts FROM event_store.outbox_claim('jobs', 10, '2 seconds')}),
 	'1', 'available at once, the message is claimed by a new consumer');
+$node->safe_psql('postgres', q{SELECT event_store.outbox_send('other', '{}')});
 kill 'KILL', $consumer_pid;
 ok(recovered(), 'the server recovered from kill -9 of a consumer holding a lease');
 eval { $consumer->quit; };
