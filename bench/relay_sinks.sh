@@ -39,7 +39,7 @@ shared_buffers = 256MB
 synchronous_commit = on
 "
 dir=$CLUSTER_DIR
-export PGHOST=$dir PGPORT=5432
+export PGHOST=$dir PGPORT=$CLUSTER_PORT
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -d postgres -c "$1"; }
 
 # The mock Kafka cluster: its input kept open by a sleeping writer.
