@@ -35,7 +35,7 @@ max_connections = 100
 shared_buffers = 512MB
 "
 dir=$CLUSTER_DIR
-export PGHOST=$dir PGPORT=5432
+export PGHOST=$dir PGPORT=$CLUSTER_PORT
 sql() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 
 echo "creating $tenants tenants and $plain databases without the extension"
@@ -46,7 +46,7 @@ for i in $(seq 1 $tenants); do sql postgres "CREATE DATABASE tenant_$i TEMPLATE 
 for i in $(seq 1 $plain); do sql postgres "CREATE DATABASE plain_$i"; done
 
 bench() { # DB RATE
-    as_pg "$here/tools/es_relay_bench" -d "host=$dir port=5432 dbname=$1" \
+    as_pg "$here/tools/es_relay_bench" -d "host=$dir port=$CLUSTER_PORT dbname=$1" \
         -t orders -c orders -r "$2" -s "$seconds"
 }
 

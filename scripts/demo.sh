@@ -19,6 +19,6 @@ dir=$CLUSTER_DIR
 echo "started a throwaway cluster in $dir"
 cp "$here/scripts/demo.sql" "$dir/demo.sql" && chown postgres: "$dir/demo.sql"
 
-as_pg psql -X -h "$dir" -d postgres -v ON_ERROR_STOP=1 --echo-queries -f "$dir/demo.sql"
+as_pg psql -X -h "$dir" -p "$CLUSTER_PORT" -d postgres -v ON_ERROR_STOP=1 --echo-queries -f "$dir/demo.sql"
 echo
 echo "demo finished"
