@@ -1592,7 +1592,8 @@ BEGIN
 				CONTINUE;
 			ELSIF o.key = 'tls_verify' AND jsonb_typeof(o.value) = 'boolean' THEN
 				CONTINUE;
-			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms') AND jsonb_typeof(o.value) = 'number'
+			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms', 'batch_wait_ms')
+				  AND jsonb_typeof(o.value) = 'number'
 				  AND o.value::text ~ '^[0-9]{1,6}$' AND o.value::text::integer BETWEEN 1 AND 600000 THEN
 				CONTINUE;
 			ELSIF o.key = 'max_in_flight' AND jsonb_typeof(o.value) = 'number'
@@ -1601,7 +1602,7 @@ BEGIN
 			END IF;
 			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms and connect_timeout_ms (1 to 600000) and max_in_flight (1 to 1000).';
+					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms, connect_timeout_ms and batch_wait_ms (1 to 600000) and max_in_flight (1 to 1000).';
 		END LOOP;
 	ELSE
 		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
@@ -2349,104 +2350,6 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'event_store_subscription_ack'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
-
--- HTTP sinks: the option batch_wait_ms (how long a batch waits for its
--- responses) is accepted.
-CREATE OR REPLACE FUNCTION event_store.relay_sink_validate(url text, options jsonb)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	scheme text;
-	masked text := event_store.relay_sink_mask_url(url);
-	o record;
-BEGIN
-	IF url IS NULL THEN
-		RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
-		RAISE EXCEPTION 'options must be a JSON object'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('The options are a JSON %s.', jsonb_typeof(options));
-	END IF;
-	scheme := lower(substring(url FROM '^([A-Za-z][A-Za-z0-9+.-]*)://'));
-	IF scheme IS NULL THEN
-		RAISE EXCEPTION 'invalid sink url "%"', masked
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A sink url is kafka://host:port[,host:port...], amqp://user:password@host:port/vhost or http(s)://host[:port]/path.';
-	END IF;
-	IF scheme = 'kafka' THEN
-		IF url !~* '^kafka://[A-Za-z0-9._\[\]:-]+:[0-9]{1,5}(,[A-Za-z0-9._\[\]:-]+:[0-9]{1,5})*/?$' THEN
-			RAISE EXCEPTION 'invalid Kafka sink url "%"', masked
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Name the bootstrap brokers as kafka://host:port[,host:port...].';
-		END IF;
-		-- librdkafka properties, as strings, numbers or booleans; the ones the
-		-- relay sets itself cannot be overridden.
-		FOR o IN SELECT * FROM jsonb_each(options) LOOP
-			IF jsonb_typeof(o.value) NOT IN ('string', 'number', 'boolean') THEN
-				RAISE EXCEPTION 'Kafka option "%" must be a string, a number or a boolean', o.key
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			IF o.key IN ('bootstrap.servers', 'metadata.broker.list', 'enable.idempotence',
-						 'acks', 'request.required.acks', 'dr_msg_cb', 'dr_cb') THEN
-				RAISE EXCEPTION 'Kafka option "%" is set by the relay', o.key
-					USING ERRCODE = 'invalid_parameter_value',
-						  HINT = 'The relay uses an idempotent producer with acks=all and the brokers of the url.';
-			END IF;
-		END LOOP;
-	ELSIF scheme = 'amqp' THEN
-		IF url !~* '^amqp://([^:/@]+(:[^@/]*)?@)?[A-Za-z0-9._-]+(:[0-9]{1,5})?(/[^/?#]*)?$' THEN
-			RAISE EXCEPTION 'invalid AMQP sink url "%"', masked
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Write it as amqp://user:password@host:port/vhost.';
-		END IF;
-		FOR o IN SELECT * FROM jsonb_each(options) LOOP
-			IF o.key NOT IN ('heartbeat', 'connect_timeout_ms', 'frame_max') THEN
-				RAISE EXCEPTION 'unknown AMQP option "%"', o.key
-					USING ERRCODE = 'invalid_parameter_value',
-						  HINT = 'AMQP sinks take heartbeat, connect_timeout_ms and frame_max.';
-			END IF;
-			IF jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[0-9]{1,9}$' THEN
-				RAISE EXCEPTION 'AMQP option "%" must be a non-negative integer', o.key
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-		END LOOP;
-	ELSIF scheme IN ('http', 'https') THEN
-		-- Webhooks: the url, and the options secret and headers.
-		IF url !~* '^https?://[^/?#\s]+(/[^\s]*)?$' THEN
-			RAISE EXCEPTION 'invalid HTTP sink url "%"', masked
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Write it as http(s)://host[:port]/path.';
-		END IF;
-		FOR o IN SELECT * FROM jsonb_each(options) LOOP
-			IF o.key IN ('secret', 'ca_file') AND jsonb_typeof(o.value) = 'string' THEN
-				CONTINUE;
-			ELSIF o.key = 'headers' AND jsonb_typeof(o.value) = 'object' THEN
-				CONTINUE;
-			ELSIF o.key = 'tls_verify' AND jsonb_typeof(o.value) = 'boolean' THEN
-				CONTINUE;
-			ELSIF o.key IN ('timeout_ms', 'connect_timeout_ms', 'batch_wait_ms')
-				  AND jsonb_typeof(o.value) = 'number'
-				  AND o.value::text ~ '^[0-9]{1,6}$' AND o.value::text::integer BETWEEN 1 AND 600000 THEN
-				CONTINUE;
-			ELSIF o.key = 'max_in_flight' AND jsonb_typeof(o.value) = 'number'
-				  AND o.value::text ~ '^[0-9]{1,4}$' AND o.value::text::integer BETWEEN 1 AND 1000 THEN
-				CONTINUE;
-			END IF;
-			RAISE EXCEPTION 'invalid HTTP sink option "%"', o.key
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'HTTP sinks take secret and ca_file (strings), headers (an object), tls_verify (a boolean), timeout_ms, connect_timeout_ms and batch_wait_ms (1 to 600000) and max_in_flight (1 to 1000).';
-		END LOOP;
-	ELSE
-		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Sinks are kafka://, amqp://, http:// or https:// urls.';
-	END IF;
-	RETURN scheme;
-END
-$$;
 
 -- Outbox claims: where claims start.  Claims remember, per topic, an id
 -- below which nothing is claimable any more; a redrive, which puts back
