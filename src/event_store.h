@@ -98,6 +98,14 @@ extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);
 extern char *es_clipped(const char *name, int len, int limit);
 
+/* Whether two text values are the same bytes (names: topics, types). */
+static inline bool
+es_text_equal(const text *a, const text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /* plans.c: prepared SPI statements */
 extern struct _SPI_plan *es_prepared_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);

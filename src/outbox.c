@@ -161,12 +161,43 @@ static bool sent_in_transaction = false;
 /* The prefix of the logical decoding messages of WAL topics. */
 #define WAL_MESSAGE_PREFIX "event_store"
 
-/* The names of the topics delivered through the WAL (text *), cached. */
+/*
+ * What this backend caches of event_store.outbox_topics: the names of the
+ * topics delivered through the WAL (text *), and the policy of the last
+ * topic a claim looked at, as event_store.outbox_topic_settings gives it.
+ * A statement trigger on outbox_topics sends a relcache invalidation when
+ * it changes (see outbox_topics_changed), which empties both.
+ */
 static MemoryContext wal_topics_context = NULL;
 static List *wal_topics = NIL;
 static bool wal_topics_valid = false;
-static bool wal_topics_callback_registered = false;
-static Oid	wal_topics_relid = InvalidOid;
+static MemoryContext policy_context = NULL;
+static text *policy_topic = NULL;
+static int32 policy_max_attempts;
+static Interval policy_lease;
+static Oid	outbox_topics_relid = InvalidOid;
+static bool outbox_topics_watched = false;
+
+static void
+outbox_topics_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == outbox_topics_relid)
+	{
+		wal_topics_valid = false;
+		policy_topic = NULL;
+	}
+}
+
+/* Empty the caches above when outbox_topics changes. */
+static void
+watch_outbox_topics(void)
+{
+	if (!outbox_topics_watched)
+	{
+		CacheRegisterRelcacheCallback(outbox_topics_relcache_callback, (Datum) 0);
+		outbox_topics_watched = true;
+	}
+}
 
 /*
  * The topics this transaction sent to, as hashes: its commit wakes the
@@ -354,13 +385,6 @@ es_checked_topic_arg(FunctionCallInfo fcinfo, int argno)
 	return topic;
 }
 
-static void
-wal_topics_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == wal_topics_relid)
-		wal_topics_valid = false;
-}
-
 /*
  * Read the names of the WAL topics from outbox_topics, with the latest
  * snapshot (a topic configured by a transaction that committed a moment
@@ -376,11 +400,7 @@ load_wal_topics(void)
 	AttrNumber	topic_attnum;
 	AttrNumber	delivery_attnum;
 
-	if (!wal_topics_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(wal_topics_relcache_callback, (Datum) 0);
-		wal_topics_callback_registered = true;
-	}
+	watch_outbox_topics();
 	if (wal_topics_context == NULL)
 		wal_topics_context = AllocSetContextCreate(TopMemoryContext,
 												   "event_store WAL topics",
@@ -389,10 +409,10 @@ load_wal_topics(void)
 	wal_topics = NIL;
 
 	rel = es_open_relation("outbox_topics", AccessShareLock);
-	wal_topics_relid = RelationGetRelid(rel);
+	outbox_topics_relid = RelationGetRelid(rel);
 	/* By name: an updated installation may have its columns elsewhere. */
-	topic_attnum = get_attnum(wal_topics_relid, "topic");
-	delivery_attnum = get_attnum(wal_topics_relid, "delivery");
+	topic_attnum = get_attnum(outbox_topics_relid, "topic");
+	delivery_attnum = get_attnum(outbox_topics_relid, "delivery");
 	if (topic_attnum == InvalidAttrNumber || delivery_attnum == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -435,10 +455,7 @@ topic_is_wal(text *topic)
 		load_wal_topics();
 	foreach(lc, wal_topics)
 	{
-		text	   *name = lfirst(lc);
-
-		if (VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(topic) &&
-			memcmp(VARDATA_ANY(name), VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic)) == 0)
+		if (es_text_equal(lfirst(lc), topic))
 			return true;
 	}
 	return false;
@@ -1524,26 +1541,6 @@ queue_plan_settings(void)
 	return nestlevel;
 }
 
-/*
- * The policy of the last topic a claim of this backend looked at, as
- * event_store.outbox_topic_settings gives it.  A statement trigger on
- * outbox_topics sends a relcache invalidation when it changes (see
- * outbox_topics_changed), which empties this cache.
- */
-static MemoryContext policy_context = NULL;
-static text *policy_topic = NULL;
-static int32 policy_max_attempts;
-static Interval policy_lease;
-static Oid	policy_relid = InvalidOid;
-static bool policy_callback_registered = false;
-
-static void
-policy_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == policy_relid)
-		policy_topic = NULL;
-}
-
 static const char *const policy_sql =
 "SELECT s.max_attempts, s.lease FROM event_store.outbox_topic_settings($1) AS s";
 
@@ -1558,22 +1555,15 @@ topic_policy(text *topic, int32 *max_attempts, Interval *lease)
 	MemoryContext old;
 	int			nestlevel;
 
-	if (!policy_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
-		policy_callback_registered = true;
-	}
-	if (policy_topic != NULL &&
-		VARSIZE_ANY_EXHDR(policy_topic) == VARSIZE_ANY_EXHDR(topic) &&
-		memcmp(VARDATA_ANY(policy_topic), VARDATA_ANY(topic),
-			   VARSIZE_ANY_EXHDR(topic)) == 0)
+	watch_outbox_topics();
+	if (policy_topic != NULL && es_text_equal(policy_topic, topic))
 	{
 		*max_attempts = policy_max_attempts;
 		*lease = policy_lease;
 		return;
 	}
 	policy_topic = NULL;
-	policy_relid = es_relation_oid("outbox_topics");
+	outbox_topics_relid = es_relation_oid("outbox_topics");
 
 	nestlevel = queue_plan_settings();
 	SPI_connect();

@@ -387,9 +387,7 @@ es_feed_query_set_filter(EsFeedQuery *query, ArrayType *types, text *stream_pref
 						 errmsg("event_types must not contain an empty type")));
 			/* Each type is one index scan: a repeated one would repeat rows. */
 			for (int j = 0; j < query->ntypes && !duplicate; j++)
-				duplicate = (VARSIZE_ANY_EXHDR(query->types[j]) == VARSIZE_ANY_EXHDR(type) &&
-							 memcmp(VARDATA_ANY(query->types[j]), VARDATA_ANY(type),
-									VARSIZE_ANY_EXHDR(type)) == 0);
+				duplicate = es_text_equal(query->types[j], type);
 			if (!duplicate)
 				query->types[query->ntypes++] = type;
 		}

@@ -144,9 +144,7 @@ matching_routes(text *category, text *type)
 		{
 			EsRoute    *other = lfirst(seen);
 
-			if (VARSIZE_ANY_EXHDR(other->topic) == VARSIZE_ANY_EXHDR(route->topic) &&
-				memcmp(VARDATA_ANY(other->topic), VARDATA_ANY(route->topic),
-					   VARSIZE_ANY_EXHDR(route->topic)) == 0)
+			if (es_text_equal(other->topic, route->topic))
 				duplicate = true;
 		}
 		if (!duplicate)
