@@ -103,12 +103,10 @@ sub wait_for_n
 sub check_delivery
 {
 	my ($label, $to, @lines) = @_;
-	my (%seen, %last, $disorder, %ids);
+	my (%seen, %last, $disorder);
 	foreach (@lines)
 	{
-		my ($id, $rk, $redelivered, $headers, $body) = @$_;
-		my $n = decode_json($body)->{n};
-		$ids{$id}++;
+		my $n = decode_json($_->[4])->{n};
 		next if $seen{$n}++;
 		my $key = 'k' . ($n % 20);
 		$disorder++ if defined $last{$key} && $last{$key} > $n;
@@ -116,7 +114,6 @@ sub check_delivery
 	}
 	is(scalar(grep { $_ <= $to } keys %seen), $to, "$label: every message arrived");
 	ok(!$disorder, "$label: per-key order at the consumer");
-	return \%ids;
 }
 
 # 1. Delivery, order, properties.
@@ -208,8 +205,16 @@ $pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM event_store.relay_workers WHERE kind = 'relay' AND pid IS NOT NULL});
 kill 'KILL', $pid;
 @lines = wait_for_n(100000, 120);
-my $ids = check_delivery('kill -9 mid-batch', 100000, @lines);
-my $dups = grep { $ids->{$_} > 1 } keys %$ids;
+check_delivery('kill -9 mid-batch', 100000, @lines);
+# Only messages sent in this phase: the broker's restart above may have
+# duplicated some of its own (published, then not confirmed).
+my %copies;
+foreach (@lines)
+{
+	my ($id, undef, undef, undef, $body) = @$_;
+	$copies{$id}++ if decode_json($body)->{n} > 70000;
+}
+my $dups = grep { $copies{$_} > 1 } keys %copies;
 note "duplicates after kill -9: $dups";
 ok($dups <= 500, "duplicates ($dups) at most one batch (the unconfirmed one)");
 
