@@ -419,120 +419,6 @@ BEGIN
 END
 $$;
 
--- The session's memory of the fence it fetched with (src/subscription.c).
--- Not granted; the subscription functions call them.
-CREATE FUNCTION event_store.subscription_remember(subscription text, member integer, fence uuid)
-RETURNS void
-AS 'MODULE_PATHNAME', 'event_store_subscription_remember'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-
-CREATE FUNCTION event_store.subscription_remembered(subscription text, member integer)
-RETURNS uuid
-AS 'MODULE_PATHNAME', 'event_store_subscription_remembered'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-
--- The next events after the member's checkpoint, in position order.
--- Reading does not move the checkpoint: subscription_ack does.  The fetch
--- locks the member's checkpoint until the transaction ends, so a second
--- fetcher of the same member waits: a member is processed by one
--- transaction at a time.
-CREATE OR REPLACE FUNCTION event_store.subscription_fetch(
-	subscription text,
-	max_count integer DEFAULT 100,
-	member integer DEFAULT 0)
-RETURNS SETOF event_store.event
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	sub event_store.subscriptions := event_store.find_subscription(subscription);
-	checkpoint bigint;
-	fence uuid;
-BEGIN
-	PERFORM event_store.check_member(sub, member);
-	-- A standby cannot lock rows: refuse with the feed's own error first.
-	IF pg_catalog.pg_is_in_recovery() THEN
-		PERFORM event_store.feed_head();
-	END IF;
-	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.  The
-	-- subscription's row is locked first, as subscription_drop deletes it
-	-- before the checkpoints: a drop either waits for this fetch or has
-	-- committed before it, and then the row is gone.
-	SELECT c.position, c.fence, s.category, s.group_size
-	INTO checkpoint, fence, sub.category, sub.group_size
-	FROM event_store.subscriptions AS s
-	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
-	WHERE s.name = sub.name AND c.member = subscription_fetch.member
-	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'subscription "%" does not exist', subscription
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	PERFORM event_store.subscription_remember(sub.name, member, fence);
-	RETURN QUERY SELECT * FROM event_store.read_feed(sub.category, checkpoint + 1,
-		max_count, member, sub.group_size);
-END
-$$;
-
--- Record that the member has processed everything up to up_to_position.
--- A position below the checkpoint changes nothing (a late or repeated ack);
--- one beyond the feed head is refused, since events may still commit
--- below it.  An ack from a session whose last fetch of this member was
--- before a reset (or from a dropped incarnation of the subscription)
--- changes nothing either, with a warning.  Returns the member's checkpoint:
--- less than up_to_position exactly when the ack was not applied.
-CREATE OR REPLACE FUNCTION event_store.subscription_ack(
-	subscription text,
-	up_to_position bigint,
-	member integer DEFAULT 0)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	sub event_store.subscriptions := event_store.find_subscription(subscription);
-	head bigint;
-	checkpoint bigint;
-	fetched_fence uuid;
-BEGIN
-	PERFORM event_store.check_member(sub, member);
-	IF up_to_position IS NULL THEN
-		RAISE EXCEPTION 'up_to_position must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF up_to_position < 0 THEN
-		RAISE EXCEPTION 'up_to_position must not be negative: %', up_to_position
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	head := event_store.feed_head();
-	IF up_to_position > head THEN
-		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
-	END IF;
-	fetched_fence := event_store.subscription_remembered(sub.name, member);
-	UPDATE event_store.subscription_checkpoints AS c
-	SET position = greatest(c.position, up_to_position), updated_at = now()
-	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
-	  AND (fetched_fence IS NULL OR c.fence = fetched_fence)
-	RETURNING c.position INTO checkpoint;
-	IF NOT FOUND THEN
-		SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
-		WHERE c.subscription = sub.name AND c.member = subscription_ack.member;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'subscription "%" does not exist', subscription
-				USING ERRCODE = 'undefined_object';
-		END IF;
-		RAISE WARNING 'acknowledgement of position % for subscription "%" member % was not applied',
-			up_to_position, sub.name, member
-			USING DETAIL = 'The subscription was reset, or dropped and created again, since this session fetched from it.',
-				  HINT = 'Fetch again: the events after the checkpoint are delivered again.';
-	END IF;
-	RETURN checkpoint;
-END
-$$;
-
 -- Move every member's checkpoint so that the next fetch starts at
 -- from_position (replay, or skip ahead), under a new fence.  Waits for the
 -- members' fetches in progress; takes the members in order.
@@ -570,9 +456,7 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION
-	event_store.subscription_create(text, text, integer, bigint, boolean),
-	event_store.subscription_remember(text, integer, uuid),
-	event_store.subscription_remembered(text, integer)
+	event_store.subscription_create(text, text, integer, bigint, boolean)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	event_store.subscription_create(text, text, integer, bigint, boolean)
@@ -1083,57 +967,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION event_store.subscription_ack(
-	subscription text,
-	up_to_position bigint,
-	member integer DEFAULT 0)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	sub event_store.subscriptions := event_store.find_subscription(subscription);
-	head bigint;
-	checkpoint bigint;
-	fetched_fence uuid;
-BEGIN
-	PERFORM event_store.check_member(sub, member);
-	IF up_to_position IS NULL THEN
-		RAISE EXCEPTION 'up_to_position must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF up_to_position < 0 THEN
-		RAISE EXCEPTION 'up_to_position must not be negative'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	head := event_store.feed_head();
-	IF up_to_position > head THEN
-		RAISE EXCEPTION 'position % is beyond the feed head %', up_to_position, head
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Acknowledge positions of events that subscription_fetch returned.';
-	END IF;
-	fetched_fence := event_store.subscription_remembered(sub.name, member);
-	UPDATE event_store.subscription_checkpoints AS c
-	SET position = greatest(c.position, up_to_position), updated_at = now()
-	WHERE c.subscription = sub.name AND c.member = subscription_ack.member
-	  AND (fetched_fence IS NULL OR c.fence = fetched_fence)
-	RETURNING c.position INTO checkpoint;
-	IF NOT FOUND THEN
-		SELECT c.position INTO checkpoint FROM event_store.subscription_checkpoints AS c
-		WHERE c.subscription = sub.name AND c.member = subscription_ack.member;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'subscription "%" does not exist', subscription
-				USING ERRCODE = 'undefined_object';
-		END IF;
-		RAISE WARNING 'acknowledgement of position % for subscription "%" member % was not applied',
-			up_to_position, sub.name, member
-			USING DETAIL = 'The subscription was reset, or dropped and created again, since this session fetched from it.',
-				  HINT = 'Fetch again: the events after the checkpoint are delivered again.';
-	END IF;
-	RETURN checkpoint;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION event_store.subscription_reset(
 	subscription text,
 	from_position bigint DEFAULT 0)
@@ -1333,10 +1166,6 @@ COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer)
 	'Internal: raises the error for a member outside a subscription''s consumer group.';
 COMMENT ON FUNCTION event_store.subscription_deleted() IS
 	'Internal: trigger that removes the checkpoints of a dropped subscription.';
-COMMENT ON FUNCTION event_store.subscription_remember(text, integer, uuid) IS
-	'Internal: remembers in the session the fence a member fetched with.';
-COMMENT ON FUNCTION event_store.subscription_remembered(text, integer) IS
-	'Internal: the fence a member fetched with in this session.';
 COMMENT ON FUNCTION event_store.check_topic(text) IS
 	'Internal: raises the error for a bad topic.';
 COMMENT ON FUNCTION event_store.check_category(text) IS
@@ -2103,57 +1932,6 @@ BEGIN
 	END IF;
 	-- The relay worker announces subscriptions: let it know there is one.
 	PERFORM event_store.relay_wake();
-END
-$$;
-
-CREATE OR REPLACE FUNCTION event_store.subscription_fetch(
-	subscription text,
-	max_count integer DEFAULT 100,
-	member integer DEFAULT 0)
-RETURNS SETOF event_store.event
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	sub event_store.subscriptions := event_store.find_subscription(subscription);
-	checkpoint bigint;
-	fence uuid;
-BEGIN
-	PERFORM event_store.check_member(sub, member);
-	-- A standby cannot lock rows: refuse with the feed's own error first.
-	IF pg_catalog.pg_is_in_recovery() THEN
-		PERFORM event_store.feed_head();
-	END IF;
-	-- Read the subscription and the checkpoint in one statement, so that a
-	-- concurrent drop (and create) is seen whole or not at all.  The
-	-- subscription's row is locked first, as subscription_drop deletes it
-	-- before the checkpoints: a drop either waits for this fetch or has
-	-- committed before it, and then the row is gone.
-	SELECT c.position, c.fence, s.category, s.group_size, s.event_types,
-		   s.stream_prefix
-	INTO checkpoint, fence, sub.category, sub.group_size, sub.event_types,
-		 sub.stream_prefix
-	FROM event_store.subscriptions AS s
-	JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
-	WHERE s.name = sub.name AND c.member = subscription_fetch.member
-	FOR KEY SHARE OF s FOR NO KEY UPDATE OF c;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'subscription "%" does not exist', subscription
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	PERFORM event_store.subscription_remember(sub.name, member, fence);
-	RETURN QUERY SELECT * FROM event_store.read_feed(sub.category, checkpoint + 1,
-		max_count, member, sub.group_size, sub.event_types, sub.stream_prefix);
-	-- A filter that selected nothing still covered the feed up to some
-	-- position: move the checkpoint there, so that an idle filter does not
-	-- scan the same events again (nothing was shown, nothing to process).
-	IF NOT FOUND AND max_count > 0
-			AND (sub.event_types IS NOT NULL OR sub.stream_prefix IS NOT NULL) THEN
-		UPDATE event_store.subscription_checkpoints AS c
-		SET position = event_store.read_feed_covered(), updated_at = now()
-		WHERE c.subscription = sub.name AND c.member = subscription_fetch.member
-		  AND c.position < event_store.read_feed_covered();
-	END IF;
 END
 $$;
 

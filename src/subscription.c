@@ -49,8 +49,6 @@
 
 #include "event_store.h"
 
-PG_FUNCTION_INFO_V1(event_store_subscription_remember);
-PG_FUNCTION_INFO_V1(event_store_subscription_remembered);
 PG_FUNCTION_INFO_V1(event_store_subscription_fetch);
 PG_FUNCTION_INFO_V1(event_store_subscription_ack);
 
@@ -129,35 +127,6 @@ remembered_fence(text *name, int32 member, pg_uuid_t *fence)
 		return false;
 	*fence = entry->fence;
 	return true;
-}
-
-/*
- * subscription_remember(subscription, member, fence): this session fetched
- * from the member's checkpoint while it had this fence.
- */
-Datum
-event_store_subscription_remember(PG_FUNCTION_ARGS)
-{
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_VOID();
-	remember_fence(PG_GETARG_TEXT_PP(0), PG_GETARG_INT32(1),
-				   PG_GETARG_UUID_P(2));
-	PG_RETURN_VOID();
-}
-
-/*
- * subscription_remembered(subscription, member): the fence this session
- * last fetched with, or NULL when it never fetched from that member.
- */
-Datum
-event_store_subscription_remembered(PG_FUNCTION_ARGS)
-{
-	pg_uuid_t  *fence = palloc(sizeof(pg_uuid_t));
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
-		!remembered_fence(PG_GETARG_TEXT_PP(0), PG_GETARG_INT32(1), fence))
-		PG_RETURN_NULL();
-	PG_RETURN_UUID_P(fence);
 }
 
 /*

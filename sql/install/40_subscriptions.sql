@@ -223,19 +223,6 @@ BEGIN
 END
 $$;
 
--- Internal helpers, never granted: the session's memory of the fence it
--- fetched with (src/subscription.c), which subscription_fetch and
--- subscription_ack keep in C; these show it to SQL, for diagnosis.
-CREATE FUNCTION event_store.subscription_remember(subscription text, member integer, fence uuid)
-RETURNS void
-AS 'MODULE_PATHNAME', 'event_store_subscription_remember'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-
-CREATE FUNCTION event_store.subscription_remembered(subscription text, member integer)
-RETURNS uuid
-AS 'MODULE_PATHNAME', 'event_store_subscription_remembered'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-
 -- The next events after the member's checkpoint, in position order.
 -- Reading does not move the checkpoint: subscription_ack does.  The fetch
 -- locks the member's checkpoint until the transaction ends, so a second

@@ -139,10 +139,6 @@ COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer)
 	'Internal: raises the error for a member outside a subscription''s consumer group.';
 COMMENT ON FUNCTION event_store.subscription_deleted() IS
 	'Internal: trigger that removes the checkpoints of a dropped subscription.';
-COMMENT ON FUNCTION event_store.subscription_remember(text, integer, uuid) IS
-	'Internal: remembers in the session the fence a member fetched with.';
-COMMENT ON FUNCTION event_store.subscription_remembered(text, integer) IS
-	'Internal: the fence a member fetched with in this session.';
 COMMENT ON FUNCTION event_store.check_topic(text) IS
 	'Internal: raises the error for a bad topic.';
 COMMENT ON FUNCTION event_store.check_category(text) IS
