@@ -148,6 +148,22 @@ SELECT count(*) FROM event_store.subscription_fetch('rare', 10, 1);
 SELECT member, checkpoint = head AS past_everything FROM event_store.subscription_lag
 WHERE subscription = 'rare' ORDER BY member;
 
+-- Acks in one transaction leave every version of the checkpoint on its
+-- page until the page is full: the update that moves the row to another
+-- page gives the primary key an entry for it, and the next acks find it.
+SELECT event_store.subscription_create('busy');
+BEGIN;
+SELECT count(*) FROM event_store.subscription_fetch('busy', 1);
+SELECT count(*) FILTER (WHERE event_store.subscription_ack('busy', 1) = 1) AS applied
+FROM generate_series(1, 300);
+SELECT pg_stat_get_xact_tuples_updated(c.oid) - pg_stat_get_xact_tuples_hot_updated(c.oid) > 0
+	AS moved_to_another_page
+FROM pg_class AS c
+WHERE c.oid = 'event_store.subscription_checkpoints'::regclass;
+COMMIT;
+SELECT checkpoint FROM event_store.subscription_lag WHERE subscription = 'busy';
+SELECT event_store.subscription_drop('busy');
+
 -- The consumers' hot path is C, running as the extension's owner with a
 -- pinned search_path; the other subscription functions stay SQL.
 SELECT p.proname, l.lanname, p.prosecdef, p.proconfig, p.provolatile

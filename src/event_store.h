@@ -139,6 +139,7 @@ typedef struct EsTableWriter
 } EsTableWriter;
 
 extern void es_check_writable(const char *function_name);
+extern Snapshot es_snapshot_after_concurrent_update(Snapshot snapshot, bool *fresh);
 extern EsTableWriter *es_writer_open(const char *relname);
 extern void es_writer_insert(EsTableWriter *writer, Datum *values, bool *nulls);
 extern void es_writer_close(EsTableWriter *writer);

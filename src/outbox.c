@@ -2189,15 +2189,8 @@ ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
 		}
 		if (result != TM_Updated)
 			break;				/* deleted, or already by this command */
-		if (IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update")));
 		/* Changed by a transaction that committed meanwhile: look again. */
-		if (fresh)
-			UnregisterSnapshot(snapshot);
-		snapshot = RegisterSnapshot(GetLatestSnapshot());
-		fresh = true;
+		snapshot = es_snapshot_after_concurrent_update(snapshot, &fresh);
 	}
 	if (fresh)
 		UnregisterSnapshot(snapshot);

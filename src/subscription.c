@@ -6,12 +6,15 @@
  *	  fences its acknowledgements.
  *
  * A fetch locks the member's checkpoint row (and shares the lock of the
- * subscription's row, which subscription_drop deletes first) with one
- * prepared statement, then reads the feed from the checkpoint straight
- * into the function's result, as read_all does (read_feed.c): no SQL
- * function in between and no second copy of the rows.  The statements
- * that lock and move checkpoints are prepared once per backend (plans.c);
- * both functions run as SECURITY DEFINER with a pinned search_path, so
+ * subscription's row, which subscription_drop deletes first), then reads
+ * the feed from the checkpoint straight into the function's result, as
+ * read_all does (read_feed.c): no SQL function in between and no second
+ * copy of the rows.  An ack updates the checkpoint row.  On the common
+ * path both work on the tables through the table AM, as SELECT ... FOR
+ * UPDATE and UPDATE would (a consumer does both for every batch, and a
+ * statement's executor start-up cost more than its work); the checks
+ * that report errors use statements prepared once per backend (plans.c).
+ * Both functions run as SECURITY DEFINER with a pinned search_path, so
  * readers never need privileges on the subscription tables.
  *
  * Each member's checkpoint row carries a fence, a random value drawn when
@@ -33,20 +36,29 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type_d.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "event_store.h"
 
 PG_FUNCTION_INFO_V1(event_store_subscription_fetch);
@@ -221,6 +233,196 @@ checked_member(FunctionCallInfo fcinfo, int argno, text *name, int32 group_size)
 	return member;
 }
 
+/* Columns of subscriptions. */
+enum
+{
+	Anum_subscriptions_name = 1,
+	Anum_subscriptions_category,
+	Anum_subscriptions_group_size,
+	Anum_subscriptions_created_at,
+	Anum_subscriptions_event_types,
+	Anum_subscriptions_stream_prefix
+};
+
+/* Columns of subscription_checkpoints. */
+enum
+{
+	Anum_checkpoints_subscription = 1,
+	Anum_checkpoints_member,
+	Anum_checkpoints_position,
+	Anum_checkpoints_updated_at,
+	Anum_checkpoints_fence,
+	Natts_checkpoints = Anum_checkpoints_fence
+};
+
+/* The scan key of a subscription's row in subscriptions_pkey. */
+static void
+subscription_key(ScanKey key, Relation pkey, text *name)
+{
+	ScanKeyEntryInitialize(&key[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   pkey->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(name));
+}
+
+/* The scan keys of a member's row in subscription_checkpoints_pkey. */
+static void
+checkpoint_keys(ScanKey keys, Relation pkey, text *name, int32 member)
+{
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   pkey->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(name));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT4EQ, Int32GetDatum(member));
+}
+
+/*
+ * The row of rel whose primary key (index) has these values, visible to
+ * snapshot, in slot; false when there is none.
+ */
+static bool
+find_row(Relation rel, Relation index, ScanKey keys, int nkeys,
+		 Snapshot snapshot, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = es_index_beginscan(rel, index, snapshot, nkeys, 0);
+	bool		found;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * Find the row of rel whose primary key (index) has these values, visible
+ * to snapshot, and lock it in mode, as SELECT ... FOR <mode> would: it waits
+ * for a transaction that holds the row, and if that one changed it, takes
+ * the row's latest version (READ COMMITTED) or fails to serialize
+ * (REPEATABLE READ and above).  False when there is no such row (or it was
+ * deleted meanwhile); else slot holds the locked version.
+ */
+static bool
+lock_row(Relation rel, Relation index, ScanKey keys, int nkeys,
+		 LockTupleMode mode, Snapshot snapshot, TupleTableSlot *slot)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+	uint8		flags = 0;
+
+	if (!find_row(rel, index, keys, nkeys, snapshot, slot))
+		return false;
+	if (!IsolationUsesXactSnapshot())
+		flags |= TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
+	result = table_tuple_lock(rel, &slot->tts_tid, snapshot, slot,
+							  GetCurrentCommandId(false), mode, LockWaitBlock,
+							  flags, &tmfd);
+	switch (result)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent delete")));
+			return false;
+		case TM_Updated:
+			/* Only without FIND_LAST_VERSION, that is when serializable. */
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+			break;
+		case TM_SelfModified:
+			/* Changed by this transaction after the snapshot: not ours to lock. */
+			return false;
+		default:
+			elog(ERROR, "unexpected result %d of a subscription row lock",
+				 (int) result);
+	}
+	return false;
+}
+
+/*
+ * What a fetch reads of the subscription and the member's checkpoint,
+ * copied out of the locked rows.
+ */
+typedef struct LockedMember
+{
+	int64		position;
+	pg_uuid_t	fence;
+	text	   *category;		/* NULL: the whole feed */
+	int32		group_size;
+	ArrayType  *event_types;	/* NULL: every type */
+	text	   *stream_prefix;	/* NULL: every stream */
+} LockedMember;
+
+/*
+ * Lock the subscription's row (FOR KEY SHARE) and then the member's
+ * checkpoint (FOR NO KEY UPDATE), with a snapshot taken now, and read both;
+ * false when either is missing.  The subscription's row is locked first,
+ * as subscription_drop deletes it before the checkpoints: a drop either
+ * waits for this fetch or has committed before it, and then the row is
+ * gone.  Written against the table AM: a consumer fetches every batch, and
+ * a statement's executor start-up cost more than its work.
+ */
+static bool
+lock_member(text *name, int32 member, LockedMember *locked)
+{
+	Relation	subscriptions;
+	Relation	subscriptions_pkey;
+	Relation	checkpoints;
+	Relation	checkpoints_pkey;
+	TupleTableSlot *subscription;
+	TupleTableSlot *checkpoint;
+	ScanKeyData keys[2];
+	Snapshot	snapshot;
+	bool		found;
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	subscriptions = es_open_relation("subscriptions", RowShareLock);
+	subscriptions_pkey = es_open_relation("subscriptions_pkey", AccessShareLock);
+	checkpoints = es_open_relation("subscription_checkpoints", RowShareLock);
+	checkpoints_pkey = es_open_relation("subscription_checkpoints_pkey", AccessShareLock);
+	subscription = table_slot_create(subscriptions, NULL);
+	checkpoint = table_slot_create(checkpoints, NULL);
+
+	subscription_key(keys, subscriptions_pkey, name);
+	found = lock_row(subscriptions, subscriptions_pkey, keys, 1, LockTupleKeyShare,
+					 snapshot, subscription);
+	if (found)
+	{
+		checkpoint_keys(keys, checkpoints_pkey, name, member);
+		found = lock_row(checkpoints, checkpoints_pkey, keys, 2,
+						 LockTupleNoKeyExclusive, snapshot, checkpoint);
+	}
+	if (found)
+	{
+		bool		isnull;
+		Datum		datum;
+
+		locked->position = DatumGetInt64(slot_getattr(checkpoint, Anum_checkpoints_position,
+													  &isnull));
+		locked->fence = *DatumGetUUIDP(slot_getattr(checkpoint, Anum_checkpoints_fence,
+													 &isnull));
+		datum = slot_getattr(subscription, Anum_subscriptions_category, &isnull);
+		locked->category = isnull ? NULL : DatumGetTextPCopy(datum);
+		locked->group_size = DatumGetInt32(slot_getattr(subscription,
+														Anum_subscriptions_group_size,
+														&isnull));
+		datum = slot_getattr(subscription, Anum_subscriptions_event_types, &isnull);
+		locked->event_types = isnull ? NULL : DatumGetArrayTypePCopy(datum);
+		datum = slot_getattr(subscription, Anum_subscriptions_stream_prefix, &isnull);
+		locked->stream_prefix = isnull ? NULL : DatumGetTextPCopy(datum);
+	}
+
+	ExecDropSingleTupleTableSlot(checkpoint);
+	ExecDropSingleTupleTableSlot(subscription);
+	index_close(checkpoints_pkey, AccessShareLock);
+	index_close(subscriptions_pkey, AccessShareLock);
+	table_close(checkpoints, RowShareLock);
+	table_close(subscriptions, RowShareLock);
+	UnregisterSnapshot(snapshot);
+	return found;
+}
+
 /*
  * subscription_fetch(subscription, max_count, member)
  *
@@ -235,28 +437,14 @@ checked_member(FunctionCallInfo fcinfo, int argno, text *name, int32 group_size)
 Datum
 event_store_subscription_fetch(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr covered_plan = NULL;
-	static const char *lock_sql =
-		"SELECT c.position, c.fence, s.category, s.group_size,"
-		" s.event_types, s.stream_prefix"
-		" FROM event_store.subscriptions AS s"
-		" JOIN event_store.subscription_checkpoints AS c"
-		" ON c.subscription = s.name"
-		" WHERE s.name = $1 AND c.member = $2"
-		" FOR KEY SHARE OF s FOR NO KEY UPDATE OF c";
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *name = checked_subscription_name(fcinfo, 0);
-	Oid			lock_argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[3];
 	int32		member = 0;
-	int32		group_size;
 	int32		max_count;
-	bool		locked = false;
-	HeapTuple	row;
-	TupleDesc	rowdesc;
-	bool		isnull;
-	Datum		datum;
+	bool		found = false;
+	LockedMember locked;
 	EsFeedQuery query = {0};
 	int64		covered = -1;
 	int64		count;
@@ -264,27 +452,19 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 	SPI_connect();
 
 	/*
-	 * Read the subscription and the checkpoint in one statement, so that a
-	 * concurrent drop (and create) is seen whole or not at all.  The
-	 * subscription's row is locked first, as subscription_drop deletes it
-	 * before the checkpoints: a drop either waits for this fetch or has
-	 * committed before it, and then the row is gone.  A standby cannot
-	 * lock rows: there, and when the statement finds nothing, the checks
-	 * run first, to report what is wrong.
+	 * Lock and read the subscription and the checkpoint.  A standby cannot
+	 * lock rows: there, and when nothing is found, the checks run first,
+	 * to report what is wrong.
 	 */
-	values[0] = PointerGetDatum(name);
 	if (!RecoveryInProgress() && !PG_ARGISNULL(2))
 	{
 		member = PG_GETARG_INT32(2);
-		values[1] = Int32GetDatum(member);
-		es_spi_execute(es_prepared_plan(&lock_plan, lock_sql, 2, lock_argtypes),
-					   values, false, SPI_OK_SELECT, "subscription fetch lock");
-		locked = (SPI_processed > 0);
+		PreventCommandIfReadOnly("subscription_fetch");
+		found = lock_member(name, member, &locked);
 	}
-	if (!locked)
+	if (!found)
 	{
-		group_size = subscription_group_size(name);
-		member = checked_member(fcinfo, 2, name, group_size);
+		member = checked_member(fcinfo, 2, name, subscription_group_size(name));
 		/* Refuse with the feed's own error on a standby. */
 		if (RecoveryInProgress())
 		{
@@ -293,41 +473,22 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 			es_check_feed_readable(events);
 			table_close(events, AccessShareLock);
 		}
-		values[1] = Int32GetDatum(member);
-		es_spi_execute(es_prepared_plan(&lock_plan, lock_sql, 2, lock_argtypes),
-					   values, false, SPI_OK_SELECT, "subscription fetch lock");
-		if (SPI_processed == 0)
+		PreventCommandIfReadOnly("subscription_fetch");
+		if (!lock_member(name, member, &locked))
 			report_no_subscription(name);
 	}
-	row = SPI_tuptable->vals[0];
-	rowdesc = SPI_tuptable->tupdesc;
 	max_count = es_checked_max_count(fcinfo, 1);
 
-	query.from_position = DatumGetInt64(SPI_getbinval(row, rowdesc, 1, &isnull)) + 1;
-	remember_fence(name, member,
-				   DatumGetUUIDP(SPI_getbinval(row, rowdesc, 2, &isnull)));
-	datum = SPI_getbinval(row, rowdesc, 3, &isnull);
-	if (!isnull)
-		query.category = DatumGetTextPP(datum);
+	query.from_position = locked.position + 1;
+	remember_fence(name, member, &locked.fence);
+	query.category = locked.category;
 	/* The group read with the lock: a size of 1 needs no hashing. */
-	group_size = DatumGetInt32(SPI_getbinval(row, rowdesc, 4, &isnull));
-	if (group_size > 1)
+	if (locked.group_size > 1)
 	{
 		query.group_member = member;
-		query.group_size = group_size;
+		query.group_size = locked.group_size;
 	}
-	{
-		ArrayType  *types = NULL;
-		text	   *prefix = NULL;
-
-		datum = SPI_getbinval(row, rowdesc, 5, &isnull);
-		if (!isnull)
-			types = DatumGetArrayTypeP(datum);
-		datum = SPI_getbinval(row, rowdesc, 6, &isnull);
-		if (!isnull)
-			prefix = DatumGetTextPP(datum);
-		es_feed_query_set_filter(&query, types, prefix);
-	}
+	es_feed_query_set_filter(&query, locked.event_types, locked.stream_prefix);
 	query.max_count = max_count;
 	query.covered = &covered;
 
@@ -352,6 +513,8 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[3] = {TEXTOID, INT4OID, INT8OID};
 
+		values[0] = PointerGetDatum(name);
+		values[1] = Int32GetDatum(member);
 		values[2] = Int64GetDatum(covered);
 		es_spi_execute(es_prepared_plan(&covered_plan,
 										"UPDATE event_store.subscription_checkpoints AS c"
@@ -365,51 +528,126 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* Whether the subscription's row is visible to snapshot. */
+static bool
+subscription_exists(text *name, Snapshot snapshot)
+{
+	Relation	subscriptions = es_open_relation("subscriptions", AccessShareLock);
+	Relation	pkey = es_open_relation("subscriptions_pkey", AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(subscriptions, NULL);
+	ScanKeyData key;
+	bool		found;
+
+	subscription_key(&key, pkey, name);
+	found = find_row(subscriptions, pkey, &key, 1, snapshot, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(subscriptions, AccessShareLock);
+	return found;
+}
+
 /*
  * Move the member's checkpoint up to up_to, if this session's last fetch of
  * it (if any) was under its current fence and the subscription exists.
- * Inside SPI.  False when no checkpoint was moved; else *checkpoint is the
- * member's checkpoint.
+ * False when no checkpoint was moved; else *checkpoint is the member's
+ * checkpoint.
+ *
+ * Written against the table AM, as an UPDATE of the row would run: the
+ * consumer acknowledges every batch, and a statement's executor start-up
+ * cost more than its work.  It waits for a transaction that holds the row
+ * (a fetch of the member, a reset) and, if that one changed it, looks at
+ * the row's latest version (READ COMMITTED) or fails to serialize
+ * (REPEATABLE READ and above).  Only position and updated_at change, no
+ * indexed column: the update is HOT unless the page is full.
  */
 static bool
 ack_update(text *name, int32 member, int64 up_to, int64 *checkpoint)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[4] = {TEXTOID, INT4OID, INT8OID, UUIDOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
 	pg_uuid_t	fence;
-	bool		isnull;
-	int			rc;
+	bool		fenced = remembered_fence(name, member, &fence);
+	Relation	checkpoints;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	TupleTableSlot *updated;
+	Snapshot	snapshot;
+	CommandId	cid;
+	bool		fresh = false;
+	bool		acked = false;
 
-	values[0] = PointerGetDatum(name);
-	values[1] = Int32GetDatum(member);
-	values[2] = Int64GetDatum(up_to);
-	if (remembered_fence(name, member, &fence))
-		values[3] = UUIDPGetDatum(&fence);
-	else
+	PreventCommandIfReadOnly("subscription_ack");
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+	checkpoints = es_open_relation("subscription_checkpoints", RowExclusiveLock);
+	pkey = es_open_relation("subscription_checkpoints_pkey", AccessShareLock);
+	slot = table_slot_create(checkpoints, NULL);
+	updated = MakeSingleTupleTableSlot(RelationGetDescr(checkpoints), &TTSOpsVirtual);
+
+	while (subscription_exists(name, snapshot))
 	{
-		values[3] = (Datum) 0;
-		nulls[3] = 'n';
+		ScanKeyData keys[2];
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		EsUpdateIndexes update_indexes;
+		TM_Result	result;
+		int64		position;
+
+		CHECK_FOR_INTERRUPTS();
+		checkpoint_keys(keys, pkey, name, member);
+		if (!find_row(checkpoints, pkey, keys, 2, snapshot, slot))
+			break;
+		slot_getallattrs(slot);
+		if (fenced &&
+			memcmp(DatumGetUUIDP(slot->tts_values[Anum_checkpoints_fence - 1]),
+				   &fence, UUID_LEN) != 0)
+			break;
+		position = Max(DatumGetInt64(slot->tts_values[Anum_checkpoints_position - 1]),
+					   up_to);
+
+		ExecClearTuple(updated);
+		memcpy(updated->tts_values, slot->tts_values, sizeof(Datum) * Natts_checkpoints);
+		memcpy(updated->tts_isnull, slot->tts_isnull, sizeof(bool) * Natts_checkpoints);
+		updated->tts_values[Anum_checkpoints_position - 1] = Int64GetDatum(position);
+		updated->tts_values[Anum_checkpoints_updated_at - 1] =
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		ExecStoreVirtualTuple(updated);
+		result = table_tuple_update(checkpoints, &slot->tts_tid, updated, cid,
+									snapshot, InvalidSnapshot, true,
+									&tmfd, &lockmode, &update_indexes);
+		if (result == TM_Ok)
+		{
+			if (update_indexes)
+			{
+				/* The page was full: the primary key needs the new version. */
+				EsTableWriter *writer = es_writer_open("subscription_checkpoints");
+
+				(void) es_insert_index_tuples_after_update(writer->rri, updated,
+														   writer->estate,
+														   update_indexes);
+				es_writer_close(writer);
+			}
+			*checkpoint = position;
+			acked = true;
+			break;
+		}
+		if (result == TM_SelfModified)
+			elog(ERROR, "subscription checkpoint updated twice by one command");
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "unexpected result %d of a subscription checkpoint update",
+				 (int) result);
+		/* Changed by a transaction that committed meanwhile: look again. */
+		snapshot = es_snapshot_after_concurrent_update(snapshot, &fresh);
 	}
-	rc = SPI_execute_plan(es_prepared_plan(&plan,
-										   "UPDATE event_store.subscription_checkpoints AS c"
-										   " SET position = greatest(c.position, $3), updated_at = now()"
-										   " WHERE c.subscription = $1 AND c.member = $2"
-										   " AND ($4::uuid IS NULL OR c.fence = $4)"
-										   " AND EXISTS (SELECT FROM event_store.subscriptions AS s"
-										   " WHERE s.name = $1)"
-										   " RETURNING c.position",
-										   4, argtypes),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "event_store subscription ack statement returned %s",
-			 SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-		return false;
-	*checkpoint = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-	return true;
+
+	if (fresh)
+		UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(updated);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(checkpoints, RowExclusiveLock);
+	PopActiveSnapshot();
+	return acked;
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "compat.h"
 #include "event_store.h"
@@ -34,6 +35,27 @@ es_check_writable(const char *function_name)
 {
 	PreventCommandIfReadOnly(function_name);
 	PreventCommandDuringRecovery(function_name);
+}
+
+/*
+ * A row that a command updates or deletes was changed by a transaction
+ * that committed since the command's snapshot.  Under REPEATABLE READ and
+ * above, the serialization failure an UPDATE or DELETE would raise; under
+ * READ COMMITTED, a registered snapshot to look at the row's latest
+ * version with.  *fresh tells whether snapshot was one of these, which is
+ * then unregistered; the caller unregisters the last one it got.
+ */
+Snapshot
+es_snapshot_after_concurrent_update(Snapshot snapshot, bool *fresh)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (*fresh)
+		UnregisterSnapshot(snapshot);
+	*fresh = true;
+	return RegisterSnapshot(GetLatestSnapshot());
 }
 
 EsTableWriter *
