@@ -25,6 +25,10 @@ OBJS = \
 	src/launcher.o \
 	src/lifecycle.o \
 	src/outbox.o \
+	src/outbox_claim.o \
+	src/outbox_claim_start.o \
+	src/outbox_topics.o \
+	src/outbox_xact.o \
 	src/plans.o \
 	src/read.o \
 	src/read_feed.o \
@@ -126,7 +130,7 @@ tools/es_kafka_mock: tools/es_kafka_mock.c
 
 # PGXS does not track header dependencies: every object depends on the
 # shared header, so that a change of a shared struct rebuilds them all.
-$(OBJS): src/compat.h src/event_store.h src/guc.h src/sink.h src/sink_named.h
+$(OBJS): src/compat.h src/event_store.h src/guc.h src/outbox.h src/sink.h src/sink_named.h
 
 # The regression suite against a server under valgrind, with the build
 # installed (build it with COPT=-O0 first; scripts/valgrind.sh does it all,

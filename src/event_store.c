@@ -13,7 +13,7 @@
  *
  * The modules that act at the end of a transaction do so from here, in
  * this order: the feed releases the transaction's reservation of positions
- * (feed.c), the outbox says whether messages were sent (outbox.c), then the
+ * (feed.c), the outbox says whether messages were sent (outbox_xact.c), then the
  * relay of the database is woken (wakeup.c).  The order matters: a relay
  * woken before the reservation is released could announce a head that
  * stops short of this transaction's events and not look again.

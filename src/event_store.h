@@ -243,13 +243,14 @@ extern void es_feed_query_set_filter(EsFeedQuery *query,
 									 struct ArrayType *types,
 									 text *stream_prefix);
 
-/* outbox.c: the outbox */
+/* outbox.c: sending to the outbox */
 extern int64 es_outbox_enqueue(EsTableWriter *writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,
 							   TimestampTz available_at, TimestampTz now);
 extern int64 es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,
 							   TimestampTz available_at, TimestampTz now);
+/* outbox_xact.c */
 extern bool es_outbox_take_sent_flag(void);
 
 /* route.c: routes from the event log to the outbox */
@@ -283,10 +284,10 @@ typedef struct EsBackendSlot
 	Oid			dboid;			/* database of the reservation */
 	int64		min_position;	/* first position reserved by the running
 								 * transaction, 0 when none */
-	/* A blocking outbox_claim (outbox.c); read and written without a lock */
+	/* A blocking outbox_claim (outbox_xact.c); read and written without a lock */
 	Oid			claim_wait_dboid;	/* database it waits in */
 	uint32		claim_wait_topic;	/* hash of its topic, 0 when not waiting */
-	/* Outbox rows the running transaction inserts (outbox.c) */
+	/* Outbox rows the running transaction inserts (outbox_xact.c) */
 	Oid			outbox_dboid;	/* database of outbox_first_id */
 	pg_atomic_uint64 outbox_first_id;	/* no lower id, 0 when none */
 } EsBackendSlot;
@@ -393,7 +394,7 @@ extern EsBackendSlot *es_backend_slots;
 extern EsRelayDatabase *es_relay_databases;
 extern EsRelayWorker *es_relay_workers;
 
-/* outbox.c: where claims start, in shared memory */
+/* outbox_claim_start.c: where claims start, in shared memory */
 extern Size es_outbox_shmem_size(void);
 extern void es_outbox_shmem_init(void *base, bool found);
 

@@ -13,7 +13,8 @@
  *	- the relay worker processes, at most event_store.max_relay_workers,
  *	  and the launcher's pid and latch (launcher.c);
  *	- where outbox claims start in each topic, and per backend the lowest
- *	  outbox id its running transaction inserts (outbox.c).
+ *	  outbox id its running transaction inserts (outbox_claim_start.c,
+ *	  outbox_xact.c).
  * Feed and relay state each have their LWLock, held for a few instructions.
  *
  *-------------------------------------------------------------------------
