@@ -152,6 +152,12 @@ WHERE subscription = 'rare' ORDER BY member;
 -- page until the page is full: the update that moves the row to another
 -- page gives the primary key an entry for it, and the next acks find it.
 SELECT event_store.subscription_create('busy');
+-- A read-only transaction can neither fetch (a fetch locks its member)
+-- nor acknowledge.
+BEGIN READ ONLY;
+SELECT try($$SELECT count(*) FROM event_store.subscription_fetch('busy', 1)$$);
+SELECT try($$SELECT event_store.subscription_ack('busy', 1)$$);
+COMMIT;
 BEGIN;
 SELECT count(*) FROM event_store.subscription_fetch('busy', 1);
 SELECT count(*) FILTER (WHERE event_store.subscription_ack('busy', 1) = 1) AS applied
