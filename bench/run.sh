@@ -147,7 +147,8 @@ queue_round() {
     produced=$(awk '/actually processed/ {print $NF}' "$out")
     end=$(sql "$backlog")
     rm -f "$out"
-    record "$name" "$6" "$(echo "($produced - ($end - $start)) / $seconds" | bc -l)"
+    last_rate=$(echo "($produced - ($end - $start)) / $seconds" | bc -l)
+    record "$name" "$6" "$last_rate"
 }
 
 if want 5; then
@@ -157,6 +158,12 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
+    # Consumers that block in outbox_claim(..., wait) instead of polling,
+    # against the polling baselines of the same round.
+    record "outbox send+claim (wait)+ack vs SKIP LOCKED queue (msgs/s)" base "$last_rate"
+    queue_round "outbox send+claim (wait)+ack vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack_wait.sql 4 \
+        "SELECT count(*) FROM event_store.outbox" ours
+    record "outbox send+claim (wait)+ack vs PgQ, 1 consumer (msgs/s)" ours "$last_rate"
     queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack_2tx.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
@@ -169,6 +176,7 @@ for r in $(seq 1 "$rounds"); do
         "SELECT count(*) FROM event_store.outbox" ours
     queue_round "outbox send+claim+ack vs PgQ, 1 consumer (msgs/s)" pgq_send.sql pgq_consume.sql 1 \
         "SELECT coalesce(sum(pending_events), 0) FROM pgq.get_consumer_info('bench', 'bench_consumer')" base
+    record "outbox send+claim (wait)+ack vs PgQ, 1 consumer (msgs/s)" base "$last_rate"
 done
 fi
 
