@@ -3,7 +3,11 @@
 -- Every change of the install script (sql/install/) between the two
 -- releases is repeated here, so that an updated database has exactly the
 -- objects of a fresh 0.2 install (test/t/010_upgrade.pl compares both
--- catalogs).
+-- catalogs).  The sections follow the changes in the order they were made;
+-- a function or view that several of them change is defined once, in its
+-- final form, in the last of them (check_category and
+-- outbox_topic_settings, which later sections use, are defined at their
+-- first change and replaced later).
 
 \echo Use "ALTER EXTENSION event_store UPDATE" to load this file. \quit
 
@@ -100,19 +104,6 @@ $$;
 REVOKE ALL ON FUNCTION event_store.outbox_topic_settings(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_admin;
 
-CREATE OR REPLACE FUNCTION event_store.outbox_claim(
-	topic text,
-	max_count integer DEFAULT 100,
-	lease interval DEFAULT NULL)
-RETURNS SETOF event_store.outbox_message
-AS 'MODULE_PATHNAME', 'event_store_outbox_claim'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off
-ROWS 100;
-
 DROP FUNCTION event_store.outbox_ack(bigint[]);
 DROP FUNCTION event_store.outbox_nack(bigint[], interval, text);
 
@@ -198,42 +189,6 @@ GRANT EXECUTE ON FUNCTION
 	event_store.outbox_nack_ids(bigint[], interval, text)
 TO event_store_admin;
 
-CREATE OR REPLACE FUNCTION event_store.outbox_configure(
-	topic text,
-	max_attempts integer DEFAULT NULL,
-	backoff_base interval DEFAULT NULL,
-	backoff_max interval DEFAULT NULL,
-	lease interval DEFAULT NULL)
-RETURNS event_store.outbox_topics
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	result event_store.outbox_topics;
-BEGIN
-	PERFORM event_store.check_topic(topic);
-	IF max_attempts < 1 THEN
-		RAISE EXCEPTION 'max_attempts must be at least 1: %', max_attempts
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
-		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	INSERT INTO event_store.outbox_topics AS t
-	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
-	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
-	UPDATE event_store.outbox_topics AS t
-	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
-		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
-		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
-		lease = coalesce(outbox_configure.lease, t.lease)
-	WHERE t.topic = outbox_configure.topic
-	RETURNING * INTO result;
-	RETURN result;
-END
-$$;
-
 --------------------------------------------------------------------------
 -- API edges: a category no stream can be in (empty, or with a '-') and an
 -- empty event type are refused by route_events; read_stream reads from the
@@ -258,33 +213,6 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION event_store.check_category(text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION event_store.route_events(
-	topic text,
-	category text DEFAULT NULL,
-	event_type text DEFAULT NULL)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM event_store.check_topic(topic);
-	IF octet_length(category) > 1024 OR octet_length(event_type) > 1024 THEN
-		RAISE EXCEPTION 'category and event type are at most 1024 bytes'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
-	PERFORM event_store.check_category(category);
-	IF event_type = '' THEN
-		RAISE EXCEPTION 'event type must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A NULL event type stands for every type.';
-	END IF;
-	INSERT INTO event_store.event_routes AS r (category, event_type, topic)
-	VALUES (category, event_type, topic)
-	ON CONFLICT DO NOTHING;
-	RETURN FOUND;
-END
-$$;
 
 CREATE OR REPLACE FUNCTION event_store.read_stream(
 	stream text,
@@ -313,96 +241,6 @@ REVOKE ALL ON FUNCTION event_store.feed_state() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION event_store.feed_state() TO event_store_reader;
 
 DROP FUNCTION event_store.subscription_create(text, text, integer, bigint);
-CREATE FUNCTION event_store.subscription_create(
-	subscription text,
-	category text DEFAULT NULL,
-	group_size integer DEFAULT 1,
-	from_position bigint DEFAULT 0,
-	if_not_exists boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	checkpoint bigint;
-	existing event_store.subscriptions;
-BEGIN
-	PERFORM event_store.check_subscription_name(subscription);
-	IF octet_length(category) > 1024 THEN
-		RAISE EXCEPTION 'category name is too long'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
-	IF category = '' THEN
-		RAISE EXCEPTION 'category must not be empty'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pass NULL to subscribe to the whole feed.';
-	END IF;
-	IF strpos(category, '-') > 0 THEN
-		RAISE EXCEPTION 'invalid category "%"', category
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A category is the part of a stream name before its first "-": it never contains "-".';
-	END IF;
-	IF group_size IS NULL THEN
-		RAISE EXCEPTION 'group_size must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF group_size < 1 THEN
-		RAISE EXCEPTION 'consumer group size must be at least 1: %', group_size
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF group_size > 1024 THEN
-		RAISE EXCEPTION 'consumer group size must be at most 1024: %', group_size
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
-	IF from_position < 0 THEN
-		RAISE EXCEPTION 'from_position must not be negative: %', from_position
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF if_not_exists IS NULL THEN
-		RAISE EXCEPTION 'if_not_exists must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-
-	-- NULL: only events after the current head.
-	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
-					   ELSE greatest(from_position - 1, 0) END;
-
-	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
-	VALUES (subscription, category, group_size)
-	ON CONFLICT (name) DO NOTHING;
-	IF NOT FOUND THEN
-		-- Waited for a concurrent creator, if any: its row is committed.
-		SELECT * INTO existing FROM event_store.subscriptions AS s
-		WHERE s.name = subscription;
-		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
-				AND existing.group_size = group_size THEN
-			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
-			RETURN;
-		END IF;
-		IF if_not_exists THEN
-			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
-				USING ERRCODE = 'duplicate_object',
-					  DETAIL = format('It has category %s and a consumer group of size %s.',
-									  coalesce(quote_literal(existing.category), 'NULL'),
-									  existing.group_size);
-		END IF;
-		RAISE EXCEPTION 'subscription "%" already exists', subscription
-			USING ERRCODE = 'duplicate_object';
-	END IF;
-	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
-	SELECT subscription_create.subscription, m, checkpoint
-	FROM generate_series(0, group_size - 1) AS m;
-	IF NOT event_store.relay_available() THEN
-		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = format('event_store is not in shared_preload_libraries: LISTEN %s will not fire.',
-								  'event_store_sub_' || subscription),
-				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
-	END IF;
-	-- The relay worker announces subscriptions: let it know there is one.
-	PERFORM event_store.relay_wake();
-END
-$$;
-
 CREATE OR REPLACE FUNCTION event_store.subscription_drop(subscription text)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
@@ -418,74 +256,6 @@ BEGIN
 	END IF;
 END
 $$;
-
--- Move every member's checkpoint so that the next fetch starts at
--- from_position (replay, or skip ahead), under a new fence.  Waits for the
--- members' fetches in progress; takes the members in order.
-CREATE OR REPLACE FUNCTION event_store.subscription_reset(
-	subscription text,
-	from_position bigint DEFAULT 0)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	sub event_store.subscriptions := event_store.find_subscription(subscription);
-BEGIN
-	IF from_position IS NULL THEN
-		RAISE EXCEPTION 'from_position must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF from_position < 0 THEN
-		RAISE EXCEPTION 'from_position must not be negative: %', from_position
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	PERFORM FROM event_store.subscription_checkpoints AS c
-	WHERE c.subscription = sub.name
-	ORDER BY c.member
-	FOR NO KEY UPDATE;
-	UPDATE event_store.subscription_checkpoints AS c
-	SET position = greatest(from_position - 1, 0), updated_at = now(),
-		fence = pg_catalog.gen_random_uuid()
-	WHERE c.subscription = sub.name;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'subscription "%" does not exist', subscription
-			USING ERRCODE = 'undefined_object';
-	END IF;
-END
-$$;
-
-REVOKE ALL ON FUNCTION
-	event_store.subscription_create(text, text, integer, bigint, boolean)
-FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-	event_store.subscription_create(text, text, integer, bigint, boolean)
-TO event_store_admin;
-
-CREATE OR REPLACE VIEW event_store.subscription_lag AS
-SELECT s.name AS subscription,
-	   s.category,
-	   c.member,
-	   s.group_size,
-	   c.position AS checkpoint,
-	   h.head,
-	   pending.events AS pending_events,
-	   now() - pending.oldest AS oldest_pending_age,
-	   c.updated_at AS acked_at,
-	   'event_store_sub_' || s.name AS channel
-FROM event_store.subscriptions AS s
-JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
-CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
-				   THEN event_store.feed_head() END AS head) AS h
-CROSS JOIN LATERAL (
-	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
-		   min(e.recorded_at) AS oldest
-	FROM event_store.events AS e
-	WHERE e.position > c.position AND e.position <= h.head
-	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
-	  AND (s.group_size = 1 OR
-		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
-) AS pending;
 
 CREATE OR REPLACE VIEW event_store.feed_status AS
 SELECT h.head,
@@ -578,58 +348,6 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'event_store_relay_check'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION event_store.relay_check() FROM PUBLIC;
-
--- Route a topic to a sink: notify:<channel> (LISTEN/NOTIFY).  Replaces the
--- topic's previous sink.
-CREATE OR REPLACE FUNCTION event_store.relay_route(topic text, sink text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	scheme text;
-	target text;
-BEGIN
-	PERFORM event_store.check_topic(topic);
-	IF sink IS NULL THEN
-		RAISE EXCEPTION 'sink must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	scheme := lower(substring(sink FROM '^([A-Za-z][A-Za-z0-9+.-]*):'));
-	IF scheme IS NULL THEN
-		RAISE EXCEPTION 'invalid sink "%"', sink
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A sink is a URI such as notify:<channel>.';
-	END IF;
-	target := substr(sink, length(scheme) + 2);
-	IF scheme = 'notify' THEN
-		IF target = '' THEN
-			RAISE EXCEPTION 'notify sink "%" has an empty channel name', sink
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		IF octet_length(target) > 63 THEN
-			RAISE EXCEPTION 'channel name "%..." is too long', left(target, 32)
-				USING ERRCODE = 'program_limit_exceeded',
-					  DETAIL = format('Channel names are at most 63 bytes; this one has %s.',
-									  octet_length(target));
-		END IF;
-	ELSIF scheme IN ('http', 'https', 'kafka', 'amqp') THEN
-		RAISE EXCEPTION 'sink scheme "%" is not supported yet', scheme
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Use notify:<channel>.';
-	ELSE
-		RAISE EXCEPTION 'unknown sink scheme "%"', scheme
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Use notify:<channel>.';
-	END IF;
-
-	INSERT INTO event_store.relay_routes AS r (topic, sink)
-	VALUES (topic, scheme || ':' || target)
-	ON CONFLICT ON CONSTRAINT relay_routes_pkey
-	DO UPDATE SET sink = excluded.sink;
-	PERFORM event_store.relay_wake();
-	PERFORM event_store.relay_check();
-END
-$$;
 
 --------------------------------------------------------------------------
 -- Queue features: outbox_claim(..., wait) sleeps until a commit sends to
@@ -854,119 +572,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION event_store.outbox_configure(
-	topic text,
-	max_attempts integer DEFAULT NULL,
-	backoff_base interval DEFAULT NULL,
-	backoff_max interval DEFAULT NULL,
-	lease interval DEFAULT NULL)
-RETURNS event_store.outbox_topics
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	result event_store.outbox_topics;
-BEGIN
-	PERFORM event_store.check_topic(topic);
-	IF max_attempts < 1 THEN
-		RAISE EXCEPTION 'max_attempts must be at least 1'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF backoff_base <= '0'::interval OR backoff_max <= '0'::interval OR lease <= '0'::interval THEN
-		RAISE EXCEPTION 'backoff_base, backoff_max and lease must be positive'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	INSERT INTO event_store.outbox_topics AS t
-	SELECT * FROM event_store.outbox_topic_settings(outbox_configure.topic)
-	ON CONFLICT ON CONSTRAINT outbox_topics_pkey DO NOTHING;
-	UPDATE event_store.outbox_topics AS t
-	SET max_attempts = coalesce(outbox_configure.max_attempts, t.max_attempts),
-		backoff_base = coalesce(outbox_configure.backoff_base, t.backoff_base),
-		backoff_max = coalesce(outbox_configure.backoff_max, t.backoff_max),
-		lease = coalesce(outbox_configure.lease, t.lease)
-	WHERE t.topic = outbox_configure.topic
-	RETURNING * INTO result;
-	RETURN result;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION event_store.subscription_create(
-	subscription text,
-	category text DEFAULT NULL,
-	group_size integer DEFAULT 1,
-	from_position bigint DEFAULT 0,
-	if_not_exists boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	checkpoint bigint;
-	existing event_store.subscriptions;
-BEGIN
-	PERFORM event_store.check_subscription_name(subscription);
-	PERFORM event_store.check_category(category);
-	IF group_size IS NULL THEN
-		RAISE EXCEPTION 'group_size must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF group_size < 1 THEN
-		RAISE EXCEPTION 'consumer group size must be at least 1'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF group_size > 1024 THEN
-		RAISE EXCEPTION 'consumer group size must be at most 1024'
-			USING ERRCODE = 'program_limit_exceeded';
-	END IF;
-	IF from_position < 0 THEN
-		RAISE EXCEPTION 'from_position must not be negative'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF if_not_exists IS NULL THEN
-		RAISE EXCEPTION 'if_not_exists must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-
-	-- NULL: only events after the current head.
-	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
-					   ELSE greatest(from_position - 1, 0) END;
-
-	INSERT INTO event_store.subscriptions AS s (name, category, group_size)
-	VALUES (subscription, category, group_size)
-	ON CONFLICT (name) DO NOTHING;
-	IF NOT FOUND THEN
-		-- Waited for a concurrent creator, if any: its row is committed.
-		SELECT * INTO existing FROM event_store.subscriptions AS s
-		WHERE s.name = subscription;
-		IF if_not_exists AND existing.category IS NOT DISTINCT FROM category
-				AND existing.group_size = group_size THEN
-			RAISE NOTICE 'subscription "%" already exists, skipping', subscription;
-			RETURN;
-		END IF;
-		IF if_not_exists THEN
-			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
-				USING ERRCODE = 'duplicate_object',
-					  DETAIL = format('It has category %s and a consumer group of size %s.',
-									  coalesce(quote_literal(existing.category), 'NULL'),
-									  existing.group_size);
-		END IF;
-		RAISE EXCEPTION 'subscription "%" already exists', subscription
-			USING ERRCODE = 'duplicate_object';
-	END IF;
-	INSERT INTO event_store.subscription_checkpoints (subscription, member, position)
-	SELECT subscription_create.subscription, m, checkpoint
-	FROM generate_series(0, group_size - 1) AS m;
-	IF NOT event_store.relay_available() THEN
-		RAISE WARNING 'the relay workers are not running'
-			USING DETAIL = format('The event_store library is not in shared_preload_libraries: LISTEN %s will not fire.',
-								  event_store.subscription_channel(subscription)),
-				  HINT = 'Poll subscription_fetch, or add event_store to shared_preload_libraries and restart the server.';
-	END IF;
-	-- The relay worker announces subscriptions: let it know there is one.
-	PERFORM event_store.relay_wake();
-END
-$$;
-
 CREATE OR REPLACE FUNCTION event_store.subscription_reset(
 	subscription text,
 	from_position bigint DEFAULT 0)
@@ -999,31 +604,6 @@ BEGIN
 	END IF;
 END
 $$;
-
-CREATE OR REPLACE VIEW event_store.subscription_lag AS
-SELECT s.name AS subscription,
-	   s.category,
-	   c.member,
-	   s.group_size,
-	   c.position AS checkpoint,
-	   h.head,
-	   pending.events AS pending_events,
-	   now() - pending.oldest AS oldest_pending_age,
-	   c.updated_at AS acked_at,
-	   event_store.subscription_channel(s.name) AS channel
-FROM event_store.subscriptions AS s
-JOIN event_store.subscription_checkpoints AS c ON c.subscription = s.name
-CROSS JOIN (SELECT CASE WHEN event_store.feed_state() = 'primary'
-				   THEN event_store.feed_head() END AS head) AS h
-CROSS JOIN LATERAL (
-	SELECT CASE WHEN h.head IS NOT NULL THEN count(*) END AS events,
-		   min(e.recorded_at) AS oldest
-	FROM event_store.events AS e
-	WHERE e.position > c.position AND e.position <= h.head
-	  AND (s.category IS NULL OR event_store.category(e.stream) = s.category)
-	  AND (s.group_size = 1 OR
-		   event_store.consumer_group_member(e.stream, s.group_size) = c.member)
-) AS pending;
 
 --------------------------------------------------------------------------
 -- Comments: every object of the extension says what it is; internal
@@ -1072,8 +652,6 @@ COMMENT ON TABLE event_store.subscriptions IS
 	'Subscriptions: a name, an optional category, a consumer group size.';
 COMMENT ON TABLE event_store.subscription_checkpoints IS
 	'Where each member of each subscription stands in the feed.';
-COMMENT ON FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean) IS
-	'Creates a subscription to the feed or one category, for a consumer group of the given size.';
 COMMENT ON FUNCTION event_store.subscription_drop(text) IS
 	'Drops a subscription and its checkpoints.';
 COMMENT ON FUNCTION event_store.subscription_fetch(text, integer, integer) IS
@@ -1116,8 +694,6 @@ COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
 	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
 COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
 	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
-COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval) IS
-	'Sets a topic''s attempts, backoff and lease; NULL keeps the current value.';
 COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS
 	'Returns the settings in effect for a topic: its own, or the defaults.';
 COMMENT ON FUNCTION event_store.outbox_redrive(bigint[]) IS
@@ -1850,7 +1426,6 @@ ALTER TABLE event_store.subscriptions
 	ADD COLUMN event_types text[],
 	ADD COLUMN stream_prefix text COLLATE "C";
 
-DROP FUNCTION event_store.subscription_create(text, text, integer, bigint, boolean);
 CREATE FUNCTION event_store.subscription_create(
 	subscription text,
 	category text DEFAULT NULL,
