@@ -358,12 +358,14 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
 
 /*
- * The plan settings the other consumer functions set in SQL (see
- * sql/install/50_outbox.sql), for the statements claims run: set around
- * each run, since the plan cache may plan them again at any run.
+ * Run one of the statements of a claim (bury_sql, extend_sql) through SPI
+ * with the plan settings the other consumer functions set in SQL (see
+ * sql/install/50_outbox.sql): set around each run, since the plan cache
+ * may plan the statement again at any run.
  */
-static int
-queue_plan_settings(void)
+static void
+execute_claim_statement(SPIPlanPtr *plan, const char *sql, int nargs,
+						Oid *argtypes, Datum *values)
 {
 	int			nestlevel = NewGUCNestLevel();
 
@@ -373,7 +375,10 @@ queue_plan_settings(void)
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+	SPI_connect();
+	execute_saved(plan, sql, nargs, argtypes, values, NULL, false);
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
 }
 
 /*
@@ -610,7 +615,6 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	int64		next_start;
 	bool		from_beginning;
 	uint64		epoch;
-	int			nestlevel;
 	bool		only_claims;
 	int			capacity;
 
@@ -638,11 +642,7 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 														 INT8OID, 8, FLOAT8PASSBYVAL,
 														 TYPALIGN_DOUBLE));
 		bury_values[1] = TimestampTzGetDatum(now);
-		nestlevel = queue_plan_settings();
-		SPI_connect();
-		execute_saved(&bury_plan, bury_sql, 2, bury_types, bury_values, NULL, false);
-		SPI_finish();
-		AtEOXact_GUC(true, nestlevel);
+		execute_claim_statement(&bury_plan, bury_sql, 2, bury_types, bury_values);
 		/* The next messages of their keys may be free at commit. */
 		es_outbox_note_freed(topic);
 	}
@@ -670,12 +670,8 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 															   INT8OID, 8, FLOAT8PASSBYVAL,
 															   TYPALIGN_DOUBLE));
 		extend_values[1] = TimestampTzGetDatum(lease_end);
-		nestlevel = queue_plan_settings();
-		SPI_connect();
-		execute_saved(&extend_plan, extend_sql, 2, extend_types, extend_values,
-					  NULL, false);
-		SPI_finish();
-		AtEOXact_GUC(true, nestlevel);
+		execute_claim_statement(&extend_plan, extend_sql, 2, extend_types,
+								extend_values);
 	}
 
 	if (only_claims)
