@@ -116,6 +116,8 @@ extern void es_spi_execute(struct _SPI_plan *plan, Datum *values,
 extern Oid	es_schema_oid(void);
 extern Oid	es_relation_oid(const char *relname);
 extern Relation es_open_relation(const char *relname, LOCKMODE lockmode);
+extern Datum es_invalidate_trigger_table(FunctionCallInfo fcinfo,
+										const char *function_name);
 
 /* stream.c: stream names, categories and the per-stream lock */
 extern text *es_checked_stream_arg(FunctionCallInfo fcinfo, int argno);

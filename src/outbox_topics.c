@@ -142,14 +142,7 @@ es_outbox_topic_is_wal(text *topic)
 Datum
 event_store_outbox_topics_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("outbox_topics_changed must be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
+	return es_invalidate_trigger_table(fcinfo, "outbox_topics_changed");
 }
 
 static const char *const policy_sql =

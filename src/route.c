@@ -288,12 +288,5 @@ es_route_events(text *stream, EsRoutedEvent *events, int count)
 Datum
 event_store_event_routes_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("event_routes_changed must be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
+	return es_invalidate_trigger_table(fcinfo, "event_routes_changed");
 }

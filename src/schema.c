@@ -27,10 +27,12 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -192,4 +194,22 @@ es_open_relation(const char *relname, LOCKMODE lockmode)
 				 errhint("Run CREATE EXTENSION %s.", ES_EXTENSION_NAME)));
 	}
 	return rel;
+}
+
+/*
+ * The body of a statement trigger on one of the extension's tables whose
+ * rows every backend caches (event_routes, outbox_topics): a relcache
+ * invalidation of the table tells them to read it again.
+ */
+Datum
+es_invalidate_trigger_table(FunctionCallInfo fcinfo, const char *function_name)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as a trigger", function_name)));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
 }
