@@ -37,6 +37,21 @@ enum
 	Natts_outbox = Anum_outbox_last_error
 };
 
+/* Columns of event_store.outbox_dead_letters. */
+enum
+{
+	Anum_dead_letters_id = 1,
+	Anum_dead_letters_topic,
+	Anum_dead_letters_key,
+	Anum_dead_letters_payload,
+	Anum_dead_letters_headers,
+	Anum_dead_letters_attempts,
+	Anum_dead_letters_created_at,
+	Anum_dead_letters_last_error,
+	Anum_dead_letters_died_at,
+	Natts_dead_letters = Anum_dead_letters_died_at
+};
+
 /* Columns of event_store.outbox_message, what outbox_claim returns. */
 #define Natts_outbox_message 8
 

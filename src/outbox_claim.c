@@ -35,10 +35,10 @@
  * (lease, maximum attempts, backoff) is the topic's, as
  * event_store.outbox_topic_settings gives it, defaults included.
  *
- * Claims and acks by receipt work on the table through the table AM
- * (claim_rows, ack_one): they are the consumers' hot path, and a
- * statement's executor start-up cost more than their work.  Consumes,
- * extensions, nacks, acks by id, burials and moved leases are SQL
+ * Claims, consumes and acks by receipt work on the table through the table
+ * AM (claim_rows, consume_batch, ack_one): they are the consumers' hot
+ * path, and a statement's executor start-up cost more than their work.
+ * Extensions, nacks, acks by id, burials and moved leases are SQL
  * statements kept as prepared plans, run through SPI as the extension's
  * owner (the functions are SECURITY DEFINER).
  *
@@ -50,7 +50,8 @@
  * its commit is visible (outbox_xact.c).
  *
  * outbox_consume takes messages as a claim chooses them and deletes them
- * in the caller's transaction: one write per message, no lease, no receipt;
+ * in the caller's transaction: one write per message (the deletion is also
+ * what makes other consumers skip it), no lease, no receipt;
  * until the caller commits, the deleted rows stay locked, so other claims
  * skip them and the later messages of their keys wait.  outbox_extend
  * moves the end of a lease, fenced by the receipt like an ack.
@@ -81,41 +82,6 @@ PG_FUNCTION_INFO_V1(event_store_outbox_ack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_ack_ids);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_receipts);
 PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
-
-/*
- * Consume: delete up to $2 available messages of topic $1 in the caller's
- * transaction and return them, chosen as a claim chooses them ($3 now, $4
- * the id to start from).  A message whose last attempt's lease expired goes
- * to the dead letters instead, as a claim would send it.  Until the caller
- * commits, the deleted rows stay locked: other claims skip them, and later
- * messages of their keys wait; a rollback puts them back untouched.
- */
-static const char *const consume_sql =
-"WITH settings AS ("
-"  SELECT s.max_attempts FROM event_store.outbox_topic_settings($1) AS s"
-"), candidates AS ("
-"  SELECT o.ctid AS row_id FROM event_store.outbox AS o"
-"  WHERE o.topic = $1 AND o.id + 0 >= $4 AND o.available_at <= $3"
-"    AND (o.key IS NULL OR NOT EXISTS ("
-"          SELECT FROM event_store.outbox AS earlier"
-"          WHERE earlier.topic = $1 AND earlier.key = o.key AND earlier.id < o.id))"
-"  ORDER BY o.topic, o.id + 0 LIMIT $2"
-"  FOR UPDATE OF o SKIP LOCKED"
-"), consumed AS ("
-"  DELETE FROM event_store.outbox AS o"
-"  WHERE o.ctid = ANY (ARRAY(SELECT c.row_id FROM candidates AS c))"
-"  RETURNING o.*"
-"), buried AS ("
-"  INSERT INTO event_store.outbox_dead_letters"
-"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
-"  SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts, c.created_at,"
-"         coalesce(c.last_error || '; ', '') || 'lease expired on the last attempt', $3"
-"  FROM consumed AS c, settings AS s WHERE c.attempts >= s.max_attempts"
-"  RETURNING 1"
-") SELECT c.id, c.topic, c.key, c.payload, c.headers, c.attempts + 1, c.created_at,"
-"    NULL::uuid, c.attempts < s.max_attempts AS live"
-"  FROM consumed AS c, settings AS s"
-"  ORDER BY c.id";
 
 /* Extend the leases of the messages $1 just claimed to end at $2. */
 static const char *const extend_sql =
@@ -214,59 +180,6 @@ execute_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
- * Find the id of the topic's first message available now, from *first_id
- * on (where claims start); false if it has none.  A direct scan of the
- * (topic, id + 0) index: polling an idle topic costs an index lookup
- * rather than the consume statement, and a consume starts at that id
- * instead of stepping again over the messages at the head of the topic
- * that are leased, or acknowledged and not yet vacuumed.
- * A message that commits with a lower id after this scan waits for the
- * next claim; per-key order does not depend on it (the claim looks for
- * earlier messages of a key without this bound).  When it finds none,
- * *next_due is when the first of the messages it stepped over (leased or
- * delayed) is due, 0 if none: a waiting claim looks again then.
- */
-static bool
-first_available_id(text *topic, TimestampTz now, int64 *first_id,
-				   TimestampTz *next_due)
-{
-	Relation	outbox = es_open_relation("outbox", AccessShareLock);
-	Relation	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData keys[2];
-	bool		found = false;
-
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(topic));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GE, Int64GetDatum(*first_id));
-	slot = table_slot_create(outbox, NULL);
-	scan = es_index_beginscan(outbox, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		available_at = slot_getattr(slot, Anum_outbox_available_at, &isnull);
-
-		CHECK_FOR_INTERRUPTS();
-		if (DatumGetTimestampTz(available_at) <= now)
-		{
-			*first_id = DatumGetInt64(slot_getattr(slot, Anum_outbox_id, &isnull));
-			found = true;
-		}
-		else if (*next_due == 0 || DatumGetTimestampTz(available_at) < *next_due)
-			*next_due = DatumGetTimestampTz(available_at);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(outbox, AccessShareLock);
-	return found;
-}
-
-/*
  * Split receipts into their ids and themselves, as two arrays for unnest.
  * NULL receipts are left out.
  */
@@ -348,16 +261,6 @@ receipts_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * One claim of up to max_count messages, put in the function's result.
- * Returns how many it put there.  With fresh_snapshot, the look for the
- * first available message takes a new snapshot (a waiting claim must see
- * what committed after its statement began).
- */
-static int
-consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
-			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due);
-
-/*
  * Run one of the statements of a claim (bury_sql, extend_sql) through SPI
  * with the plan settings the other consumer functions set in SQL (see
  * sql/install/50_outbox.sql): set around each run, since the plan cache
@@ -408,18 +311,136 @@ earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
 }
 
 /*
+ * A scan of the messages of a topic available now, in id order from a
+ * first id on, as claims and consumes take them: from the (topic, id + 0)
+ * index, a keyed message only when no earlier message of its key is left.
+ * It reads where the next claims may start (see "Where claims start" in
+ * outbox_claim_start.c) before it takes its snapshot.
+ */
+typedef struct Candidates
+{
+	text	   *topic;
+	TimestampTz now;
+	Relation	outbox;
+	Relation	index;
+	Relation	key_index;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;		/* the current message, every column read */
+	TupleTableSlot *probe;		/* for the look for earlier messages of a key */
+	TimestampTz next_due;		/* the first delayed message stepped over, or 0 */
+	int64		next_start;		/* where the next claims of the topic start */
+} Candidates;
+
+static void
+candidates_begin(Candidates *c, text *topic, TimestampTz now, int64 first_id)
+{
+	ScanKeyData keys[2];
+
+	c->topic = topic;
+	c->now = now;
+	c->next_due = 0;
+	c->outbox = es_open_relation("outbox", RowExclusiveLock);
+	c->index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
+	c->key_index = es_open_relation("outbox_topic_key_id_idx", AccessShareLock);
+	c->next_start = es_shmem_available() ? es_outbox_lowest_future_id() : 0;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	c->snapshot = GetActiveSnapshot();
+	c->slot = table_slot_create(c->outbox, NULL);
+	c->probe = table_slot_create(c->outbox, NULL);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   c->index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
+	c->scan = es_index_beginscan(c->outbox, c->index, c->snapshot, 2, 0);
+	index_rescan(c->scan, keys, 2, NULL, 0);
+}
+
+/* The next candidate into c->slot; false when there is none. */
+static bool
+candidates_next(Candidates *c)
+{
+	TupleTableSlot *slot = c->slot;
+
+	while (index_getnext_slot(c->scan, ForwardScanDirection, slot))
+	{
+		TimestampTz available_at;
+		int64		id;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
+		if (id < c->next_start)
+			c->next_start = id; /* the first message the scan sees */
+		available_at = DatumGetTimestampTz(slot->tts_values[Anum_outbox_available_at - 1]);
+		if (available_at > c->now)
+		{
+			if (c->next_due == 0 || available_at < c->next_due)
+				c->next_due = available_at;
+			continue;
+		}
+		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
+			earlier_of_key_exists(c->outbox, c->key_index, c->snapshot, c->probe,
+								  c->topic, slot->tts_values[Anum_outbox_key - 1], id))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static void
+candidates_end(Candidates *c)
+{
+	index_endscan(c->scan);
+	ExecDropSingleTupleTableSlot(c->probe);
+	ExecDropSingleTupleTableSlot(c->slot);
+	PopActiveSnapshot();
+	index_close(c->key_index, AccessShareLock);
+	index_close(c->index, AccessShareLock);
+	table_close(c->outbox, NoLock);
+}
+
+/* Put a message into the function's result, with its attempts and receipt. */
+static void
+put_message(FunctionCallInfo fcinfo, TupleTableSlot *slot, int32 attempts,
+			Datum receipt, bool receipt_isnull)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		row[Natts_outbox_message];
+	bool		row_nulls[Natts_outbox_message];
+
+	row[0] = slot->tts_values[Anum_outbox_id - 1];
+	row[1] = slot->tts_values[Anum_outbox_topic - 1];
+	row[2] = slot->tts_values[Anum_outbox_key - 1];
+	row[3] = slot->tts_values[Anum_outbox_payload - 1];
+	row[4] = slot->tts_values[Anum_outbox_headers - 1];
+	row[5] = Int32GetDatum(attempts);
+	row[6] = slot->tts_values[Anum_outbox_created_at - 1];
+	row[7] = receipt;
+	row_nulls[0] = false;
+	row_nulls[1] = false;
+	row_nulls[2] = slot->tts_isnull[Anum_outbox_key - 1];
+	row_nulls[3] = false;
+	row_nulls[4] = slot->tts_isnull[Anum_outbox_headers - 1];
+	row_nulls[5] = false;
+	row_nulls[6] = false;
+	row_nulls[7] = receipt_isnull;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+}
+
+/*
  * One claim: lease up to max_count available messages of the topic in id
  * order, from first_id on, and put them in the function's result; returns
  * how many.  Written against the table AM rather than in SQL: a claim is
  * the queue's hot path, and a statement's executor start-up cost more than
- * its work.  The messages come from the (topic, id + 0) index; a keyed one
- * is taken only when no earlier message of its key is left.  Each is
- * updated in place (attempts, lease, receipt: no indexed column, so a HOT
- * update) without waiting: one that another transaction holds (a claim, a
- * consume, an ack, the relay) or changed since the snapshot is skipped, as
- * FOR UPDATE SKIP LOCKED would skip it, and the update is the lock.
- * Messages claimed past the topic's maximum attempts (their last lease
- * expired) go to the dead letters instead (bury_sql).
+ * its work.  Each candidate is updated in place (attempts, lease, receipt:
+ * no indexed column, so a HOT update) without waiting: one that another
+ * transaction holds (a claim, a consume, an ack, the relay) or changed
+ * since the snapshot is skipped, as FOR UPDATE SKIP LOCKED would skip it,
+ * and the update is the lock.  Messages claimed past the topic's maximum
+ * attempts (their last lease expired) go to the dead letters instead
+ * (bury_sql).
  */
 static int
 claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
@@ -428,17 +449,9 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		   int *capacity, Interval *lease, TimestampTz *lease_end,
 		   int64 *next_start)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EsTableWriter *writer = NULL;
-	Relation	outbox;
-	Relation	index;
-	Relation	key_index;
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
-	TupleTableSlot *slot;
-	TupleTableSlot *probe;
+	Candidates	c;
 	TupleTableSlot *updated = NULL;
-	Snapshot	snapshot;
 	CommandId	cid = InvalidCommandId;
 	int32		max_attempts;
 	Interval	margin;
@@ -469,51 +482,17 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	 * The writer (executor state, the table's indexes) is opened at the
 	 * first message to update: polling an empty topic costs only the scan.
 	 */
-	outbox = es_open_relation("outbox", RowExclusiveLock);
-	index = es_open_relation("outbox_topic_id_idx", AccessShareLock);
-	key_index = es_open_relation("outbox_topic_key_id_idx", AccessShareLock);
-	/* Where the next claims start: see "Where claims start". */
-	*next_start = es_shmem_available() ? es_outbox_lowest_future_id() : 0;
-	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot = GetActiveSnapshot();
-
-	slot = table_slot_create(outbox, NULL);
-	probe = table_slot_create(outbox, NULL);
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(topic));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
-	scan = es_index_beginscan(outbox, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (*nleased + *nexhausted < max_count &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	candidates_begin(&c, topic, now, first_id);
+	while (*nleased + *nexhausted < max_count && candidates_next(&c))
 	{
+		TupleTableSlot *slot = c.slot;
 		TM_FailureData tmfd;
 		LockTupleMode lockmode;
 		EsUpdateIndexes update_indexes;
 		TM_Result	result;
-		TimestampTz available_at;
 		int32		attempts;
 		Datum		receipt;
-		int64		id;
-
-		CHECK_FOR_INTERRUPTS();
-		slot_getallattrs(slot);
-		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
-		if (id < *next_start)
-			*next_start = id;	/* the first message the scan sees */
-		available_at = DatumGetTimestampTz(slot->tts_values[Anum_outbox_available_at - 1]);
-		if (available_at > now)
-		{
-			if (*next_due == 0 || available_at < *next_due)
-				*next_due = available_at;
-			continue;
-		}
-		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
-			earlier_of_key_exists(outbox, key_index, snapshot, probe, topic,
-								  slot->tts_values[Anum_outbox_key - 1], id))
-			continue;
+		int64		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
 
 		if (writer == NULL)
 		{
@@ -533,7 +512,7 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		ExecStoreVirtualTuple(updated);
 
 		result = table_tuple_update(writer->rel, &slot->tts_tid, updated, cid,
-									snapshot, InvalidSnapshot, false,
+									c.snapshot, InvalidSnapshot, false,
 									&tmfd, &lockmode, &update_indexes);
 		if (result != TM_Ok)
 			continue;			/* held or changed by another: skipped */
@@ -557,36 +536,11 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			continue;
 		}
 		(*leased)[(*nleased)++] = Int64GetDatum(id);
-		{
-			Datum		row[Natts_outbox_message];
-			bool		row_nulls[Natts_outbox_message];
-
-			row[0] = slot->tts_values[Anum_outbox_id - 1];
-			row[1] = slot->tts_values[Anum_outbox_topic - 1];
-			row[2] = slot->tts_values[Anum_outbox_key - 1];
-			row[3] = slot->tts_values[Anum_outbox_payload - 1];
-			row[4] = slot->tts_values[Anum_outbox_headers - 1];
-			row[5] = Int32GetDatum(attempts);
-			row[6] = slot->tts_values[Anum_outbox_created_at - 1];
-			row[7] = receipt;
-			row_nulls[0] = false;
-			row_nulls[1] = false;
-			row_nulls[2] = slot->tts_isnull[Anum_outbox_key - 1];
-			row_nulls[3] = false;
-			row_nulls[4] = slot->tts_isnull[Anum_outbox_headers - 1];
-			row_nulls[5] = false;
-			row_nulls[6] = false;
-			row_nulls[7] = false;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
-		}
+		put_message(fcinfo, slot, attempts, receipt, false);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(probe);
-	ExecDropSingleTupleTableSlot(slot);
-	PopActiveSnapshot();
-	index_close(key_index, AccessShareLock);
-	index_close(index, AccessShareLock);
-	table_close(outbox, NoLock);
+	*next_due = c.next_due;
+	*next_start = c.next_start;
+	candidates_end(&c);
 	if (writer != NULL)
 	{
 		es_writer_close(writer);
@@ -598,7 +552,7 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 
 static int
 claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
-			TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
+			TimestampTz now, TimestampTz *next_due)
 {
 	static SPIPlanPtr bury_plan = NULL;
 	static SPIPlanPtr extend_plan = NULL;
@@ -684,73 +638,115 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 }
 
 /*
- * One consume of up to max_count messages (see consume_sql), put in the
- * function's result; like claim_batch otherwise.
+ * Move a consumed message that had used its last attempt (its last lease
+ * expired) to the dead letters, as a claim would have buried it.
+ */
+static void
+bury_consumed(EsTableWriter **dead_letters, TupleTableSlot *slot, TimestampTz now)
+{
+	Datum		values[Natts_dead_letters];
+	bool		nulls[Natts_dead_letters];
+	const char *reason = "lease expired on the last attempt";
+	text	   *last_error;
+
+	if (slot->tts_isnull[Anum_outbox_last_error - 1])
+		last_error = cstring_to_text(reason);
+	else
+		last_error = cstring_to_text(psprintf("%s; %s",
+											  TextDatumGetCString(slot->tts_values[Anum_outbox_last_error - 1]),
+											  reason));
+	if (*dead_letters == NULL)
+		*dead_letters = es_writer_open("outbox_dead_letters");
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_dead_letters_id - 1] = slot->tts_values[Anum_outbox_id - 1];
+	values[Anum_dead_letters_topic - 1] = slot->tts_values[Anum_outbox_topic - 1];
+	values[Anum_dead_letters_key - 1] = slot->tts_values[Anum_outbox_key - 1];
+	nulls[Anum_dead_letters_key - 1] = slot->tts_isnull[Anum_outbox_key - 1];
+	values[Anum_dead_letters_payload - 1] = slot->tts_values[Anum_outbox_payload - 1];
+	values[Anum_dead_letters_headers - 1] = slot->tts_values[Anum_outbox_headers - 1];
+	nulls[Anum_dead_letters_headers - 1] = slot->tts_isnull[Anum_outbox_headers - 1];
+	values[Anum_dead_letters_attempts - 1] = slot->tts_values[Anum_outbox_attempts - 1];
+	values[Anum_dead_letters_created_at - 1] = slot->tts_values[Anum_outbox_created_at - 1];
+	values[Anum_dead_letters_last_error - 1] = PointerGetDatum(last_error);
+	values[Anum_dead_letters_died_at - 1] = TimestampTzGetDatum(now);
+	es_writer_insert(*dead_letters, values, nulls);
+}
+
+/*
+ * One consume: delete up to max_count available messages of the topic,
+ * chosen as a claim chooses them, in the caller's transaction, and put them
+ * in the function's result (without receipt); like claim_batch otherwise.
+ * Each candidate is deleted without waiting: one that another transaction
+ * holds or changed since the snapshot is skipped, as FOR UPDATE SKIP LOCKED
+ * would skip it, and the deletion is the lock.  Until the caller commits,
+ * other claims skip the deleted rows and the later messages of their keys
+ * wait; a rollback puts them back untouched.  One write per message, as a
+ * hand-written queue's DELETE, without its row lock before.
  */
 static int
 consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
-			  TimestampTz now, bool fresh_snapshot, TimestampTz *next_due)
+			  TimestampTz now, TimestampTz *next_due)
 {
-	static SPIPlanPtr consume_plan = NULL;
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[4];
-	int64		first_id;
-	bool		found;
-	int			consumed = 0;
-	bool		buried = false;
-	bool		keyed = false;
+	EsTableWriter *dead_letters = NULL;
+	Candidates	c;
+	CommandId	cid = InvalidCommandId;
+	Oid			relid = es_relation_oid("outbox");
+	uint64		hash = es_claim_topic_hash(topic);
+	int64		start;
 	bool		from_beginning;
 	uint64		epoch;
+	int32		max_attempts;
+	Interval	lease;
+	int			consumed = 0;
+	int			buried = 0;
+	bool		keyed = false;
 
-	*next_due = 0;
-	if (fresh_snapshot)
-		PushActiveSnapshot(GetTransactionSnapshot());
-	first_id = es_claim_start_get(es_relation_oid("outbox"), es_claim_topic_hash(topic),
-								  now, &from_beginning, &epoch);
-	found = first_available_id(topic, now, &first_id, next_due);
-	if (fresh_snapshot)
-		PopActiveSnapshot();
-	if (!found)
-		return 0;
-
-	values[0] = PointerGetDatum(topic);
-	values[1] = Int32GetDatum(max_count);
-	values[2] = TimestampTzGetDatum(now);
-	values[3] = Int64GetDatum(first_id);
-
-	SPI_connect();
-	execute_saved(&consume_plan, consume_sql, 4, argtypes, values, NULL, false);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	es_outbox_topic_policy(topic, &max_attempts, &lease);
+	start = es_claim_start_get(relid, hash, now, &from_beginning, &epoch);
+	candidates_begin(&c, topic, now, start);
+	while (consumed + buried < max_count && candidates_next(&c))
 	{
-		Datum		row[Natts_outbox_message + 1];
-		bool		row_nulls[Natts_outbox_message + 1];
+		TupleTableSlot *slot = c.slot;
+		TM_FailureData tmfd;
+		int32		attempts;
 
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, row_nulls);
+		if (cid == InvalidCommandId)
+			cid = GetCurrentCommandId(true);
+		if (table_tuple_delete(c.outbox, &slot->tts_tid, cid, c.snapshot,
+							   InvalidSnapshot, false, &tmfd, false) != TM_Ok)
+			continue;			/* held or changed by another: skipped */
 		/* Its deletion frees the next message of its key at commit. */
-		if (!row_nulls[2])
+		if (!slot->tts_isnull[Anum_outbox_key - 1])
 			keyed = true;
-		if (!DatumGetBool(row[Natts_outbox_message]))
+		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]);
+		if (attempts >= max_attempts)
 		{
-			buried = true;	/* moved to the dead letters by the statement */
+			bury_consumed(&dead_letters, slot, now);
+			buried++;
 			continue;
 		}
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, row_nulls);
+		put_message(fcinfo, slot, attempts + 1, (Datum) 0, true);
 		consumed++;
 	}
-	SPI_finish();
+	*next_due = c.next_due;
+	if (!IsolationUsesXactSnapshot())
+		es_claim_start_set(relid, hash, now, c.next_start, from_beginning, epoch);
+	candidates_end(&c);
+	if (dead_letters != NULL)
+		es_writer_close(dead_letters);
+	if (cid != InvalidCommandId)
+		CommandCounterIncrement();	/* what follows sees the deletions */
 	if (keyed)
 		es_outbox_note_freed(topic);
 
 	/* Only dead letters this time: there may be more to consume at once. */
-	if (consumed == 0 && buried)
+	if (consumed == 0 && buried > 0)
 		*next_due = now;
 	return consumed;
 }
 
 typedef int (*TakeBatch) (FunctionCallInfo fcinfo, text *topic, int32 max_count,
-						  TimestampTz now, bool fresh_snapshot,
-						  TimestampTz *next_due);
+						  TimestampTz now, TimestampTz *next_due);
 
 /*
  * The body of outbox_claim and outbox_consume: take once, or with a wait
@@ -804,7 +800,7 @@ take_messages(FunctionCallInfo fcinfo, TakeBatch take, int wait_argno,
 		return (Datum) 0;
 	if (deadline <= start)
 	{
-		(void) take(fcinfo, topic, max_count, start, false, &next_due);
+		(void) take(fcinfo, topic, max_count, start, &next_due);
 		return (Datum) 0;
 	}
 
@@ -817,7 +813,7 @@ take_messages(FunctionCallInfo fcinfo, TakeBatch take, int wait_argno,
 			TimestampTz wake_at = deadline;
 			long		timeout_ms;
 
-			if (take(fcinfo, topic, max_count, now, true, &next_due) > 0)
+			if (take(fcinfo, topic, max_count, now, &next_due) > 0)
 				break;
 			now = GetCurrentTimestamp();
 			if (now >= deadline)

@@ -49,6 +49,26 @@ my $reads = $node->safe_psql('postgres', 'SELECT index_reads()') - $before;
 note "index entries read by the claim: $reads";
 cmp_ok($reads, '<', 100,
 	'the claim does not step over the acknowledged messages again');
+
+# The same for consumes, which start where claims start and move it.
+$node->safe_psql('postgres', q{
+SELECT count(event_store.outbox_send('held_consume', to_jsonb(n))) FROM generate_series(1, 2000) AS n;
+DO $$
+BEGIN
+	FOR i IN 1..200 LOOP
+		PERFORM count(*) FROM event_store.outbox_consume('held_consume', 10);
+		COMMIT;
+	END LOOP;
+END
+$$;});
+$node->safe_psql('postgres', q{SELECT event_store.outbox_send('held_consume', '"last"')});
+$before = $node->safe_psql('postgres', 'SELECT index_reads()');
+is($node->safe_psql('postgres', q{SELECT payload FROM event_store.outbox_consume('held_consume', 10)}),
+	'"last"', 'the consume finds the message behind 2,000 consumed ones');
+$reads = $node->safe_psql('postgres', 'SELECT index_reads()') - $before;
+note "index entries read by the consume: $reads";
+cmp_ok($reads, '<', 100,
+	'the consume does not step over the consumed messages again');
 $holder->query_safe('COMMIT');
 
 # A sender that took its id first and commits last: its message is claimed
