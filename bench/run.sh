@@ -230,10 +230,10 @@ fi
 
 # --scale: the regime where the store no longer fits in memory.  The same
 # measures at 1,000,000 events and at SCALE_EVENTS (default 100,000,000,
-# about 32 GB): append_event, read_stream of recently written streams, the
-# load rate of appends of 100 events, and the index entries a claim reads
-# behind a backlog of 1,000,000 available messages.  Hours; not part of the
-# default run.
+# about 32 GB): append_event to new streams and to recently written ones,
+# read_stream of recently written streams, the load rate of appends of 100
+# events, and the index entries a claim reads behind a backlog of 1,000,000
+# available messages.  About an hour; not part of the default run.
 if [ "$mode" = "--scale" ] && want scale; then
 scale_events=${SCALE_EVENTS:-100000000}
 load_to() {
@@ -252,7 +252,8 @@ measure_at() {
     last=$(sql "SELECT max(position) FROM event_store.events")
     defines=(-D "recent_from=$(( last - 1000000 ))" -D "recent_to=$last")
     for r in $(seq 1 "$rounds"); do
-        record "scale: append_event, 8 clients (tps), $label" ours "$(pgbench_tps 8 append_event.sql)"
+        record "scale: append_event to a new stream, 8 clients (tps), $label" ours "$(pgbench_tps 8 append_event.sql)"
+        record "scale: append_event to a recent stream, 8 clients (tps), $label" ours "$(pgbench_tps 8 append_recent.sql)"
         record "scale: read_stream of a recent stream, 4 clients (tps), $label" ours "$(pgbench_tps 4 read_recent.sql)"
     done
     defines=()
