@@ -224,9 +224,6 @@ RETURNS SETOF event_store.outbox_message
 AS 'MODULE_PATHNAME', 'event_store_outbox_consume'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off
 ROWS 100;
 COMMENT ON FUNCTION event_store.outbox_consume(text, integer, interval) IS
 'Take up to max_count available messages of a topic and delete them in the caller''s transaction (claim and ack in one statement); with wait, sleep like outbox_claim.';
