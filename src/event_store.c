@@ -45,9 +45,11 @@ es_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 			{
 				bool		appended = es_feed_at_xact_end();
-				bool		sent = es_outbox_take_sent_flag();
+				EsSentTopics sent;
+				bool		any_sent = es_outbox_take_sent(&sent);
 
-				es_wakeup_at_xact_end(event == XACT_EVENT_COMMIT, appended, sent);
+				es_wakeup_at_xact_end(event == XACT_EVENT_COMMIT, appended,
+									  any_sent ? &sent : NULL);
 			}
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:

@@ -253,7 +253,21 @@ extern int64 es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
 							   Jsonb *payload, Jsonb *headers,
 							   TimestampTz available_at, TimestampTz now);
 /* outbox_xact.c */
-extern bool es_outbox_take_sent_flag(void);
+
+/*
+ * The topics a transaction sent messages to, as es_topic_hash gives them,
+ * for the relay's wake-up at commit; all when more than fit.
+ */
+#define ES_SENT_TOPICS 8
+typedef struct EsSentTopics
+{
+	int			count;
+	bool		all;
+	uint32		hashes[ES_SENT_TOPICS];
+} EsSentTopics;
+
+extern uint32 es_topic_hash(const char *topic, int len);
+extern bool es_outbox_take_sent(EsSentTopics *sent);
 
 /* route.c: routes from the event log to the outbox */
 typedef struct EsRoutedEvent
@@ -317,6 +331,9 @@ typedef enum EsRelayState
  * DROP and CREATE EXTENSION start it afresh.  Protected by relay_lock,
  * except "pending", which committing transactions set without the lock.
  */
+/* Routed topics a database's entry remembers; beyond, any send wakes it. */
+#define ES_RELAY_ROUTED_TOPICS 32
+
 typedef struct EsRelayDatabase
 {
 	Oid			dboid;			/* InvalidOid: free entry */
@@ -331,6 +348,12 @@ typedef struct EsRelayDatabase
 								 * routes ... */
 	bool		has_subscriptions;	/* ... and subscriptions: only then do
 									 * sends and appends wake the relay */
+	bool		routed_topics_known;	/* routed_topics has every routed
+										 * topic: sends to others do not wake
+										 * the relay */
+	int			nrouted_topics;
+	uint32		routed_topics[ES_RELAY_ROUTED_TOPICS];	/* es_topic_hash of
+														 * each */
 	uint32		config_generation;	/* bumped by route and subscription
 									 * changes, so that a cycle that read them
 									 * before a change does not clear the
@@ -428,6 +451,7 @@ extern int	es_announce_feed(bool known, int64 announced,
 							 bool *has_subscriptions, int64 *new_head);
 
 /* wakeup.c: commit-time wake-ups of the relay */
-extern void es_wakeup_at_xact_end(bool committed, bool appended, bool sent);
+extern void es_wakeup_at_xact_end(bool committed, bool appended,
+								  const EsSentTopics *sent);
 
 #endif							/* EVENT_STORE_H */

@@ -30,15 +30,18 @@
 
 PG_FUNCTION_INFO_V1(event_store_outbox_reinsert_begin);
 
-/* This transaction sent messages: its commit wakes the relay. */
-static bool sent_in_transaction = false;
+/*
+ * The topics this transaction sent messages to: its commit wakes the relay
+ * if one of them is routed (es_outbox_take_sent).
+ */
+static EsSentTopics sent_to_relay;
 
 /*
- * The topics this transaction sent to, as hashes: its commit wakes the
- * claims waiting for them.  Past ES_SENT_TOPICS distinct topics it wakes
- * every claim waiting in the database (a spurious wake-up costs a look).
+ * The topics this transaction sent to or freed a message of, as hashes:
+ * its commit wakes the claims waiting for them.  Past ES_SENT_TOPICS
+ * distinct topics it wakes every claim waiting in the database (a spurious
+ * wake-up costs a look).
  */
-#define ES_SENT_TOPICS 8
 static uint32 sent_topics[ES_SENT_TOPICS];
 static int	n_sent_topics = 0;
 static bool sent_topics_overflow = false;
@@ -52,17 +55,22 @@ static bool inserting = false;
 static bool first_id_known = false;
 
 /*
- * A topic's hash as waiting claims publish it; never 0, which means "not
- * waiting".
+ * A topic's hash, as waiting claims publish it and the relay remembers its
+ * routed topics; never 0, which means "not waiting".
  */
-static uint32
-topic_hash(text *topic)
+uint32
+es_topic_hash(const char *topic, int len)
 {
 	uint32		h;
 
-	h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(topic),
-								VARSIZE_ANY_EXHDR(topic)));
+	h = DatumGetUInt32(hash_any((const unsigned char *) topic, len));
 	return h == 0 ? 1 : h;
+}
+
+static uint32
+topic_hash(text *topic)
+{
+	return es_topic_hash(VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic));
 }
 
 /*
@@ -260,8 +268,19 @@ es_outbox_note_freed_topics(SPITupleTable *tuptable, uint64 nrows, int col)
 void
 es_outbox_note_sent(text *topic)
 {
-	sent_in_transaction = true;
+	EsSentTopics *sent = &sent_to_relay;
+	uint32		h = topic_hash(topic);
+
 	remember_topic(topic);
+	if (sent->all)
+		return;
+	for (int i = 0; i < sent->count; i++)
+		if (sent->hashes[i] == h)
+			return;
+	if (sent->count == ES_SENT_TOPICS)
+		sent->all = true;
+	else
+		sent->hashes[sent->count++] = h;
 }
 
 /* This transaction freed a message of topic (the next of its key). */
@@ -272,16 +291,16 @@ es_outbox_note_freed(text *topic)
 }
 
 /*
- * Whether this transaction sent a message (and forget it).  Called at
- * commit, to wake the relay.
+ * Whether this transaction sent a message, and to which topics (then
+ * forgotten).  Called at the transaction's end, to wake the relay.
  */
 bool
-es_outbox_take_sent_flag(void)
+es_outbox_take_sent(EsSentTopics *sent)
 {
-	bool		sent = sent_in_transaction;
-
-	sent_in_transaction = false;
-	return sent;
+	*sent = sent_to_relay;
+	sent_to_relay.count = 0;
+	sent_to_relay.all = false;
+	return sent->count > 0 || sent->all;
 }
 
 /* Publish that this backend waits for messages of topic (0: no more). */

@@ -223,6 +223,7 @@ reset_instance(EsRelayDatabase *db, Oid extension_oid)
 	db->announced_known = false;
 	db->announced_head = 0;
 	db->has_routes = true;
+	db->routed_topics_known = false;
 	db->has_subscriptions = true;
 	db->last_batch_at = 0;
 	db->last_batch_size = 0;
@@ -607,6 +608,28 @@ typedef struct RelayRoute
 } RelayRoute;
 
 /*
+ * Remember the routed topics in the database's entry, for committing
+ * senders (wakeup.c); caller holds relay_lock exclusively.
+ */
+static void
+remember_routed_topics(List *routes)
+{
+	ListCell   *lc;
+
+	my_db->nrouted_topics = 0;
+	my_db->routed_topics_known = (list_length(routes) <= ES_RELAY_ROUTED_TOPICS);
+	if (!my_db->routed_topics_known)
+		return;
+	foreach(lc, routes)
+	{
+		RelayRoute *route = lfirst(lc);
+
+		my_db->routed_topics[my_db->nrouted_topics++] =
+			es_topic_hash(route->topic, strlen(route->topic));
+	}
+}
+
+/*
  * One cycle.  Returns whether it did anything; *more when a batch was full
  * (more may be waiting).
  */
@@ -755,6 +778,7 @@ relay_cycle(MemoryContext cycle_context, bool *more)
 	{
 		my_db->has_routes = (routes != NIL);
 		my_db->has_subscriptions = has_subscriptions;
+		remember_routed_topics(routes);
 	}
 	if (my_db->state != ES_RELAY_ERROR || moved > 0 || notified > 0)
 		my_db->state = ES_RELAY_RUNNING;

@@ -3,13 +3,21 @@
  * wakeup.c
  *	  Commit-time wake-ups of the relay.
  *
- * Wake-ups are never lost: committing transactions that sent messages (when
- * the database has relay routes), appended events (when it has
- * subscriptions), or changed routes and subscriptions (always) set the
- * database's pending flag, then the worker's latch, or the launcher's when
- * the database has no worker.  The worker clears the flag before each
- * cycle, and leaves only if it is still clear, under the lock the
- * committers read the worker under (relay.c).
+ * Wake-ups are never lost: committing transactions that sent messages to a
+ * routed topic, appended events (when the database has subscriptions), or
+ * changed routes and subscriptions (always) set the database's pending
+ * flag, then the worker's latch, or the launcher's when the database has no
+ * worker.  The worker clears the flag before each cycle, and leaves only if
+ * it is still clear, under the lock the committers read the worker under
+ * (relay.c).
+ *
+ * The routed topics are those the worker read in its last cycle, as hashes
+ * in the database's entry.  A change of routes forgets them (every send
+ * wakes the relay) until a cycle that read the routes after the change
+ * ends; a send to a topic routed since is thus either seen by that cycle
+ * or finds the topic among the hashes.  Hashes that collide, routes
+ * removed since, and transactions that sent to more topics than they
+ * remember only wake the relay for nothing.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,14 +57,30 @@ set_pending(EsRelayDatabase *db)
 	return false;
 }
 
+/* Whether the transaction sent to a topic the database's relay routes. */
+static bool
+sent_to_routed_topic(const EsRelayDatabase *db, const EsSentTopics *sent)
+{
+	if (!db->has_routes)
+		return false;
+	if (!db->routed_topics_known || sent->all)
+		return true;
+	for (int i = 0; i < sent->count; i++)
+		for (int j = 0; j < db->nrouted_topics; j++)
+			if (sent->hashes[i] == db->routed_topics[j])
+				return true;
+	return false;
+}
+
 /*
  * A commit that matters to the relay of this database: set its pending
- * flag, then wake its worker, or the launcher when it has none.  changed:
- * routes or subscriptions changed (or the extension was created), so the
- * relay must look whatever it saw last.
+ * flag, then wake its worker, or the launcher when it has none.  sent: the
+ * topics it sent to, NULL if none.  changed: routes or subscriptions
+ * changed (or the extension was created), so the relay must look whatever
+ * it saw last.
  */
 static void
-wake_relay(Oid dboid, bool appended, bool sent, bool changed)
+wake_relay(Oid dboid, bool appended, const EsSentTopics *sent, bool changed)
 {
 	EsRelayDatabase *db;
 	bool		launcher = false;
@@ -67,7 +91,8 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 		db = es_relay_database(dboid);
 		if (db != NULL)
 		{
-			if (!((appended && db->has_subscriptions) || (sent && db->has_routes)))
+			if (!((appended && db->has_subscriptions) ||
+				  (sent != NULL && sent_to_routed_topic(db, sent))))
 			{
 				LWLockRelease(es_shared->relay_lock);
 				return;
@@ -95,6 +120,7 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
 		{
 			db->config_generation++;
 			db->has_routes = true;
+			db->routed_topics_known = false;
 			db->has_subscriptions = true;
 			db->failed = false;
 		}
@@ -112,12 +138,12 @@ wake_relay(Oid dboid, bool appended, bool sent, bool changed)
  * serves wakes the relay.
  */
 void
-es_wakeup_at_xact_end(bool committed, bool appended, bool sent)
+es_wakeup_at_xact_end(bool committed, bool appended, const EsSentTopics *sent)
 {
 	bool		changed = wake_relay_at_commit;
 
 	wake_relay_at_commit = false;
-	if (committed && (appended || sent || changed) && es_shmem_available())
+	if (committed && (appended || sent != NULL || changed) && es_shmem_available())
 		wake_relay(MyDatabaseId, appended, sent, changed);
 }
 
