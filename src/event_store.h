@@ -324,6 +324,9 @@ typedef enum EsRelayState
 	ES_RELAY_FAILED				/* the worker died */
 } EsRelayState;
 
+/* Routed topics a database's entry remembers; beyond, any send wakes it. */
+#define ES_RELAY_ROUTED_TOPICS 32
+
 /*
  * A database the relay serves: one that has the extension (databases
  * without it have no entry: the launcher remembers them in its own memory).
@@ -331,9 +334,6 @@ typedef enum EsRelayState
  * DROP and CREATE EXTENSION start it afresh.  Protected by relay_lock,
  * except "pending", which committing transactions set without the lock.
  */
-/* Routed topics a database's entry remembers; beyond, any send wakes it. */
-#define ES_RELAY_ROUTED_TOPICS 32
-
 typedef struct EsRelayDatabase
 {
 	Oid			dboid;			/* InvalidOid: free entry */
