@@ -907,17 +907,17 @@ event_store_outbox_extend_receipts(PG_FUNCTION_ARGS)
  * deletes nothing.
  */
 static bool
-ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
-		const pg_uuid_t *receipt)
+ack_one(Relation outbox, Relation pkey, IndexScanDesc scan, TupleTableSlot *slot,
+		CommandId cid, const pg_uuid_t *receipt)
 {
 	int64		id = es_receipt_message_id(receipt);
 	Snapshot	snapshot = GetActiveSnapshot();
+	IndexScanDesc fresh_scan = NULL;
 	bool		fresh = false;
 	bool		acked = false;
 
 	for (;;)
 	{
-		IndexScanDesc scan;
 		ScanKeyData key;
 		bool		found;
 		bool		isnull;
@@ -927,10 +927,8 @@ ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
 
 		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 							   InvalidOid, F_INT8EQ, Int64GetDatum(id));
-		scan = es_index_beginscan(outbox, pkey, snapshot, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
-		index_endscan(scan);
 		if (!found)
 			break;
 		current = slot_getattr(slot, Anum_outbox_receipt, &isnull);
@@ -948,9 +946,17 @@ ack_one(Relation outbox, Relation pkey, TupleTableSlot *slot, CommandId cid,
 		}
 		if (result != TM_Updated)
 			break;				/* deleted, or already by this command */
-		/* Changed by a transaction that committed meanwhile: look again. */
+		/*
+		 * Changed by a transaction that committed meanwhile: look again,
+		 * with a snapshot that sees it (and a scan of its own).
+		 */
+		if (fresh_scan != NULL)
+			index_endscan(fresh_scan);
 		snapshot = es_snapshot_after_concurrent_update(snapshot, &fresh);
+		scan = fresh_scan = es_index_beginscan(outbox, pkey, snapshot, 1, 0);
 	}
+	if (fresh_scan != NULL)
+		index_endscan(fresh_scan);
 	if (fresh)
 		UnregisterSnapshot(snapshot);
 	return acked;
@@ -970,6 +976,7 @@ event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 	int			nelems;
 	Relation	outbox;
 	Relation	pkey;
+	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	CommandId	cid;
 	int32		acked = 0;
@@ -984,14 +991,17 @@ event_store_outbox_ack_receipts(PG_FUNCTION_ARGS)
 	pkey = es_open_relation("outbox_pkey", AccessShareLock);
 	slot = table_slot_create(outbox, NULL);
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* One scan of the primary key for all receipts: each rescans it. */
+	scan = es_index_beginscan(outbox, pkey, GetActiveSnapshot(), 1, 0);
 	cid = GetCurrentCommandId(true);
 	for (int i = 0; i < nelems; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (!elem_nulls[i] &&
-			ack_one(outbox, pkey, slot, cid, DatumGetUUIDP(elems[i])))
+			ack_one(outbox, pkey, scan, slot, cid, DatumGetUUIDP(elems[i])))
 			acked++;
 	}
+	index_endscan(scan);
 	PopActiveSnapshot();
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(pkey, AccessShareLock);
