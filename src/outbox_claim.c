@@ -285,32 +285,6 @@ execute_claim_statement(SPIPlanPtr *plan, const char *sql, int nargs,
 }
 
 /*
- * Whether a message of topic and key with an id below id is in the outbox
- * (visible to snapshot): then the message id waits for it (per-key order).
- */
-static bool
-earlier_of_key_exists(Relation outbox, Relation key_index, Snapshot snapshot,
-					  TupleTableSlot *slot, text *topic, Datum key, int64 id)
-{
-	IndexScanDesc scan;
-	ScanKeyData keys[3];
-	bool		found;
-
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   key_index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(topic));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   key_index->rd_indcollation[1], F_TEXTEQ, key);
-	ScanKeyEntryInitialize(&keys[2], 0, 3, BTLessStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8LT, Int64GetDatum(id));
-	scan = es_index_beginscan(outbox, key_index, snapshot, 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	return found;
-}
-
-/*
  * A scan of the messages of a topic available now, in id order from a
  * first id on, as claims and consumes take them: from the (topic, id + 0)
  * index, a keyed message only when no earlier message of its key is left.
@@ -328,6 +302,7 @@ typedef struct Candidates
 	IndexScanDesc scan;
 	TupleTableSlot *slot;		/* the current message, every column read */
 	TupleTableSlot *probe;		/* for the look for earlier messages of a key */
+	IndexScanDesc key_scan;		/* its scan, begun at the first keyed message */
 	TimestampTz next_due;		/* the first delayed message stepped over, or 0 */
 	int64		next_start;		/* where the next claims of the topic start */
 } Candidates;
@@ -348,6 +323,7 @@ candidates_begin(Candidates *c, text *topic, TimestampTz now, int64 first_id)
 	c->snapshot = GetActiveSnapshot();
 	c->slot = table_slot_create(c->outbox, NULL);
 	c->probe = table_slot_create(c->outbox, NULL);
+	c->key_scan = NULL;
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   c->index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(topic));
@@ -355,6 +331,29 @@ candidates_begin(Candidates *c, text *topic, TimestampTz now, int64 first_id)
 						   InvalidOid, F_INT8GE, Int64GetDatum(first_id));
 	c->scan = es_index_beginscan(c->outbox, c->index, c->snapshot, 2, 0);
 	index_rescan(c->scan, keys, 2, NULL, 0);
+}
+
+/*
+ * Whether a message of the topic and key with an id below id is in the
+ * outbox (visible to the snapshot): then the message id waits for it
+ * (per-key order).
+ */
+static bool
+earlier_of_key_exists(Candidates *c, Datum key, int64 id)
+{
+	ScanKeyData keys[3];
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   c->key_index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(c->topic));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   c->key_index->rd_indcollation[1], F_TEXTEQ, key);
+	ScanKeyEntryInitialize(&keys[2], 0, 3, BTLessStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LT, Int64GetDatum(id));
+	if (c->key_scan == NULL)
+		c->key_scan = es_index_beginscan(c->outbox, c->key_index, c->snapshot, 3, 0);
+	index_rescan(c->key_scan, keys, 3, NULL, 0);
+	return index_getnext_slot(c->key_scan, ForwardScanDirection, c->probe);
 }
 
 /* The next candidate into c->slot; false when there is none. */
@@ -381,8 +380,7 @@ candidates_next(Candidates *c)
 			continue;
 		}
 		if (!slot->tts_isnull[Anum_outbox_key - 1] &&
-			earlier_of_key_exists(c->outbox, c->key_index, c->snapshot, c->probe,
-								  c->topic, slot->tts_values[Anum_outbox_key - 1], id))
+			earlier_of_key_exists(c, slot->tts_values[Anum_outbox_key - 1], id))
 			continue;
 		return true;
 	}
@@ -392,6 +390,8 @@ candidates_next(Candidates *c)
 static void
 candidates_end(Candidates *c)
 {
+	if (c->key_scan != NULL)
+		index_endscan(c->key_scan);
 	index_endscan(c->scan);
 	ExecDropSingleTupleTableSlot(c->probe);
 	ExecDropSingleTupleTableSlot(c->slot);
