@@ -652,9 +652,11 @@ bury_consumed(EsTableWriter **dead_letters, TupleTableSlot *slot, TimestampTz no
 	if (slot->tts_isnull[Anum_outbox_last_error - 1])
 		last_error = cstring_to_text(reason);
 	else
-		last_error = cstring_to_text(psprintf("%s; %s",
-											  TextDatumGetCString(slot->tts_values[Anum_outbox_last_error - 1]),
-											  reason));
+	{
+		char	   *earlier = TextDatumGetCString(slot->tts_values[Anum_outbox_last_error - 1]);
+
+		last_error = cstring_to_text(psprintf("%s; %s", earlier, reason));
+	}
 	if (*dead_letters == NULL)
 		*dead_letters = es_writer_open("outbox_dead_letters");
 	memset(nulls, false, sizeof(nulls));
