@@ -45,7 +45,7 @@ es_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 			{
 				bool		appended = es_feed_at_xact_end();
-				EsSentTopics sent;
+				EsTopicSet sent;
 				bool		any_sent = es_outbox_take_sent(&sent);
 
 				es_wakeup_at_xact_end(event == XACT_EVENT_COMMIT, appended,

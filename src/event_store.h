@@ -255,19 +255,19 @@ extern int64 es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
 /* outbox_xact.c */
 
 /*
- * The topics a transaction sent messages to, as es_topic_hash gives them,
- * for the relay's wake-up at commit; all when more than fit.
+ * A few topics, as es_topic_hash gives them: those a transaction sent
+ * messages to, for the wake-ups at commit; all topics when more than fit.
  */
-#define ES_SENT_TOPICS 8
-typedef struct EsSentTopics
+#define ES_TOPIC_SET_SIZE 8
+typedef struct EsTopicSet
 {
 	int			count;
 	bool		all;
-	uint32		hashes[ES_SENT_TOPICS];
-} EsSentTopics;
+	uint32		hashes[ES_TOPIC_SET_SIZE];
+} EsTopicSet;
 
 extern uint32 es_topic_hash(const char *topic, int len);
-extern bool es_outbox_take_sent(EsSentTopics *sent);
+extern bool es_outbox_take_sent(EsTopicSet *sent);
 
 /* route.c: routes from the event log to the outbox */
 typedef struct EsRoutedEvent
@@ -452,6 +452,6 @@ extern int	es_announce_feed(bool known, int64 announced,
 
 /* wakeup.c: commit-time wake-ups of the relay */
 extern void es_wakeup_at_xact_end(bool committed, bool appended,
-								  const EsSentTopics *sent);
+								  const EsTopicSet *sent);
 
 #endif							/* EVENT_STORE_H */

@@ -34,17 +34,15 @@ PG_FUNCTION_INFO_V1(event_store_outbox_reinsert_begin);
  * The topics this transaction sent messages to: its commit wakes the relay
  * if one of them is routed (es_outbox_take_sent).
  */
-static EsSentTopics sent_to_relay;
+static EsTopicSet sent_to_relay;
 
 /*
- * The topics this transaction sent to or freed a message of, as hashes:
- * its commit wakes the claims waiting for them.  Past ES_SENT_TOPICS
- * distinct topics it wakes every claim waiting in the database (a spurious
- * wake-up costs a look).
+ * The topics this transaction sent to or freed a message of: its commit
+ * wakes the claims waiting for them.  Past ES_TOPIC_SET_SIZE distinct
+ * topics it wakes every claim waiting in the database (a spurious wake-up
+ * costs a look).
  */
-static uint32 sent_topics[ES_SENT_TOPICS];
-static int	n_sent_topics = 0;
-static bool sent_topics_overflow = false;
+static EsTopicSet claim_topics;
 static bool outbox_callback_registered = false;
 
 /*
@@ -81,19 +79,19 @@ topic_hash(text *topic)
 static void
 wake_waiting_claims(void)
 {
-	if (!es_shmem_available() || (n_sent_topics == 0 && !sent_topics_overflow))
+	if (!es_shmem_available() || (claim_topics.count == 0 && !claim_topics.all))
 		return;
 	pg_memory_barrier();
 	for (int i = 0; i < es_shared->num_backend_slots; i++)
 	{
 		volatile EsBackendSlot *slot = &es_backend_slots[i];
 		uint32		waiting = slot->claim_wait_topic;
-		bool		match = sent_topics_overflow;
+		bool		match = claim_topics.all;
 
 		if (waiting == 0 || slot->claim_wait_dboid != MyDatabaseId)
 			continue;
-		for (int j = 0; j < n_sent_topics && !match; j++)
-			match = (sent_topics[j] == waiting);
+		for (int j = 0; j < claim_topics.count && !match; j++)
+			match = (claim_topics.hashes[j] == waiting);
 		if (match)
 			SetLatch(&ProcGlobal->allProcs[i].procLatch);
 	}
@@ -133,8 +131,8 @@ outbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			n_sent_topics = 0;
-			sent_topics_overflow = false;
+			claim_topics.count = 0;
+			claim_topics.all = false;
 			/* After the commit is visible: see es_outbox_insert_begin. */
 			if (inserting && es_shmem_available())
 				pg_atomic_write_u64(&es_my_backend_slot()->outbox_first_id, 0);
@@ -223,26 +221,38 @@ event_store_outbox_reinsert_begin(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Add a topic's hash to a set; past its size the set holds all topics. */
+static void
+topic_set_add(EsTopicSet *set, uint32 hash)
+{
+	if (set->all)
+		return;
+	for (int i = 0; i < set->count; i++)
+		if (set->hashes[i] == hash)
+			return;
+	if (set->count == ES_TOPIC_SET_SIZE)
+		set->all = true;
+	else
+		set->hashes[set->count++] = hash;
+}
+
 /*
- * Remember that this transaction sent to topic, or freed a message of it,
- * for the wake-up at commit.
+ * Remember that this transaction sent to a topic (by its hash), or freed a
+ * message of it, for the claims' wake-up at commit.
  */
+static void
+remember_topic_hash(uint32 hash)
+{
+	if (!es_shmem_available())
+		return;
+	register_outbox_callback();
+	topic_set_add(&claim_topics, hash);
+}
+
 static void
 remember_topic(text *topic)
 {
-	uint32		h;
-
-	if (!es_shmem_available() || sent_topics_overflow)
-		return;
-	h = topic_hash(topic);
-	for (int i = 0; i < n_sent_topics; i++)
-		if (sent_topics[i] == h)
-			return;
-	register_outbox_callback();
-	if (n_sent_topics == ES_SENT_TOPICS)
-		sent_topics_overflow = true;
-	else
-		sent_topics[n_sent_topics++] = h;
+	remember_topic_hash(topic_hash(topic));
 }
 
 /*
@@ -268,19 +278,10 @@ es_outbox_note_freed_topics(SPITupleTable *tuptable, uint64 nrows, int col)
 void
 es_outbox_note_sent(text *topic)
 {
-	EsSentTopics *sent = &sent_to_relay;
-	uint32		h = topic_hash(topic);
+	uint32		hash = topic_hash(topic);
 
-	remember_topic(topic);
-	if (sent->all)
-		return;
-	for (int i = 0; i < sent->count; i++)
-		if (sent->hashes[i] == h)
-			return;
-	if (sent->count == ES_SENT_TOPICS)
-		sent->all = true;
-	else
-		sent->hashes[sent->count++] = h;
+	remember_topic_hash(hash);
+	topic_set_add(&sent_to_relay, hash);
 }
 
 /* This transaction freed a message of topic (the next of its key). */
@@ -295,7 +296,7 @@ es_outbox_note_freed(text *topic)
  * forgotten).  Called at the transaction's end, to wake the relay.
  */
 bool
-es_outbox_take_sent(EsSentTopics *sent)
+es_outbox_take_sent(EsTopicSet *sent)
 {
 	*sent = sent_to_relay;
 	sent_to_relay.count = 0;

@@ -59,7 +59,7 @@ set_pending(EsRelayDatabase *db)
 
 /* Whether the transaction sent to a topic the database's relay routes. */
 static bool
-sent_to_routed_topic(const EsRelayDatabase *db, const EsSentTopics *sent)
+sent_to_routed_topic(const EsRelayDatabase *db, const EsTopicSet *sent)
 {
 	if (!db->has_routes)
 		return false;
@@ -80,7 +80,7 @@ sent_to_routed_topic(const EsRelayDatabase *db, const EsSentTopics *sent)
  * it saw last.
  */
 static void
-wake_relay(Oid dboid, bool appended, const EsSentTopics *sent, bool changed)
+wake_relay(Oid dboid, bool appended, const EsTopicSet *sent, bool changed)
 {
 	EsRelayDatabase *db;
 	bool		launcher = false;
@@ -138,7 +138,7 @@ wake_relay(Oid dboid, bool appended, const EsSentTopics *sent, bool changed)
  * serves wakes the relay.
  */
 void
-es_wakeup_at_xact_end(bool committed, bool appended, const EsSentTopics *sent)
+es_wakeup_at_xact_end(bool committed, bool appended, const EsTopicSet *sent)
 {
 	bool		changed = wake_relay_at_commit;
 
