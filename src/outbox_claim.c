@@ -38,9 +38,10 @@
  * Claims, consumes and acks by receipt work on the table through the table
  * AM (claim_rows, consume_batch, ack_one): they are the consumers' hot
  * path, and a statement's executor start-up cost more than their work.
- * Extensions, nacks, acks by id, burials and moved leases are SQL
- * statements kept as prepared plans, run through SPI as the extension's
- * owner (the functions are SECURITY DEFINER).
+ * Claims and consumes also move messages past their last attempt to the
+ * dead letters (bury_message).  Extensions, nacks, acks by id and moved
+ * leases are SQL statements kept as prepared plans, run through SPI as the
+ * extension's owner (the functions are SECURITY DEFINER).
  *
  * A claim can wait for messages (outbox_claim(..., wait => interval)): it
  * publishes the topic it waits for, takes a fresh snapshot and tries to
@@ -86,16 +87,6 @@ PG_FUNCTION_INFO_V1(event_store_outbox_nack_ids);
 /* Extend the leases of the messages $1 just claimed to end at $2. */
 static const char *const extend_sql =
 "UPDATE event_store.outbox AS o SET available_at = $2 WHERE o.id = ANY ($1)";
-
-/* Move claimed messages $1 that went past their last attempt ($2 now). */
-static const char *const bury_sql =
-"WITH exhausted AS ("
-"  DELETE FROM event_store.outbox AS o WHERE o.id = ANY ($1) RETURNING o.*"
-") INSERT INTO event_store.outbox_dead_letters"
-"    (id, topic, key, payload, headers, attempts, created_at, last_error, died_at)"
-"  SELECT id, topic, key, payload, headers, attempts - 1, created_at,"
-"         coalesce(last_error || '; ', '') || 'lease expired on the last attempt', $2"
-"  FROM exhausted";
 
 /*
  * Lease extension: the messages whose current receipt is given are leased
@@ -261,7 +252,7 @@ receipts_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * Run one of the statements of a claim (bury_sql, extend_sql) through SPI
+ * Run a statement of a claim (extend_sql) through SPI
  * with the plan settings the other consumer functions set in SQL (see
  * sql/install/50_outbox.sql): set around each run, since the plan cache
  * may plan the statement again at any run.
@@ -430,6 +421,62 @@ put_message(FunctionCallInfo fcinfo, TupleTableSlot *slot, int32 attempts,
 }
 
 /*
+ * Move a message that had used its last attempt (its last lease expired),
+ * taken by a claim or a consume, to the dead letters.
+ */
+static void
+bury_message(EsTableWriter **dead_letters, TupleTableSlot *slot, TimestampTz now)
+{
+	Datum		values[Natts_dead_letters];
+	bool		nulls[Natts_dead_letters];
+	const char *reason = "lease expired on the last attempt";
+	text	   *last_error;
+
+	if (slot->tts_isnull[Anum_outbox_last_error - 1])
+		last_error = cstring_to_text(reason);
+	else
+	{
+		char	   *earlier = TextDatumGetCString(slot->tts_values[Anum_outbox_last_error - 1]);
+
+		last_error = cstring_to_text(psprintf("%s; %s", earlier, reason));
+	}
+	if (*dead_letters == NULL)
+		*dead_letters = es_writer_open("outbox_dead_letters");
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_dead_letters_id - 1] = slot->tts_values[Anum_outbox_id - 1];
+	values[Anum_dead_letters_topic - 1] = slot->tts_values[Anum_outbox_topic - 1];
+	values[Anum_dead_letters_key - 1] = slot->tts_values[Anum_outbox_key - 1];
+	nulls[Anum_dead_letters_key - 1] = slot->tts_isnull[Anum_outbox_key - 1];
+	values[Anum_dead_letters_payload - 1] = slot->tts_values[Anum_outbox_payload - 1];
+	values[Anum_dead_letters_headers - 1] = slot->tts_values[Anum_outbox_headers - 1];
+	nulls[Anum_dead_letters_headers - 1] = slot->tts_isnull[Anum_outbox_headers - 1];
+	values[Anum_dead_letters_attempts - 1] = slot->tts_values[Anum_outbox_attempts - 1];
+	values[Anum_dead_letters_created_at - 1] = slot->tts_values[Anum_outbox_created_at - 1];
+	values[Anum_dead_letters_last_error - 1] = PointerGetDatum(last_error);
+	values[Anum_dead_letters_died_at - 1] = TimestampTzGetDatum(now);
+	es_writer_insert(*dead_letters, values, nulls);
+}
+
+/*
+ * Delete the candidate in c->slot without waiting, as a claim or consume
+ * takes it; false if another transaction holds it or changed it since the
+ * snapshot (skipped, as FOR UPDATE SKIP LOCKED would skip it).  The
+ * deletion of a keyed message frees the next one of its key at commit.
+ */
+static bool
+delete_candidate(Candidates *c, CommandId cid)
+{
+	TM_FailureData tmfd;
+
+	if (table_tuple_delete(c->outbox, &c->slot->tts_tid, cid, c->snapshot,
+						   InvalidSnapshot, false, &tmfd, false) != TM_Ok)
+		return false;
+	if (!c->slot->tts_isnull[Anum_outbox_key - 1])
+		es_outbox_note_freed(c->topic);
+	return true;
+}
+
+/*
  * One claim: lease up to max_count available messages of the topic in id
  * order, from first_id on, and put them in the function's result; returns
  * how many.  Written against the table AM rather than in SQL: a claim is
@@ -438,18 +485,18 @@ put_message(FunctionCallInfo fcinfo, TupleTableSlot *slot, int32 attempts,
  * no indexed column, so a HOT update) without waiting: one that another
  * transaction holds (a claim, a consume, an ack, the relay) or changed
  * since the snapshot is skipped, as FOR UPDATE SKIP LOCKED would skip it,
- * and the update is the lock.  Messages claimed past the topic's maximum
- * attempts (their last lease expired) go to the dead letters instead
- * (bury_sql).
+ * and the update is the lock.  A message that used the topic's maximum
+ * attempts (its last lease expired) goes to the dead letters instead;
+ * *nburied counts them.
  */
 static int
 claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		   TimestampTz now, int64 first_id, TimestampTz *next_due,
-		   Datum **leased, int *nleased, Datum **exhausted, int *nexhausted,
-		   int *capacity, Interval *lease, TimestampTz *lease_end,
-		   int64 *next_start)
+		   Datum **leased, int *nleased, int *nburied, int *capacity,
+		   Interval *lease, TimestampTz *lease_end, int64 *next_start)
 {
 	EsTableWriter *writer = NULL;
+	EsTableWriter *dead_letters = NULL;
 	Candidates	c;
 	TupleTableSlot *updated = NULL;
 	CommandId	cid = InvalidCommandId;
@@ -483,7 +530,7 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	 * first message to update: polling an empty topic costs only the scan.
 	 */
 	candidates_begin(&c, topic, now, first_id);
-	while (*nleased + *nexhausted < max_count && candidates_next(&c))
+	while (*nleased + *nburied < max_count && candidates_next(&c))
 	{
 		TupleTableSlot *slot = c.slot;
 		TM_FailureData tmfd;
@@ -494,13 +541,23 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		Datum		receipt;
 		int64		id = DatumGetInt64(slot->tts_values[Anum_outbox_id - 1]);
 
+		if (cid == InvalidCommandId)
+			cid = GetCurrentCommandId(true);
+		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]) + 1;
+		if (attempts > max_attempts)
+		{
+			if (delete_candidate(&c, cid))
+			{
+				bury_message(&dead_letters, slot, now);
+				(*nburied)++;
+			}
+			continue;
+		}
 		if (writer == NULL)
 		{
 			writer = es_writer_open("outbox");
 			updated = writer->slot;
-			cid = GetCurrentCommandId(true);
 		}
-		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]) + 1;
 		receipt = DirectFunctionCall1(event_store_outbox_new_receipt, Int64GetDatum(id));
 		ExecClearTuple(updated);
 		memcpy(updated->tts_values, slot->tts_values, sizeof(Datum) * Natts_outbox);
@@ -523,17 +580,11 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 													   writer->estate,
 													   update_indexes);
 		}
-		/* Room for one more of either: max_count may be far larger. */
-		if (*nleased + *nexhausted >= *capacity)
+		/* Room for one more: max_count may be far larger. */
+		if (*nleased >= *capacity)
 		{
 			*capacity *= 2;
 			*leased = repalloc(*leased, sizeof(Datum) * *capacity);
-			*exhausted = repalloc(*exhausted, sizeof(Datum) * *capacity);
-		}
-		if (attempts > max_attempts)
-		{
-			(*exhausted)[(*nexhausted)++] = Int64GetDatum(id);
-			continue;
 		}
 		(*leased)[(*nleased)++] = Int64GetDatum(id);
 		put_message(fcinfo, slot, attempts, receipt, false);
@@ -542,11 +593,12 @@ claim_rows(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	*next_start = c.next_start;
 	candidates_end(&c);
 	if (writer != NULL)
-	{
 		es_writer_close(writer);
-		/* What follows in the transaction sees the leases. */
+	if (dead_letters != NULL)
+		es_writer_close(dead_letters);
+	/* What follows in the transaction sees the leases and burials. */
+	if (cid != InvalidCommandId)
 		CommandCounterIncrement();
-	}
 	return *nleased;
 }
 
@@ -554,10 +606,8 @@ static int
 claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 			TimestampTz now, TimestampTz *next_due)
 {
-	static SPIPlanPtr bury_plan = NULL;
 	static SPIPlanPtr extend_plan = NULL;
-	Datum	   *exhausted;
-	int			nexhausted = 0;
+	int			nburied = 0;
 	Datum	   *leased;
 	int			nleased = 0;
 	TimestampTz lease_end = 0;
@@ -574,7 +624,6 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 
 	*next_due = 0;
 	capacity = Min(max_count, 64);
-	exhausted = palloc(sizeof(Datum) * capacity);
 	leased = palloc(sizeof(Datum) * capacity);
 	relid = es_relation_oid("outbox");
 	hash = es_claim_topic_hash(topic);
@@ -582,24 +631,11 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	/* Whether the transaction wrote nothing but claims so far. */
 	only_claims = es_outbox_wrote_only_claims();
 	(void) claim_rows(fcinfo, topic, max_count, now, start,
-					  next_due, &leased, &nleased, &exhausted, &nexhausted,
-					  &capacity, &lease, &lease_end, &next_start);
+					  next_due, &leased, &nleased, &nburied, &capacity,
+					  &lease, &lease_end, &next_start);
 	if (!IsolationUsesXactSnapshot())
 		es_claim_start_set(relid, hash, now, next_start, from_beginning, epoch);
 
-	if (nexhausted > 0)
-	{
-		Oid			bury_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
-		Datum		bury_values[2];
-
-		bury_values[0] = PointerGetDatum(construct_array(exhausted, nexhausted,
-														 INT8OID, 8, FLOAT8PASSBYVAL,
-														 TYPALIGN_DOUBLE));
-		bury_values[1] = TimestampTzGetDatum(now);
-		execute_claim_statement(&bury_plan, bury_sql, 2, bury_types, bury_values);
-		/* The next messages of their keys may be free at commit. */
-		es_outbox_note_freed(topic);
-	}
 	/*
 	 * A slow claim: its leases must still run a whole lease when it returns.
 	 * Moving them takes time too, as long as the claim at most (it updates
@@ -631,56 +667,18 @@ claim_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	if (only_claims)
 		es_outbox_claims_written();
 
-	/* The claimed messages past their last attempt are not in the result. */
-	if (nleased == 0 && nexhausted > 0 && *next_due == 0)
+	/* The messages past their last attempt are not in the result. */
+	if (nleased == 0 && nburied > 0 && *next_due == 0)
 		*next_due = now;
 	return nleased;
-}
-
-/*
- * Move a consumed message that had used its last attempt (its last lease
- * expired) to the dead letters, as a claim would have buried it.
- */
-static void
-bury_consumed(EsTableWriter **dead_letters, TupleTableSlot *slot, TimestampTz now)
-{
-	Datum		values[Natts_dead_letters];
-	bool		nulls[Natts_dead_letters];
-	const char *reason = "lease expired on the last attempt";
-	text	   *last_error;
-
-	if (slot->tts_isnull[Anum_outbox_last_error - 1])
-		last_error = cstring_to_text(reason);
-	else
-	{
-		char	   *earlier = TextDatumGetCString(slot->tts_values[Anum_outbox_last_error - 1]);
-
-		last_error = cstring_to_text(psprintf("%s; %s", earlier, reason));
-	}
-	if (*dead_letters == NULL)
-		*dead_letters = es_writer_open("outbox_dead_letters");
-	memset(nulls, false, sizeof(nulls));
-	values[Anum_dead_letters_id - 1] = slot->tts_values[Anum_outbox_id - 1];
-	values[Anum_dead_letters_topic - 1] = slot->tts_values[Anum_outbox_topic - 1];
-	values[Anum_dead_letters_key - 1] = slot->tts_values[Anum_outbox_key - 1];
-	nulls[Anum_dead_letters_key - 1] = slot->tts_isnull[Anum_outbox_key - 1];
-	values[Anum_dead_letters_payload - 1] = slot->tts_values[Anum_outbox_payload - 1];
-	values[Anum_dead_letters_headers - 1] = slot->tts_values[Anum_outbox_headers - 1];
-	nulls[Anum_dead_letters_headers - 1] = slot->tts_isnull[Anum_outbox_headers - 1];
-	values[Anum_dead_letters_attempts - 1] = slot->tts_values[Anum_outbox_attempts - 1];
-	values[Anum_dead_letters_created_at - 1] = slot->tts_values[Anum_outbox_created_at - 1];
-	values[Anum_dead_letters_last_error - 1] = PointerGetDatum(last_error);
-	values[Anum_dead_letters_died_at - 1] = TimestampTzGetDatum(now);
-	es_writer_insert(*dead_letters, values, nulls);
 }
 
 /*
  * One consume: delete up to max_count available messages of the topic,
  * chosen as a claim chooses them, in the caller's transaction, and put them
  * in the function's result (without receipt); like claim_batch otherwise.
- * Each candidate is deleted without waiting: one that another transaction
- * holds or changed since the snapshot is skipped, as FOR UPDATE SKIP LOCKED
- * would skip it, and the deletion is the lock.  Until the caller commits,
+ * Each candidate is deleted without waiting (delete_candidate): the
+ * deletion is the lock.  Until the caller commits,
  * other claims skip the deleted rows and the later messages of their keys
  * wait; a rollback puts them back untouched.  One write per message, as a
  * hand-written queue's DELETE, without its row lock before.
@@ -701,7 +699,6 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	Interval	lease;
 	int			consumed = 0;
 	int			buried = 0;
-	bool		keyed = false;
 
 	es_outbox_topic_policy(topic, &max_attempts, &lease);
 	start = es_claim_start_get(relid, hash, now, &from_beginning, &epoch);
@@ -709,21 +706,16 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 	while (consumed + buried < max_count && candidates_next(&c))
 	{
 		TupleTableSlot *slot = c.slot;
-		TM_FailureData tmfd;
 		int32		attempts;
 
 		if (cid == InvalidCommandId)
 			cid = GetCurrentCommandId(true);
-		if (table_tuple_delete(c.outbox, &slot->tts_tid, cid, c.snapshot,
-							   InvalidSnapshot, false, &tmfd, false) != TM_Ok)
-			continue;			/* held or changed by another: skipped */
-		/* Its deletion frees the next message of its key at commit. */
-		if (!slot->tts_isnull[Anum_outbox_key - 1])
-			keyed = true;
+		if (!delete_candidate(&c, cid))
+			continue;
 		attempts = DatumGetInt32(slot->tts_values[Anum_outbox_attempts - 1]);
 		if (attempts >= max_attempts)
 		{
-			bury_consumed(&dead_letters, slot, now);
+			bury_message(&dead_letters, slot, now);
 			buried++;
 			continue;
 		}
@@ -738,8 +730,6 @@ consume_batch(FunctionCallInfo fcinfo, text *topic, int32 max_count,
 		es_writer_close(dead_letters);
 	if (cid != InvalidCommandId)
 		CommandCounterIncrement();	/* what follows sees the deletions */
-	if (keyed)
-		es_outbox_note_freed(topic);
 
 	/* Only dead letters this time: there may be more to consume at once. */
 	if (consumed == 0 && buried > 0)
