@@ -255,10 +255,11 @@ extern int64 es_outbox_deliver(EsTableWriter **writer, text *topic, text *key,
 /* outbox_xact.c */
 
 /*
- * A few topics, as es_topic_hash gives them: those a transaction sent
- * messages to, for the wake-ups at commit; all topics when more than fit.
+ * A few topics, as es_topic_hash gives them (those a transaction sent
+ * messages to, those a database's relay routes), for the wake-ups at
+ * commit; all topics when more than fit, or when they are not known.
  */
-#define ES_TOPIC_SET_SIZE 8
+#define ES_TOPIC_SET_SIZE 32
 typedef struct EsTopicSet
 {
 	int			count;
@@ -267,6 +268,8 @@ typedef struct EsTopicSet
 } EsTopicSet;
 
 extern uint32 es_topic_hash(const char *topic, int len);
+extern void es_topic_set_add(EsTopicSet *set, uint32 hash);
+extern bool es_topic_set_has(const EsTopicSet *set, uint32 hash);
 extern bool es_outbox_take_sent(EsTopicSet *sent);
 
 /* route.c: routes from the event log to the outbox */
@@ -324,9 +327,6 @@ typedef enum EsRelayState
 	ES_RELAY_FAILED				/* the worker died */
 } EsRelayState;
 
-/* Routed topics a database's entry remembers; beyond, any send wakes it. */
-#define ES_RELAY_ROUTED_TOPICS 32
-
 /*
  * A database the relay serves: one that has the extension (databases
  * without it have no entry: the launcher remembers them in its own memory).
@@ -348,12 +348,9 @@ typedef struct EsRelayDatabase
 								 * routes ... */
 	bool		has_subscriptions;	/* ... and subscriptions: only then do
 									 * sends and appends wake the relay */
-	bool		routed_topics_known;	/* routed_topics has every routed
-										 * topic: sends to others do not wake
-										 * the relay */
-	int			nrouted_topics;
-	uint32		routed_topics[ES_RELAY_ROUTED_TOPICS];	/* es_topic_hash of
-														 * each */
+	EsTopicSet	routed_topics;	/* at the last look, the routed topics:
+								 * sends to others do not wake the relay
+								 * (all: not known) */
 	uint32		config_generation;	/* bumped by route and subscription
 									 * changes, so that a cycle that read them
 									 * before a change does not clear the

@@ -86,13 +86,10 @@ wake_waiting_claims(void)
 	{
 		volatile EsBackendSlot *slot = &es_backend_slots[i];
 		uint32		waiting = slot->claim_wait_topic;
-		bool		match = claim_topics.all;
 
 		if (waiting == 0 || slot->claim_wait_dboid != MyDatabaseId)
 			continue;
-		for (int j = 0; j < claim_topics.count && !match; j++)
-			match = (claim_topics.hashes[j] == waiting);
-		if (match)
+		if (es_topic_set_has(&claim_topics, waiting))
 			SetLatch(&ProcGlobal->allProcs[i].procLatch);
 	}
 }
@@ -222,18 +219,26 @@ event_store_outbox_reinsert_begin(PG_FUNCTION_ARGS)
 }
 
 /* Add a topic's hash to a set; past its size the set holds all topics. */
-static void
-topic_set_add(EsTopicSet *set, uint32 hash)
+void
+es_topic_set_add(EsTopicSet *set, uint32 hash)
 {
-	if (set->all)
+	if (es_topic_set_has(set, hash))
 		return;
-	for (int i = 0; i < set->count; i++)
-		if (set->hashes[i] == hash)
-			return;
 	if (set->count == ES_TOPIC_SET_SIZE)
 		set->all = true;
 	else
 		set->hashes[set->count++] = hash;
+}
+
+bool
+es_topic_set_has(const EsTopicSet *set, uint32 hash)
+{
+	if (set->all)
+		return true;
+	for (int i = 0; i < set->count; i++)
+		if (set->hashes[i] == hash)
+			return true;
+	return false;
 }
 
 /*
@@ -246,7 +251,7 @@ remember_topic_hash(uint32 hash)
 	if (!es_shmem_available())
 		return;
 	register_outbox_callback();
-	topic_set_add(&claim_topics, hash);
+	es_topic_set_add(&claim_topics, hash);
 }
 
 static void
@@ -281,7 +286,7 @@ es_outbox_note_sent(text *topic)
 	uint32		hash = topic_hash(topic);
 
 	remember_topic_hash(hash);
-	topic_set_add(&sent_to_relay, hash);
+	es_topic_set_add(&sent_to_relay, hash);
 }
 
 /* This transaction freed a message of topic (the next of its key). */

@@ -223,7 +223,7 @@ reset_instance(EsRelayDatabase *db, Oid extension_oid)
 	db->announced_known = false;
 	db->announced_head = 0;
 	db->has_routes = true;
-	db->routed_topics_known = false;
+	db->routed_topics.all = true;
 	db->has_subscriptions = true;
 	db->last_batch_at = 0;
 	db->last_batch_size = 0;
@@ -616,16 +616,14 @@ remember_routed_topics(List *routes)
 {
 	ListCell   *lc;
 
-	my_db->nrouted_topics = 0;
-	my_db->routed_topics_known = (list_length(routes) <= ES_RELAY_ROUTED_TOPICS);
-	if (!my_db->routed_topics_known)
-		return;
+	my_db->routed_topics.count = 0;
+	my_db->routed_topics.all = false;
 	foreach(lc, routes)
 	{
 		RelayRoute *route = lfirst(lc);
 
-		my_db->routed_topics[my_db->nrouted_topics++] =
-			es_topic_hash(route->topic, strlen(route->topic));
+		es_topic_set_add(&my_db->routed_topics,
+						 es_topic_hash(route->topic, strlen(route->topic)));
 	}
 }
 

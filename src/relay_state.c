@@ -89,7 +89,7 @@ es_relay_database_add(Oid dboid)
 		db->extension_oid = InvalidOid;
 		db->worker = -1;
 		db->has_routes = true;
-		db->routed_topics_known = false;
+		db->routed_topics.all = true;
 		db->has_subscriptions = true;
 		pg_atomic_write_u32(&db->pending, 0);
 		return db;

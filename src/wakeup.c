@@ -63,12 +63,11 @@ sent_to_routed_topic(const EsRelayDatabase *db, const EsTopicSet *sent)
 {
 	if (!db->has_routes)
 		return false;
-	if (!db->routed_topics_known || sent->all)
+	if (sent->all)
 		return true;
 	for (int i = 0; i < sent->count; i++)
-		for (int j = 0; j < db->nrouted_topics; j++)
-			if (sent->hashes[i] == db->routed_topics[j])
-				return true;
+		if (es_topic_set_has(&db->routed_topics, sent->hashes[i]))
+			return true;
 	return false;
 }
 
@@ -120,7 +119,7 @@ wake_relay(Oid dboid, bool appended, const EsTopicSet *sent, bool changed)
 		{
 			db->config_generation++;
 			db->has_routes = true;
-			db->routed_topics_known = false;
+			db->routed_topics.all = true;
 			db->has_subscriptions = true;
 			db->failed = false;
 		}
