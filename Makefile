@@ -35,6 +35,7 @@ OBJS = \
 	src/relay.o \
 	src/relay_state.o \
 	src/replica.o \
+	src/result_store.o \
 	src/route.o \
 	src/schema.o \
 	src/shmem.o \

@@ -70,6 +70,40 @@ SELECT count(*) FROM event_store.read_all();
 PREPARE TRANSACTION 'read_only';
 COMMIT PREPARED 'read_only';
 
+-- Reads return their rows from memory the session keeps between statements
+-- (result_store.c).  The rows of a read stay whole while other reads run:
+-- two reads in one query, a cursor read between other reads, a read run
+-- again for each row of an outer query, a read in the select list.
+SELECT count(*) AS pairs
+FROM event_store.read_all(1) AS a JOIN event_store.read_all(1) AS b USING (position, stream, type);
+BEGIN;
+DECLARE feed CURSOR FOR SELECT position, stream FROM event_store.read_all(1);
+FETCH 2 FROM feed;
+SELECT count(*) FROM event_store.read_all(1);
+SELECT position, version FROM event_store.read_stream('order-1');
+FETCH ALL FROM feed;
+COMMIT;
+BEGIN;
+DECLARE held CURSOR WITH HOLD FOR SELECT position FROM event_store.read_all(1, 3);
+COMMIT;
+SELECT count(*) FROM event_store.read_all(1);
+FETCH ALL FROM held;
+CLOSE held;
+SELECT s.stream,
+	   (SELECT array_agg(r.version ORDER BY r.version) FROM event_store.read_stream(s.stream) AS r) AS versions
+FROM (VALUES ('order-1'), ('order-2'), ('order-4')) AS s(stream);
+SELECT (event_store.read_all(1, 3)).position;
+-- A read that fails midway gives the memory back: the next read's rows are
+-- in it again (checked while they are: the subquery runs after the scan).
+SELECT try($$SELECT position, 1 / (position - 3) FROM event_store.read_all(1)$$);
+SELECT event_store.append('bulk-1', (SELECT jsonb_agg(jsonb_build_object('type', 'Filled', 'data', n)) FROM generate_series(1, 3000) AS n));
+SELECT count(*),
+	   (SELECT used_bytes > 300000 FROM pg_backend_memory_contexts
+		WHERE name = 'event_store results') AS in_kept_memory
+FROM event_store.read_all(0, 5000);
+-- Between statements only the kept block remains, whatever the read took.
+SELECT total_bytes FROM pg_backend_memory_contexts WHERE name = 'event_store results';
+
 -- Bad input.
 SELECT try($$SELECT * FROM event_store.read_all(-1)$$);
 SELECT try($$SELECT * FROM event_store.read_all(NULL)$$);

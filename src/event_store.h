@@ -98,6 +98,9 @@ extern Jsonb *es_checked_json_object(Jsonb *value, const char *what);
 extern int	es_interval_sign(Interval *interval);
 extern char *es_clipped(const char *name, int len, int limit);
 
+/* result_store.c: the tuplestore a read function returns its rows in */
+extern void es_init_result_store(FunctionCallInfo fcinfo);
+
 /* Whether two text values are the same bytes (names: topics, types). */
 static inline bool
 es_text_equal(const text *a, const text *b)

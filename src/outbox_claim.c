@@ -787,7 +787,7 @@ take_messages(FunctionCallInfo fcinfo, TakeBatch take, int wait_argno,
 	}
 	es_check_writable(function_name);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_init_result_store(fcinfo);
 	if (max_count == 0)
 		return (Datum) 0;
 	if (deadline <= start)

@@ -242,7 +242,7 @@ event_store_read_stream(PG_FUNCTION_ARGS)
 					 errmsg("from_version must not be negative")));
 	}
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_init_result_store(fcinfo);
 
 	events = es_open_relation("events", AccessShareLock);
 	stream_index = es_open_relation("events_stream_version_key",

@@ -433,7 +433,7 @@ return_feed(FunctionCallInfo fcinfo, const EsFeedQuery *query)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_init_result_store(fcinfo);
 	es_read_feed(query, rsinfo->setResult, rsinfo->setDesc);
 	return (Datum) 0;
 }

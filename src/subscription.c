@@ -497,7 +497,7 @@ event_store_subscription_fetch(PG_FUNCTION_ARGS)
 	 * function would: under READ COMMITTED it sees what the fetcher this
 	 * one waited for committed.
 	 */
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_init_result_store(fcinfo);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	count = es_read_feed(&query, rsinfo->setResult, rsinfo->setDesc);
 	PopActiveSnapshot();
