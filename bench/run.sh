@@ -166,6 +166,7 @@ for r in $(seq 1 "$rounds"); do
     record "outbox send+claim (wait)+ack vs PgQ, 1 consumer (msgs/s)" ours "$last_rate"
     queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" send.sql claim_ack_2tx.sql 4 \
         "SELECT count(*) FROM event_store.outbox" ours
+    record "outbox send+claim, ack in a 2nd transaction vs PgQ, 1 consumer (msgs/s)" ours "$last_rate"
     queue_round "outbox send+claim, ack in a 2nd transaction vs SKIP LOCKED queue (msgs/s)" queue_send.sql queue_consume.sql 4 \
         "SELECT count(*) FROM plain_queue" base
     queue_round "outbox send+consume vs SKIP LOCKED queue (msgs/s)" send.sql consume.sql 4 \
@@ -179,6 +180,7 @@ for r in $(seq 1 "$rounds"); do
         "SELECT coalesce(sum(pending_events), 0) FROM pgq.get_consumer_info('bench', 'bench_consumer')" base
     record "outbox send+claim (wait)+ack vs PgQ, 1 consumer (msgs/s)" base "$last_rate"
     record "outbox send+consume vs PgQ, 1 consumer (msgs/s)" base "$last_rate"
+    record "outbox send+claim, ack in a 2nd transaction vs PgQ, 1 consumer (msgs/s)" base "$last_rate"
 done
 fi
 
