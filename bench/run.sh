@@ -3,7 +3,7 @@
 # targets, side by side on one throwaway cluster, in alternating rounds.
 #
 # Usage (as root, Debian 12, PostgreSQL 15):
-#   bash bench/run.sh            about 8 minutes
+#   bash bench/run.sh            about 15 minutes
 #   bash bench/run.sh --quick    under 2 minutes, fewer and shorter rounds
 #   bash bench/run.sh --long     the default run plus a 10-minute outbox soak
 #   BENCH_ONLY="1 5" bash bench/run.sh --quick    only those scenarios
