@@ -82,9 +82,10 @@ $schema$;
 -- Outbox policy: the topic settings are the one source of every policy
 -- value (outbox_topic_settings holds the defaults); a claim without a lease
 -- uses the topic's.  Acknowledgements: the receipt forms of outbox_ack and
--- outbox_nack also take text[] and text, and the by-id forms are renamed
--- outbox_ack_ids and outbox_nack_ids (the old overloads made a call with an
--- untyped literal, a list of strings or NULL ambiguous).
+-- outbox_nack also take text[] and text (with only uuid[] and bigint[], a
+-- call with an untyped literal, a list of strings or NULL was ambiguous;
+-- now these resolve to the text forms), and the by-id forms, kept, are
+-- also named outbox_ack_ids and outbox_nack_ids.
 --------------------------------------------------------------------------
 ALTER TABLE event_store.outbox_topics
 	ALTER COLUMN max_attempts DROP DEFAULT,
@@ -103,9 +104,6 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION event_store.outbox_topic_settings(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION event_store.outbox_topic_settings(text) TO event_store_admin;
-
-DROP FUNCTION event_store.outbox_ack(bigint[]);
-DROP FUNCTION event_store.outbox_nack(bigint[], interval, text);
 
 CREATE FUNCTION event_store.outbox_ack(receipts text[])
 RETURNS integer
@@ -683,6 +681,8 @@ COMMENT ON FUNCTION event_store.outbox_ack(text) IS
 	'Acknowledges claimed messages by their receipts, given as an array literal; returns how many were deleted.';
 COMMENT ON FUNCTION event_store.outbox_ack_ids(bigint[]) IS
 	'Deletes messages by id, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_ack(bigint[]) IS
+	'Deletes messages by id, whoever claimed them: for operators (the same as outbox_ack_ids).';
 COMMENT ON FUNCTION event_store.outbox_nack(uuid[], interval, text) IS
 	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
 COMMENT ON FUNCTION event_store.outbox_nack(text[], interval, text) IS
@@ -691,6 +691,8 @@ COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
 	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
 COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
 	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_nack(bigint[], interval, text) IS
+	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators (the same as outbox_nack_ids).';
 COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS
 	'Returns the settings in effect for a topic: its own, or the defaults.';
 COMMENT ON FUNCTION event_store.outbox_redrive(bigint[]) IS

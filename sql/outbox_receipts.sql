@@ -45,9 +45,19 @@ SELECT event_store.outbox_nack_ids(ARRAY(SELECT id FROM event_store.outbox WHERE
 	'0 seconds', 'by hand');
 SELECT event_store.outbox_ack_ids(ARRAY(SELECT id FROM event_store.outbox WHERE topic = 'acks'));
 SELECT count(*) AS left_in_outbox FROM event_store.outbox WHERE topic = 'acks';
+-- They are also outbox_ack(bigint[]) and outbox_nack(bigint[], ...), as in
+-- 0.1: an array of integers takes them, whoever holds the messages.
+SELECT count(event_store.outbox_send('acks', '{}')) AS sent FROM generate_series(1, 3);
+SELECT pg_temp.claim('acks', 2) AS receipts \gset
+SELECT event_store.outbox_nack(ARRAY(SELECT id FROM claimed ORDER BY id LIMIT 1), '0 seconds', 'by id') AS nacked_by_id;
+SELECT event_store.outbox_nack(ARRAY[]::bigint[]) AS nacked_nothing;
+SELECT attempts, last_error, receipt IS NULL AS unleased
+FROM event_store.outbox WHERE id = (SELECT min(id) FROM claimed);
+SELECT event_store.outbox_ack(ARRAY(SELECT id FROM event_store.outbox WHERE topic = 'acks')) AS acked_by_id;
+SELECT event_store.outbox_ack(ARRAY[9000000001, 9000000002]) AS acked_unknown_ids;
+SELECT count(*) AS left_in_outbox FROM event_store.outbox WHERE topic = 'acks';
 
--- Bad input: NULL in every form is 22004, a receipt that is no UUID 22P02,
--- an array of ids is not a receipt form.
+-- Bad input: NULL in every form is 22004, a receipt that is no UUID 22P02.
 SELECT try($$SELECT event_store.outbox_ack(NULL)$$);
 SELECT try($$SELECT event_store.outbox_ack(NULL::text[])$$);
 SELECT try($$SELECT event_store.outbox_ack(NULL::uuid[])$$);
@@ -57,8 +67,9 @@ SELECT try($$SELECT event_store.outbox_ack('{not-a-receipt}')$$);
 SELECT try($$SELECT event_store.outbox_ack('not an array')$$);
 SELECT try($$SELECT event_store.outbox_ack(ARRAY['not-a-receipt'])$$);
 SELECT try($$SELECT event_store.outbox_nack(ARRAY['not-a-receipt'])$$);
-SELECT try($$SELECT event_store.outbox_ack(ARRAY[1, 2]::bigint[])$$);
-SELECT try($$SELECT event_store.outbox_nack(ARRAY[1, 2]::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_ack(NULL::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_nack(NULL::bigint[])$$);
+SELECT try($$SELECT event_store.outbox_ack(ARRAY[1.5])$$);
 SELECT try($$SELECT event_store.outbox_ack_ids(NULL)$$);
 SELECT try($$SELECT event_store.outbox_nack_ids(NULL)$$);
 

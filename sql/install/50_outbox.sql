@@ -302,6 +302,18 @@ SET jit = off
 SET enable_seqscan = off
 SET enable_bitmapscan = off;
 
+-- The same under the name of the receipt forms, as 0.1 had it: an array of
+-- bigint matches no receipt form, and an untyped literal or NULL still
+-- resolves to outbox_ack(text).
+CREATE FUNCTION event_store.outbox_ack(ids bigint[])
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_ack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
 -- Negative acknowledgement by receipt, in the same three forms as
 -- outbox_ack.
 CREATE FUNCTION event_store.outbox_nack(
@@ -342,6 +354,19 @@ SET enable_bitmapscan = off;
 
 -- Negative acknowledgement by message id, unfenced: for operators.
 CREATE FUNCTION event_store.outbox_nack_ids(
+	ids bigint[],
+	retry_in interval DEFAULT NULL,
+	error text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'event_store_outbox_nack_ids'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off;
+
+-- The same under the name of the receipt forms, as for outbox_ack.
+CREATE FUNCTION event_store.outbox_nack(
 	ids bigint[],
 	retry_in interval DEFAULT NULL,
 	error text DEFAULT NULL)

@@ -75,6 +75,8 @@ COMMENT ON FUNCTION event_store.outbox_ack(text) IS
 	'Acknowledges claimed messages by their receipts, given as an array literal; returns how many were deleted.';
 COMMENT ON FUNCTION event_store.outbox_ack_ids(bigint[]) IS
 	'Deletes messages by id, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_ack(bigint[]) IS
+	'Deletes messages by id, whoever claimed them: for operators (the same as outbox_ack_ids).';
 COMMENT ON FUNCTION event_store.outbox_nack(uuid[], interval, text) IS
 	'Returns claimed messages to the queue after a delay or the topic''s backoff, or to the dead letters after their last attempt.';
 COMMENT ON FUNCTION event_store.outbox_nack(text[], interval, text) IS
@@ -83,6 +85,8 @@ COMMENT ON FUNCTION event_store.outbox_nack(text, interval, text) IS
 	'Returns claimed messages, given as an array literal of receipts, to the queue or to the dead letters.';
 COMMENT ON FUNCTION event_store.outbox_nack_ids(bigint[], interval, text) IS
 	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators.';
+COMMENT ON FUNCTION event_store.outbox_nack(bigint[], interval, text) IS
+	'Returns messages by id to the queue or to the dead letters, whoever claimed them: for operators (the same as outbox_nack_ids).';
 COMMENT ON FUNCTION event_store.outbox_configure(text, integer, interval, interval, interval, text) IS
 	'Sets a topic''s attempts, backoff, lease and delivery (table or wal); NULL keeps the current value.';
 COMMENT ON FUNCTION event_store.outbox_topic_settings(text) IS

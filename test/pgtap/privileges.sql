@@ -2,7 +2,7 @@
 -- administers.  Checked from the catalog for every function the extension
 -- has, and enforced for real with SET ROLE.
 BEGIN;
-SELECT plan(48);
+SELECT plan(51);
 
 SELECT has_role('event_store_reader');
 SELECT has_role('event_store_writer');
@@ -104,7 +104,9 @@ UNION ALL SELECT 'event_store_admin', unnest(ARRAY[
 	'event_store.subscription_drop(text)',
 	'event_store.subscription_reset(text,bigint)',
 	'event_store.outbox_ack_ids(bigint[])',
+	'event_store.outbox_ack(bigint[])',
 	'event_store.outbox_nack_ids(bigint[],interval,text)',
+	'event_store.outbox_nack(bigint[],interval,text)',
 	'event_store.outbox_configure(text,integer,interval,interval,interval,text)',
 	'event_store.outbox_topic_settings(text)',
 	'event_store.outbox_redrive(bigint[])',
@@ -208,6 +210,10 @@ SELECT is((SELECT event_store.outbox_ack(array_agg(receipt)) FROM event_store.ou
 	'a writer claims and acknowledges by receipt');
 SELECT throws_ok($$SELECT event_store.outbox_ack_ids(ARRAY[1])$$, '42501', NULL,
 	'a writer cannot acknowledge by id');
+SELECT throws_ok($$SELECT event_store.outbox_ack(ARRAY[1])$$, '42501', NULL,
+	'a writer cannot acknowledge by id with outbox_ack(bigint[])');
+SELECT throws_ok($$SELECT event_store.outbox_nack(ARRAY[1]::bigint[])$$, '42501', NULL,
+	'a writer cannot nack by id with outbox_nack(bigint[])');
 SELECT throws_ok($$SELECT * FROM event_store.outbox$$, '42501', NULL,
 	'a writer cannot read the outbox table directly');
 SELECT throws_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, '42501', NULL,
@@ -221,6 +227,7 @@ SELECT is(event_store.scavenge(), 1::bigint, 'an admin scavenges');
 SELECT is(event_store.erase_stream('s-1'), 0::bigint, 'an admin erases streams');
 SELECT is(event_store.delete_stream('s-1'), 1::bigint, 'an admin deletes streams');
 SELECT is(event_store.outbox_ack_ids(ARRAY[424242]), 0, 'an admin acknowledges by id');
+SELECT is(event_store.outbox_ack(ARRAY[424242]), 0, 'an admin acknowledges by id with outbox_ack(bigint[])');
 SELECT lives_ok($$SELECT event_store.relay_route('t', 'notify:t')$$, 'an admin routes topics to the relay');
 RESET ROLE;
 
