@@ -567,6 +567,34 @@ BEGIN
 END
 $$;
 
+-- Internal helper, never granted: refuse to start a subscription beyond
+-- the feed head (one above it is the next event): the events below the
+-- start, still to be written, would be skipped.  Where the feed cannot be
+-- read (a logical replica) there is no head to compare with.
+CREATE FUNCTION event_store.check_start_position(from_position bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	head bigint;
+BEGIN
+	IF from_position > 1 AND event_store.feed_state() = 'primary' THEN
+		head := event_store.feed_head();
+		IF from_position > head + 1 THEN
+			RAISE EXCEPTION 'from_position % is beyond the feed head %', from_position, head
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = CASE WHEN from_position - 1 = head + 1
+							   THEN format('The event at position %s would be skipped when it is written.', head + 1)
+							   ELSE format('The events at positions %s to %s would be skipped when they are written.',
+										   head + 1, from_position - 1) END,
+					  HINT = 'Start at most one above feed_head().';
+		END IF;
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION event_store.check_start_position(bigint) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION event_store.subscription_reset(
 	subscription text,
 	from_position bigint DEFAULT 0)
@@ -585,6 +613,7 @@ BEGIN
 		RAISE EXCEPTION 'from_position must not be negative'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	PERFORM event_store.check_start_position(from_position);
 	PERFORM FROM event_store.subscription_checkpoints AS c
 	WHERE c.subscription = sub.name
 	ORDER BY c.member
@@ -735,6 +764,8 @@ COMMENT ON FUNCTION event_store.events_loaded() IS
 	'Internal: trigger that resets the feed''s counter when rows enter the log without append.';
 COMMENT ON FUNCTION event_store.check_subscription_name(text) IS
 	'Internal: raises the error for a bad subscription name.';
+COMMENT ON FUNCTION event_store.check_start_position(bigint) IS
+	'Internal: raises the error for a subscription start beyond the feed head.';
 COMMENT ON FUNCTION event_store.find_subscription(text) IS
 	'Internal: the row of a subscription, or the error for one that does not exist.';
 COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer) IS
@@ -1192,6 +1223,16 @@ $$;
 COMMENT ON FUNCTION event_store.set_stream_metadata(text, bigint, interval, bigint) IS
 	'Set the retention of a stream (max_count, max_age, truncate_before); NULL clears a limit.';
 
+-- Internal helper, never granted: the checks of a stream name argument
+-- (src/stream.c): NULL, empty and too long names are refused.
+CREATE FUNCTION event_store.check_stream(stream text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_stream'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION event_store.check_stream(text) FROM PUBLIC;
+COMMENT ON FUNCTION event_store.check_stream(text) IS
+	'Internal: raises the error for a NULL, empty or too long stream name.';
+
 -- A stream's retention and soft deletion: one row, NULL limits when none.
 CREATE FUNCTION event_store.stream_metadata(stream text)
 RETURNS TABLE (max_count bigint, max_age interval, truncate_before bigint,
@@ -1200,10 +1241,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF stream IS NULL THEN
-		RAISE EXCEPTION 'stream name must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
+	PERFORM event_store.check_stream(stream);
 	RETURN QUERY
 	SELECT s.max_count, s.max_age, s.truncate_before,
 		   nullif(s.deleted_before, 0)
@@ -1469,6 +1507,7 @@ BEGIN
 	-- NULL: only events after the current head.
 	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
 					   ELSE greatest(from_position - 1, 0) END;
+	PERFORM event_store.check_start_position(from_position);
 
 	INSERT INTO event_store.subscriptions AS s
 		(name, category, group_size, event_types, stream_prefix)
@@ -1488,9 +1527,11 @@ BEGIN
 		IF if_not_exists THEN
 			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
 				USING ERRCODE = 'duplicate_object',
-					  DETAIL = format('It has category %s and a consumer group of size %s.',
+					  DETAIL = format('It has category %s, a consumer group of size %s, event types %s and stream prefix %s.',
 									  coalesce(quote_literal(existing.category), 'NULL'),
-									  existing.group_size);
+									  existing.group_size,
+									  coalesce(quote_literal(existing.event_types::text), 'NULL'),
+									  coalesce(quote_literal(existing.stream_prefix), 'NULL'));
 		END IF;
 		RAISE EXCEPTION 'subscription "%" already exists', subscription
 			USING ERRCODE = 'duplicate_object';

@@ -57,6 +57,8 @@ SELECT try($$SELECT event_store.set_stream_metadata(NULL, max_count => 1)$$);
 SELECT try($$SELECT event_store.set_stream_metadata('', max_count => 1)$$);
 SELECT try($$SELECT event_store.set_stream_metadata(repeat('x', 1025), max_count => 1)$$);
 SELECT try($$SELECT * FROM event_store.stream_metadata(NULL)$$);
+SELECT try($$SELECT * FROM event_store.stream_metadata('')$$);
+SELECT try($$SELECT * FROM event_store.stream_metadata(repeat('x', 1025))$$);
 -- A stream without events may get metadata ahead of its first event.
 SELECT event_store.set_stream_metadata('order-9', max_count => 1);
 SELECT event_store.append_event('order-9', 'A', '{}');
@@ -125,3 +127,10 @@ SELECT count(*) > 0 AS pages_recorded FROM event_store.erased_pages;
 SELECT event_store.erase_stream('user-404');
 SELECT try($$SELECT event_store.erase_stream(NULL)$$);
 SELECT try($$SELECT event_store.erase_stream('')$$);
+
+-- Repeating the ids of a soft-deleted stream's events is not a retry:
+-- those events are no longer the stream's, and their ids are taken.
+SELECT event_store.append('basket-1', '{"type": "Added", "data": {}, "id": "00000000-0000-4000-8000-0000000000c3"}', -1);
+SELECT event_store.delete_stream('basket-1', soft => true);
+SELECT try($$SELECT event_store.append('basket-1', '{"type": "Added", "data": {}, "id": "00000000-0000-4000-8000-0000000000c3"}', -1)$$);
+SELECT event_store.stream_version('basket-1');

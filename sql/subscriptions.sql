@@ -44,6 +44,17 @@ SELECT event_store.append_event('order-8', 'Placed', '8');
 SELECT stream FROM event_store.subscription_fetch('live');
 SELECT event_store.subscription_create('late', 'order', 1, 5);
 SELECT min(position) FROM event_store.subscription_fetch('late');
+-- A start more than one above the head would skip events not yet written.
+SELECT event_store.feed_head() AS head \gset
+SELECT try(format($$SELECT event_store.subscription_create('ahead', NULL, 1, %s)$$, :head + 2));
+SELECT try(format($$SELECT event_store.subscription_create('ahead', NULL, 1, %s)$$, :head + 5));
+SELECT event_store.subscription_create('next', NULL, 1, :head + 1);
+SELECT event_store.append_event('order-9', 'Placed', '9');
+SELECT stream FROM event_store.subscription_fetch('next');
+SELECT try(format($$SELECT event_store.subscription_reset('next', %s)$$, :head + 3));
+SELECT event_store.subscription_reset('next', :head + 2);
+SELECT checkpoint FROM event_store.subscription_lag WHERE subscription = 'next';
+SELECT event_store.subscription_drop('next');
 
 -- Reset replays from a position.
 SELECT event_store.subscription_reset('audit', 2);
@@ -89,6 +100,7 @@ SELECT event_store.subscription_create('twice', 'order', 2, if_not_exists => tru
 SELECT event_store.subscription_create('twice', 'order', 2, if_not_exists => true);
 SELECT try($$SELECT event_store.subscription_create('twice', 'order', 3, if_not_exists => true)$$);
 SELECT try($$SELECT event_store.subscription_create('twice', NULL, 2, if_not_exists => true)$$);
+SELECT try($$SELECT event_store.subscription_create('twice', 'order', 2, if_not_exists => true, stream_prefix => 'order-1')$$);
 SELECT try($$SELECT event_store.subscription_create('twice', 'order', 2)$$);
 SELECT try($$SELECT event_store.subscription_create('x', if_not_exists => NULL)$$);
 SELECT count(*) FROM event_store.subscription_lag WHERE subscription = 'twice';

@@ -396,7 +396,9 @@ check_expected_version(text *stream, const EsStreamHead *head,
 /*
  * Is this append a retry of one that already committed?  It is when every
  * event has an id and those ids are, in order, the last events of the
- * stream, and the expected version is the one the first attempt had.
+ * stream, and the expected version is the one the first attempt had.  The
+ * events of a soft-deleted stream are no longer its events: an append that
+ * repeats their ids would give them new versions, so it is not a retry.
  */
 static bool
 is_committed_retry(Relation events, Relation stream_index, text *stream,
@@ -407,7 +409,8 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
 	TupleTableSlot *slot;
 	int			i;
 
-	if (!head->exists || !head->has_last_id || head->version < n - 1)
+	if (!head->exists || head->soft_deleted || !head->has_last_id ||
+		head->version < n - 1)
 		return false;
 	for (i = 0; i < n; i++)
 		if (!new_events[i].has_id)
@@ -436,6 +439,21 @@ is_committed_retry(Relation events, Relation stream_index, text *stream,
 	}
 	es_stream_scan_end(ss);
 	return i < 0;
+}
+
+/*
+ * The index of an event before this one in the same append with the same
+ * id, or -1: what the unique index on id reports as a conflict may be the
+ * append's own.
+ */
+static int
+duplicate_in_append(const EsNewEvent *new_events, int current)
+{
+	for (int i = 0; i < current; i++)
+		if (memcmp(&new_events[i].id, &new_events[current].id,
+				   sizeof(pg_uuid_t)) == 0)
+			return i;
+	return -1;
 }
 
 /*
@@ -551,7 +569,16 @@ append_events(const char *function_name, text *stream,
 			edata->constraint_name != NULL &&
 			strcmp(edata->constraint_name, "events_id_key") == 0)
 		{
+			int			earlier = duplicate_in_append(new_events, current);
+
 			FlushErrorState();
+			if (earlier >= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_ES_EVENT_ID_CONFLICT),
+						 errmsg("event id %s already exists",
+								uuid_to_cstring(&new_events[current].id)),
+						 errdetail("Events %d and %d of the append to stream \"%s\" have the same id.",
+								   earlier, current, text_to_cstring(stream))));
 			ereport(ERROR,
 					(errcode(ERRCODE_ES_EVENT_ID_CONFLICT),
 					 errmsg("event id %s already exists",

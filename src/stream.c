@@ -26,6 +26,7 @@ PG_FUNCTION_INFO_V1(event_store_category);
 PG_FUNCTION_INFO_V1(event_store_stream_hash);
 PG_FUNCTION_INFO_V1(event_store_consumer_group_member);
 PG_FUNCTION_INFO_V1(event_store_check_category);
+PG_FUNCTION_INFO_V1(event_store_check_stream);
 
 /* Seed of the stream hash: part of the on-disk contract, never change it. */
 #define ES_STREAM_HASH_SEED		UINT64CONST(0x6576656e7473)
@@ -61,6 +62,17 @@ es_checked_stream_arg(FunctionCallInfo fcinfo, int argno)
 	stream = PG_GETARG_TEXT_PP(argno);
 	es_check_stream_name(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream));
 	return stream;
+}
+
+/*
+ * check_stream(stream): the checks of a stream name argument, for the SQL
+ * functions that take one.
+ */
+Datum
+event_store_check_stream(PG_FUNCTION_ARGS)
+{
+	(void) es_checked_stream_arg(fcinfo, 0);
+	PG_RETURN_VOID();
 }
 
 /*

@@ -68,6 +68,13 @@ $$;
 COMMENT ON FUNCTION event_store.set_stream_metadata(text, bigint, interval, bigint) IS
 	'Set the retention of a stream (max_count, max_age, truncate_before); NULL clears a limit.';
 
+-- Internal helper, never granted: the checks of a stream name argument
+-- (src/stream.c): NULL, empty and too long names are refused.
+CREATE FUNCTION event_store.check_stream(stream text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'event_store_check_stream'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
 -- A stream's retention and soft deletion: one row, NULL limits when none.
 CREATE FUNCTION event_store.stream_metadata(stream text)
 RETURNS TABLE (max_count bigint, max_age interval, truncate_before bigint,
@@ -76,10 +83,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF stream IS NULL THEN
-		RAISE EXCEPTION 'stream name must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
+	PERFORM event_store.check_stream(stream);
 	RETURN QUERY
 	SELECT s.max_count, s.max_age, s.truncate_before,
 		   nullif(s.deleted_before, 0)

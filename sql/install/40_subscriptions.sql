@@ -121,6 +121,33 @@ BEGIN
 END
 $$;
 
+-- Internal helper, never granted: refuse to start a subscription beyond
+-- the feed head (one above it is the next event): the events below the
+-- start, still to be written, would be skipped.  Where the feed cannot be
+-- read (a logical replica) there is no head to compare with.
+CREATE FUNCTION event_store.check_start_position(from_position bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	head bigint;
+BEGIN
+	IF from_position > 1 AND event_store.feed_state() = 'primary' THEN
+		head := event_store.feed_head();
+		IF from_position > head + 1 THEN
+			RAISE EXCEPTION 'from_position % is beyond the feed head %', from_position, head
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = CASE WHEN from_position - 1 = head + 1
+							   THEN format('The event at position %s would be skipped when it is written.', head + 1)
+							   ELSE format('The events at positions %s to %s would be skipped when they are written.',
+										   head + 1, from_position - 1) END,
+					  HINT = 'Start at most one above feed_head().';
+		END IF;
+	END IF;
+END
+$$;
+
 CREATE FUNCTION event_store.subscription_create(
 	subscription text,
 	category text DEFAULT NULL,
@@ -165,6 +192,7 @@ BEGIN
 	-- NULL: only events after the current head.
 	checkpoint := CASE WHEN from_position IS NULL THEN event_store.feed_head()
 					   ELSE greatest(from_position - 1, 0) END;
+	PERFORM event_store.check_start_position(from_position);
 
 	INSERT INTO event_store.subscriptions AS s
 		(name, category, group_size, event_types, stream_prefix)
@@ -184,9 +212,11 @@ BEGIN
 		IF if_not_exists THEN
 			RAISE EXCEPTION 'subscription "%" already exists with another definition', subscription
 				USING ERRCODE = 'duplicate_object',
-					  DETAIL = format('It has category %s and a consumer group of size %s.',
+					  DETAIL = format('It has category %s, a consumer group of size %s, event types %s and stream prefix %s.',
 									  coalesce(quote_literal(existing.category), 'NULL'),
-									  existing.group_size);
+									  existing.group_size,
+									  coalesce(quote_literal(existing.event_types::text), 'NULL'),
+									  coalesce(quote_literal(existing.stream_prefix), 'NULL'));
 		END IF;
 		RAISE EXCEPTION 'subscription "%" already exists', subscription
 			USING ERRCODE = 'duplicate_object';
@@ -277,6 +307,7 @@ BEGIN
 		RAISE EXCEPTION 'from_position must not be negative'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	PERFORM event_store.check_start_position(from_position);
 	PERFORM FROM event_store.subscription_checkpoints AS c
 	WHERE c.subscription = sub.name
 	ORDER BY c.member

@@ -137,6 +137,10 @@ COMMENT ON FUNCTION event_store.events_loaded() IS
 	'Internal: trigger that resets the feed''s counter when rows enter the log without append.';
 COMMENT ON FUNCTION event_store.check_subscription_name(text) IS
 	'Internal: raises the error for a bad subscription name.';
+COMMENT ON FUNCTION event_store.check_start_position(bigint) IS
+	'Internal: raises the error for a subscription start beyond the feed head.';
+COMMENT ON FUNCTION event_store.check_stream(text) IS
+	'Internal: raises the error for a NULL, empty or too long stream name.';
 COMMENT ON FUNCTION event_store.find_subscription(text) IS
 	'Internal: the row of a subscription, or the error for one that does not exist.';
 COMMENT ON FUNCTION event_store.check_member(event_store.subscriptions, integer) IS
