@@ -867,6 +867,7 @@ static TimestampTz
 next_due(void)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext outer = CurrentMemoryContext;
 	volatile TimestampTz due = 0;
 	volatile bool ok = false;
 
@@ -891,7 +892,8 @@ next_due(void)
 	}
 	PG_CATCH();
 	{
-		step_failed(CurrentMemoryContext, "next due message");
+		/* Not the error's context: the abort of the step frees that one. */
+		step_failed(outer, "next due message");
 	}
 	PG_END_TRY();
 	/* Could not tell: look again after the naptime. */
