@@ -15,7 +15,9 @@
  * TABLESPACE and for CREATE DATABASE with the database as its template.
  * ALTER EXTENSION event_store UPDATE takes the extension's lock before it
  * runs, as DROP EXTENSION does, so that the relay and the callers, which
- * take that lock first, wait for it instead of deadlocking with it.
+ * take that lock first, wait for it instead of deadlocking with it.  And
+ * CREATE EXTENSION of an earlier version, whose script does not check the
+ * extension's schema, is refused into a schema that exists already.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +25,7 @@
 
 #include <signal.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -189,6 +192,49 @@ database_needed_alone(Node *parsetree, bool *drop)
 }
 
 /*
+ * CREATE EXTENSION event_store VERSION '<older version>' into a schema
+ * event_store that exists already.  The current install script refuses a
+ * schema that someone else owns, may create objects in, or holds objects
+ * in (sql/install/10_schema.sql); the scripts of earlier versions check
+ * nothing.  So an earlier version is installed only into the schema that
+ * CREATE EXTENSION makes for it.
+ */
+static void
+refuse_old_version_in_existing_schema(Node *parsetree)
+{
+	CreateExtensionStmt *stmt;
+	const char *version = NULL;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, CreateExtensionStmt))
+		return;
+	stmt = (CreateExtensionStmt *) parsetree;
+	if (strcmp(stmt->extname, ES_EXTENSION_NAME) != 0)
+		return;
+	foreach(lc, stmt->options)
+	{
+		DefElem    *option = lfirst(lc);
+
+		if (strcmp(option->defname, "new_version") == 0)
+			version = defGetString(option);
+	}
+	if (version == NULL || strcmp(version, ES_EXTENSION_VERSION) == 0)
+		return;
+	if (stmt->if_not_exists && OidIsValid(get_extension_oid(ES_EXTENSION_NAME, true)))
+		return;
+	if (!OidIsValid(get_namespace_oid(ES_SCHEMA, true)))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("version \"%s\" of extension \"%s\" cannot be installed into the existing schema \"%s\"",
+					version, ES_EXTENSION_NAME, ES_SCHEMA),
+			 errdetail("The install script of version \"%s\" does not check who owns the schema or may create objects in it.",
+					   version),
+			 errhint("Install version \"%s\" and check the schema as it does, or drop schema \"%s\" so that CREATE EXTENSION creates it.",
+					 ES_EXTENSION_VERSION, ES_SCHEMA)));
+}
+
+/*
  * ALTER EXTENSION event_store UPDATE: take the extension's lock first, as
  * DROP EXTENSION does, before the update script locks the tables.
  */
@@ -218,6 +264,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	volatile bool drop;			/* read after PG_TRY */
 	bool		entry_made;
 
+	refuse_old_version_in_existing_schema(pstmt->utilityStmt);
 	lock_extension_for_update(pstmt->utilityStmt);
 	if (es_shmem_available())
 		dboid = database_needed_alone(pstmt->utilityStmt, &dropping);

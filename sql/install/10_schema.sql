@@ -55,7 +55,28 @@ BEGIN
 		  FROM pg_catalog.pg_type AS t WHERE t.typnamespace = nsp
 		  UNION ALL
 		  SELECT 'operator', o.oprname::text, o.oprowner
-		  FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace = nsp) AS o
+		  FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace = nsp
+		  UNION ALL
+		  SELECT 'operator class', c.opcname::text, c.opcowner
+		  FROM pg_catalog.pg_opclass AS c WHERE c.opcnamespace = nsp
+		  UNION ALL
+		  SELECT 'operator family', f.opfname::text, f.opfowner
+		  FROM pg_catalog.pg_opfamily AS f WHERE f.opfnamespace = nsp
+		  UNION ALL
+		  SELECT 'collation', c.collname::text, c.collowner
+		  FROM pg_catalog.pg_collation AS c WHERE c.collnamespace = nsp
+		  UNION ALL
+		  SELECT 'conversion', c.conname::text, c.conowner
+		  FROM pg_catalog.pg_conversion AS c WHERE c.connamespace = nsp
+		  UNION ALL
+		  SELECT 'statistics object', s.stxname::text, s.stxowner
+		  FROM pg_catalog.pg_statistic_ext AS s WHERE s.stxnamespace = nsp
+		  UNION ALL
+		  SELECT 'text search configuration', c.cfgname::text, c.cfgowner
+		  FROM pg_catalog.pg_ts_config AS c WHERE c.cfgnamespace = nsp
+		  UNION ALL
+		  SELECT 'text search dictionary', d.dictname::text, d.dictowner
+		  FROM pg_catalog.pg_ts_dict AS d WHERE d.dictnamespace = nsp) AS o
 	JOIN pg_catalog.pg_roles AS r ON r.oid = o.owner
 	WHERE NOT r.rolsuper
 	LIMIT 1;

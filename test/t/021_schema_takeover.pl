@@ -95,7 +95,9 @@ like(
 	qr/ERROR:  42501: schema "event_store" grants CREATE to roles that are not superusers\n.*DETAIL:  It grants CREATE to mallory\./s,
 	'a schema others may create objects in is refused');
 as_mallory('shop2',
-	q{CREATE FUNCTION event_store.category(text) RETURNS text LANGUAGE sql AS 'SELECT $1';});
+	q{CREATE FUNCTION event_store.category(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+	  CREATE COLLATION event_store.mine (locale = 'C');
+	  CREATE TEXT SEARCH CONFIGURATION event_store.mine (COPY = simple);});
 $node->safe_psql('shop2', 'REVOKE CREATE ON SCHEMA event_store FROM mallory;');
 ($ret, $stdout, $stderr) = $node->psql('shop2',
 	"\\set VERBOSITY verbose\nCREATE EXTENSION event_store;");
@@ -104,8 +106,25 @@ like(
 	qr/ERROR:  42501: schema "event_store" holds function "category" owned by a role that is not a superuser/,
 	'a schema holding another role\'s objects is refused');
 
-# A schema a superuser created beforehand, as pg_restore does, is fine.
+# Every kind of object counts, not only relations, functions, types and
+# operators.
 $node->safe_psql('shop2', 'DROP FUNCTION event_store.category(text);');
+($ret, $stdout, $stderr) = $node->psql('shop2',
+	"\\set VERBOSITY verbose\nCREATE EXTENSION event_store;");
+like(
+	$stderr,
+	qr/ERROR:  42501: schema "event_store" holds collation "mine" owned by a role that is not a superuser/,
+	'a schema holding another role\'s collation is refused');
+$node->safe_psql('shop2', 'DROP COLLATION event_store.mine;');
+($ret, $stdout, $stderr) = $node->psql('shop2',
+	"\\set VERBOSITY verbose\nCREATE EXTENSION event_store;");
+like(
+	$stderr,
+	qr/ERROR:  42501: schema "event_store" holds text search configuration "mine" owned by a role that is not a superuser/,
+	'a schema holding another role\'s text search configuration is refused');
+$node->safe_psql('shop2', 'DROP TEXT SEARCH CONFIGURATION event_store.mine;');
+
+# A schema a superuser created beforehand, as pg_restore does, is fine.
 $node->safe_psql('shop2', 'CREATE EXTENSION event_store;');
 is($node->safe_psql('shop2', q{SELECT extversion FROM pg_extension WHERE extname = 'event_store'}),
 	'0.2', 'a schema created by a superuser is accepted');
@@ -167,5 +186,32 @@ as_mallory('shop2', q{
 	q{SELECT payload FROM es_renamed.outbox_claim('t');});
 is($stdout, '{"real": true}', 'the claim takes the message of the extension\'s own outbox');
 is(is_superuser(), 'f', 'the planted functions did not run as superuser');
+
+# With the library preloaded, as the relay needs, an earlier version, whose
+# script checks nothing, is not installed into a schema that exists
+# already, whoever owns it; into the schema CREATE EXTENSION makes, it is.
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'event_store'");
+$node->restart;
+$node->safe_psql('postgres', 'CREATE DATABASE shop4 OWNER mallory;');
+as_mallory('shop4', 'CREATE SCHEMA event_store;');
+($ret, $stdout, $stderr) = $node->psql('shop4',
+	"\\set VERBOSITY verbose\nCREATE EXTENSION event_store VERSION '0.1';");
+like(
+	$stderr,
+	qr/ERROR:  42501: version "0\.1" of extension "event_store" cannot be installed into the existing schema "event_store"/,
+	'version 0.1 is refused into a schema the database owner made');
+$node->safe_psql('shop4', q{
+	ALTER SCHEMA event_store OWNER TO CURRENT_USER;
+	REVOKE ALL ON SCHEMA event_store FROM mallory;
+});
+($ret, $stdout, $stderr) = $node->psql('shop4', "CREATE EXTENSION event_store VERSION '0.1';");
+like($stderr, qr/cannot be installed into the existing schema/,
+	'and into one a superuser made');
+$node->safe_psql('shop4', q{
+	DROP SCHEMA event_store;
+	CREATE EXTENSION event_store VERSION '0.1';
+});
+is($node->safe_psql('shop4', q{SELECT extversion FROM pg_extension WHERE extname = 'event_store'}),
+	'0.1', 'version 0.1 installs into the schema CREATE EXTENSION makes');
 
 done_testing();
