@@ -769,6 +769,23 @@ COMMENT ON FUNCTION event_store.relay_pause(text) IS
 	'Pauses the relay of a topic; its messages stay in the outbox.';
 COMMENT ON FUNCTION event_store.relay_resume(text) IS
 	'Resumes the relay of a paused topic.';
+-- relay_fetch: NULL once the copy is older than relay_reference_ttl, even
+-- before a worker deletes it.
+CREATE OR REPLACE FUNCTION event_store.relay_fetch(id bigint)
+RETURNS event_store.outbox_message
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- The workers delete expired copies from time to time; until then the
+	-- age decides.  Without the library loaded the setting is unknown: its
+	-- default.
+	SELECT p.id, p.topic, p.key, p.payload, p.headers, 1, p.created_at, NULL::uuid
+	FROM event_store.relay_parked AS p
+	WHERE p.id = relay_fetch.id
+	  AND p.parked_at > now() - coalesce(current_setting('event_store.relay_reference_ttl', true),
+										 '1h')::interval
+$$;
+
 COMMENT ON FUNCTION event_store.relay_fetch(bigint) IS
 	'Returns the payload and headers of a message published as a reference.';
 COMMENT ON FUNCTION event_store.relay_worker_status() IS

@@ -52,6 +52,16 @@ SELECT wait_for($$NOT EXISTS (SELECT FROM event_store.outbox WHERE topic = 'orde
 SELECT id = :big_id AS same_id, topic, length(payload->>'big') AS size
 FROM event_store.relay_fetch(:big_id);
 SELECT (event_store.relay_fetch(424242)).id IS NULL AS unknown_is_null;
+-- A copy older than event_store.relay_reference_ttl (an hour) is gone,
+-- even before a worker deletes it (in one transaction, so that no worker
+-- deletes it meanwhile).
+BEGIN;
+UPDATE event_store.relay_parked SET parked_at = now() - interval '59 minutes' WHERE id = :big_id;
+SELECT (event_store.relay_fetch(:big_id)).id = :big_id AS still_there;
+UPDATE event_store.relay_parked SET parked_at = now() - interval '61 minutes' WHERE id = :big_id;
+SELECT (event_store.relay_fetch(:big_id)).id IS NULL AS expired;
+SELECT count(*) AS still_stored FROM event_store.relay_parked WHERE id = :big_id;
+COMMIT;
 
 -- A message of a topic routed for the purpose, sent and relayed twice, is
 -- proof that the relay has run a whole cycle since the messages before the

@@ -216,8 +216,14 @@ RETURNS event_store.outbox_message
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+	-- The workers delete expired copies from time to time; until then the
+	-- age decides.  Without the library loaded the setting is unknown: its
+	-- default.
 	SELECT p.id, p.topic, p.key, p.payload, p.headers, 1, p.created_at, NULL::uuid
-	FROM event_store.relay_parked AS p WHERE p.id = relay_fetch.id
+	FROM event_store.relay_parked AS p
+	WHERE p.id = relay_fetch.id
+	  AND p.parked_at > now() - coalesce(current_setting('event_store.relay_reference_ttl', true),
+										 '1h')::interval
 $$;
 
 CREATE FUNCTION event_store.relay_worker_status(
