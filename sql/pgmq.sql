@@ -173,7 +173,9 @@ AS $$ SELECT greatest(pg_catalog.make_interval(secs => coalesce($1, 0)), interva
 --------------------------------------------------------------------------
 
 -- The topic's settings: pgmq never gives up on a message (read_ct grows
--- without bound), so its attempts are not limited.
+-- without bound), so its attempts are not limited.  A topic that has
+-- settings already keeps them: they are an admin's (outbox_configure), and
+-- creating a queue is a writer's.
 CREATE FUNCTION pgmq._create(queue_name text, is_unlogged boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -185,7 +187,8 @@ BEGIN
 	INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
 	VALUES (_create.queue_name, false, coalesce(_create.is_unlogged, false))
 	ON CONFLICT ON CONSTRAINT meta_queue_name_key DO NOTHING;
-	IF FOUND THEN
+	IF FOUND AND NOT EXISTS (SELECT FROM event_store.outbox_topics AS t
+							 WHERE t.topic = _create.queue_name) THEN
 		PERFORM event_store.outbox_configure(queue_name, max_attempts => 2147483647);
 	END IF;
 END

@@ -97,6 +97,17 @@ like($stderr, qr/permission denied for function purge_queue/, 'a writer does not
 ($ret, $stdout, $stderr) = $node->psql('app', q{SELECT pgmq.send('jobs', '{}')},
 	extra_params => [ '-U', 'app_stranger' ]);
 like($stderr, qr/permission denied for schema pgmq/, 'a role without the event_store roles does nothing');
+# A writer who makes a queue of a topic an admin configured does not
+# change its settings (outbox_configure is an admin's).
+$node->safe_psql('app', q{SELECT event_store.outbox_configure('configured', max_attempts => 3)});
+$node->safe_psql('app', q{SELECT pgmq.create('configured')},
+	extra_params => [ '-U', 'app_writer' ]);
+is($node->safe_psql('app', q{SELECT max_attempts FROM event_store.outbox_topic_settings('configured')}),
+	'3', 'a queue made of a configured topic keeps its settings');
+$node->safe_psql('app', q{SELECT pgmq.create('unconfigured')},
+	extra_params => [ '-U', 'app_writer' ]);
+is($node->safe_psql('app', q{SELECT max_attempts FROM event_store.outbox_topic_settings('unconfigured')}),
+	'2147483647', 'a new queue never gives up on a message, as in pgmq');
 
 # pg_dump carries the queues and their archive (the messages are the
 # outbox's, which event_store itself dumps).
@@ -105,7 +116,7 @@ my $dump = "$npm/app.dump";
 $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ], 'pg_dump');
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
-is($node->safe_psql('restored', q{SELECT string_agg(queue_name, ',' ORDER BY queue_name) FROM pgmq.list_queues()}), 'bad,empty,jobs',
+is($node->safe_psql('restored', q{SELECT string_agg(queue_name, ',' ORDER BY queue_name) FROM pgmq.list_queues()}), 'bad,configured,empty,jobs,unconfigured',
 	'the queues are restored');
 is($node->safe_psql('restored', q{SELECT count(*) FROM pgmq.archived_messages}), '1',
 	'and the archive');
