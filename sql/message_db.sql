@@ -142,6 +142,15 @@ $$;
 -- data; the event store keeps a JSON null, which the read functions here
 -- return as NULL.  A value below -1 never matches,
 -- as in Message DB (append_event would read -2 as "must exist").
+-- The event store's append lock on a stream, which every writer of the
+-- stream takes, through this API or the event store's.  Internal: for
+-- write_message.
+CREATE FUNCTION message_store._lock_stream(stream_name varchar)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT event_store.lock_stream(stream_name) $$;
+
 CREATE FUNCTION message_store.write_message(
 	id varchar,
 	stream_name varchar,
@@ -156,10 +165,20 @@ DECLARE
 	stream_version bigint;
 BEGIN
 	IF write_message.expected_version IS NOT NULL THEN
-		PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('message_store.write_message'),
-												 pg_catalog.hashtext(write_message.stream_name));
+		-- Once the lock is ours, every other writer of the stream has
+		-- committed or rolled back: the version read is the latest (under
+		-- READ COMMITTED), and a write that lost a race gets Message DB's
+		-- error rather than the append's.
+		PERFORM message_store._lock_stream(write_message.stream_name);
 		stream_version := coalesce(event_store.stream_version(write_message.stream_name), -1);
-		IF write_message.expected_version <> stream_version THEN
+		-- A retry of a write that committed (its id is the stream's last
+		-- message, at the version the write was to give it) goes on to the
+		-- append, which returns that version without writing.
+		IF write_message.expected_version <> stream_version
+		   AND NOT (stream_version = write_message.expected_version + 1
+					AND EXISTS (SELECT FROM event_store.read_stream(write_message.stream_name,
+																   stream_version, 1) AS e
+								WHERE e.id::text = pg_catalog.lower(write_message.id))) THEN
 			RAISE EXCEPTION 'Wrong expected version: % (Stream: %, Stream Version: %)',
 				write_message.expected_version, write_message.stream_name, stream_version;
 		END IF;
@@ -436,5 +455,6 @@ TO event_store_reader;
 
 GRANT EXECUTE ON FUNCTION
 	message_store.acquire_lock(varchar),
+	message_store._lock_stream(varchar),
 	message_store.write_message(varchar, varchar, varchar, jsonb, jsonb, bigint)
 TO event_store_writer;
