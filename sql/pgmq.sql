@@ -88,7 +88,11 @@ SELECT pg_catalog.pg_extension_config_dump('pgmq.meta', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmq.archived_messages', '');
 
 REVOKE ALL ON pgmq.meta, pgmq.archived_messages FROM PUBLIC;
-GRANT SELECT ON pgmq.meta, pgmq.archived_messages TO event_store_reader;
+GRANT SELECT ON pgmq.meta TO event_store_reader;
+-- Archived messages keep their payloads: those who may read messages
+-- (writers, who read queues) may read them, not readers, who may not read
+-- the outbox either.
+GRANT SELECT ON pgmq.archived_messages TO event_store_writer;
 
 CREATE TYPE pgmq.message_record AS (
 	msg_id		bigint,

@@ -97,6 +97,18 @@ like($stderr, qr/permission denied for function purge_queue/, 'a writer does not
 ($ret, $stdout, $stderr) = $node->psql('app', q{SELECT pgmq.send('jobs', '{}')},
 	extra_params => [ '-U', 'app_stranger' ]);
 like($stderr, qr/permission denied for schema pgmq/, 'a role without the event_store roles does nothing');
+# The archive keeps payloads: writers read it, readers do not.
+$node->safe_psql('app', q{CREATE ROLE app_reader LOGIN IN ROLE event_store_reader});
+($ret, $stdout, $stderr) = $node->psql('app', q{SELECT count(*) FROM pgmq.archived_messages},
+	extra_params => [ '-U', 'app_reader' ]);
+like($stderr, qr/permission denied for table archived_messages/, 'a reader does not read archived payloads');
+is($node->safe_psql('app', q{SELECT count(*) >= 0 FROM pgmq.archived_messages},
+		extra_params => [ '-U', 'app_writer' ]),
+	't', 'a writer does');
+is($node->safe_psql('app', q{SELECT queue_length >= 0 FROM pgmq.metrics('jobs')},
+		extra_params => [ '-U', 'app_reader' ]),
+	't', 'a reader reads metrics');
+
 # A writer who makes a queue of a topic an admin configured does not
 # change its settings (outbox_configure is an admin's).
 $node->safe_psql('app', q{SELECT event_store.outbox_configure('configured', max_attempts => 3)});
