@@ -328,8 +328,9 @@ BEGIN
 	IF remaining = -1 THEN
 		remaining := NULL;
 	END IF;
-	-- No stream has the empty category's name before a '-' that
-	-- read_category accepts; Message DB finds nothing either.
+	-- read_category refuses the empty category, which only streams whose
+	-- names start with '-' are in: none are returned (Message DB returns
+	-- them; README lists the difference).
 	IF get_category_messages.category = '' OR remaining = 0 THEN
 		RETURN;
 	END IF;
