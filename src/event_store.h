@@ -445,6 +445,7 @@ extern PGDLLEXPORT void es_relay_main(Datum main_arg);
 /* relay_state.c: the relay's entries in shared memory, their states */
 extern EsRelayDatabase *es_relay_database(Oid dboid);
 extern EsRelayDatabase *es_relay_database_add(Oid dboid);
+extern bool es_relay_database_room(void);
 
 /* feed_announce.c: NOTIFY when the feed moves */
 extern int	es_announce_feed(bool known, int64 announced,

@@ -77,6 +77,8 @@ typedef struct KnownDatabase
 	bool		seen;			/* in the last read of pg_database */
 	bool		listed;			/* connectable and in event_store.databases */
 	bool		checked;		/* a worker looked (or it has an entry) */
+	bool		has_extension;	/* it had an entry: the extension is there */
+	bool		look_wanted;	/* a look at it waits for a free worker */
 	char		name[NAMEDATALEN];
 } KnownDatabase;
 
@@ -174,7 +176,11 @@ read_databases(void)
 
 		known = hash_search(known_databases, &db->oid, HASH_ENTER, &found);
 		if (!found)
+		{
 			known->checked = false;
+			known->has_extension = false;
+			known->look_wanted = false;
+		}
 		known->seen = true;
 		known->listed = db->datallowconn && !db->datistemplate &&
 			es_database_is_listed(NameStr(db->datname));
@@ -311,7 +317,11 @@ reap_workers(TimestampTz now)
 			EsRelayDatabase *db = es_relay_database(slot->dboid);
 
 			if (known != NULL)
+			{
 				known->checked = true;
+				if (slot->no_extension)
+					known->has_extension = false;
+			}
 			if (db != NULL && db->worker == i)
 			{
 				/* It died before it could say so itself. */
@@ -356,7 +366,10 @@ launcher_pass(bool rescan)
 			continue;
 		known = hash_search(known_databases, &db->dboid, HASH_FIND, NULL);
 		if (known != NULL)
+		{
 			known->checked = true;
+			known->has_extension = true;
+		}
 		/* (An entry with work pending may be newer than the read.) */
 		if (rescan && (known == NULL || !known->listed) &&
 			db->worker < 0 && !db->stop_requested &&
@@ -426,13 +439,21 @@ launcher_pass(bool rescan)
 		}
 	}
 
-	/* Databases never looked at: does the extension live there? */
+	/*
+	 * Databases never looked at: does the extension live there?  And, at
+	 * each rescan, databases with the extension whose entry went to another
+	 * database (relay_state.c): a wake-up that found no entry free, and
+	 * their delayed messages and scavenging, wait for that look.
+	 */
 	hash_seq_init(&status, known_databases);
 	while ((known = hash_seq_search(&status)) != NULL)
 	{
 		bool		running = false;
 
-		if (known->checked || !known->listed)
+		if (!known->listed)
+			continue;
+		if (known->checked && !known->look_wanted &&
+			!(rescan && known->has_extension))
 			continue;
 		for (int i = 0; i < es_shared->max_relay_workers; i++)
 		{
@@ -440,9 +461,18 @@ launcher_pass(bool rescan)
 				running = true;
 		}
 		if (running || es_relay_database(known->dboid) != NULL)
+		{
+			known->look_wanted = false;
 			continue;
+		}
 		if (start_worker(known->dboid) < 0)
+		{
+			/* No worker free: look again at the next pass, not the next rescan. */
+			known->look_wanted = true;
 			waiting++;
+		}
+		else
+			known->look_wanted = false;
 	}
 
 	/* What still waits: busy workers give way as soon as they are idle. */

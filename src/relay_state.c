@@ -70,19 +70,73 @@ es_relay_database(Oid dboid)
 }
 
 /*
- * A new entry for a database, or NULL when none is free.  Caller holds
- * relay_lock exclusively.  Until a worker has looked, the database is
- * assumed to have routes and subscriptions.
+ * An entry to give to another database when none is free: the one of an
+ * idle database (no worker, nothing pending, not being dropped), the one
+ * whose worker left longest ago, a database whose last worker failed only
+ * when there is no other.  Its database loses nothing it needs: a commit
+ * there takes an entry again, and the launcher starts a worker for every
+ * database with the extension that has no entry (launcher.c), which looks
+ * at its delayed messages and its scavenging.  NULL when every entry is in
+ * use.  Caller holds relay_lock.
  */
-EsRelayDatabase *
-es_relay_database_add(Oid dboid)
+static EsRelayDatabase *
+reclaimable_entry(void)
 {
+	EsRelayDatabase *best = NULL;
+
 	for (int i = 0; i < es_shared->max_relay_databases; i++)
 	{
 		EsRelayDatabase *db = &es_relay_databases[i];
 
-		if (db->dboid != InvalidOid)
+		if (db->dboid == InvalidOid || db->worker >= 0 || db->stop_requested ||
+			pg_atomic_read_u32(&db->pending) != 0)
 			continue;
+		if (best == NULL ||
+			(best->failed && !db->failed) ||
+			(best->failed == db->failed && db->exited_at < best->exited_at))
+			best = db;
+	}
+	return best;
+}
+
+/*
+ * Whether a database that has no entry can get one.  Caller holds
+ * relay_lock.
+ */
+bool
+es_relay_database_room(void)
+{
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		if (es_relay_databases[i].dboid == InvalidOid)
+			return true;
+	}
+	return reclaimable_entry() != NULL;
+}
+
+/*
+ * A new entry for a database: a free one, else the entry of an idle
+ * database (reclaimable_entry); NULL when every entry is in use.  Caller
+ * holds relay_lock exclusively.  Until a worker has looked, the database
+ * is assumed to have routes and subscriptions.
+ */
+EsRelayDatabase *
+es_relay_database_add(Oid dboid)
+{
+	EsRelayDatabase *db = NULL;
+
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		if (es_relay_databases[i].dboid == InvalidOid)
+		{
+			db = &es_relay_databases[i];
+			break;
+		}
+	}
+	if (db == NULL)
+		db = reclaimable_entry();
+	if (db != NULL)
+	{
 		memset((char *) db + offsetof(EsRelayDatabase, worker), 0,
 			   sizeof(EsRelayDatabase) - offsetof(EsRelayDatabase, worker));
 		db->dboid = dboid;
@@ -92,9 +146,8 @@ es_relay_database_add(Oid dboid)
 		db->routed_topics.all = true;
 		db->has_subscriptions = true;
 		pg_atomic_write_u32(&db->pending, 0);
-		return db;
 	}
-	return NULL;
+	return db;
 }
 
 /*
@@ -116,7 +169,6 @@ event_store_relay_check(PG_FUNCTION_ARGS)
 	pid_t		launcher_pid;
 	bool		start_failed;
 	bool		no_room;
-	int			busy = 0;
 
 	if (!es_shmem_available())
 	{
@@ -130,16 +182,8 @@ event_store_relay_check(PG_FUNCTION_ARGS)
 	launcher_pid = es_shared->launcher_pid;
 	start_failed = es_shared->start_failed_at != 0 &&
 		!TimestampDifferenceExceeds(es_shared->start_failed_at, GetCurrentTimestamp(), 60000);
-	no_room = (es_relay_database(MyDatabaseId) == NULL);
-	if (no_room)
-	{
-		for (int i = 0; i < es_shared->max_relay_databases; i++)
-		{
-			if (es_relay_databases[i].dboid != InvalidOid)
-				busy++;
-		}
-		no_room = (busy >= es_shared->max_relay_databases);
-	}
+	no_room = (es_relay_database(MyDatabaseId) == NULL &&
+			   !es_relay_database_room());
 	LWLockRelease(es_shared->relay_lock);
 
 	if (launcher_pid == 0)
