@@ -100,41 +100,41 @@ reclaimable_entry(void)
 }
 
 /*
+ * The entry a database without one would get: a free one, else the entry
+ * of an idle database (reclaimable_entry); NULL when every entry is in use.
+ * Caller holds relay_lock.
+ */
+static EsRelayDatabase *
+entry_to_take(void)
+{
+	for (int i = 0; i < es_shared->max_relay_databases; i++)
+	{
+		if (es_relay_databases[i].dboid == InvalidOid)
+			return &es_relay_databases[i];
+	}
+	return reclaimable_entry();
+}
+
+/*
  * Whether a database that has no entry can get one.  Caller holds
  * relay_lock.
  */
 bool
 es_relay_database_room(void)
 {
-	for (int i = 0; i < es_shared->max_relay_databases; i++)
-	{
-		if (es_relay_databases[i].dboid == InvalidOid)
-			return true;
-	}
-	return reclaimable_entry() != NULL;
+	return entry_to_take() != NULL;
 }
 
 /*
- * A new entry for a database: a free one, else the entry of an idle
- * database (reclaimable_entry); NULL when every entry is in use.  Caller
- * holds relay_lock exclusively.  Until a worker has looked, the database
- * is assumed to have routes and subscriptions.
+ * A new entry for a database (entry_to_take), or NULL when every entry is
+ * in use.  Caller holds relay_lock exclusively.  Until a worker has looked,
+ * the database is assumed to have routes and subscriptions.
  */
 EsRelayDatabase *
 es_relay_database_add(Oid dboid)
 {
-	EsRelayDatabase *db = NULL;
+	EsRelayDatabase *db = entry_to_take();
 
-	for (int i = 0; i < es_shared->max_relay_databases; i++)
-	{
-		if (es_relay_databases[i].dboid == InvalidOid)
-		{
-			db = &es_relay_databases[i];
-			break;
-		}
-	}
-	if (db == NULL)
-		db = reclaimable_entry();
 	if (db != NULL)
 	{
 		memset((char *) db + offsetof(EsRelayDatabase, worker), 0,
